@@ -1,0 +1,99 @@
+package config
+
+import "time"
+
+// Config is one immutable snapshot of the configuration. Nothing mutates a
+// Config after Load returns it; a reload builds a new one.
+type Config struct {
+	Log       Log                  `yaml:"log"`
+	Admin     Admin                `yaml:"admin"`
+	Store     Store                `yaml:"store"`
+	Providers map[string]*Provider `yaml:"providers"`
+	Servers   []Server             `yaml:"servers"`
+	Accounts  []Account            `yaml:"accounts"`
+
+	// Path is the file the configuration was loaded from ("" when parsed from bytes).
+	Path string `yaml:"-"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error (default info)
+	Format string `yaml:"format"` // text | json (default text)
+	Trace  bool   `yaml:"trace"`  // protocol traces (redacted) at debug level
+}
+
+// Admin configures the admin HTTP endpoint (/healthz, /readyz, /metrics).
+type Admin struct {
+	Listen string `yaml:"listen"` // empty: disabled
+}
+
+// Store configures the encrypted token store.
+type Store struct {
+	Path string `yaml:"path"`
+	Key  Secret `yaml:"key"` // 32 bytes, base64 or hex; usually ${file:...}
+	// KeyFile is the file named by a ${file:PATH} reference in key, so the
+	// key can be created (mode 0600) when it does not exist yet.
+	KeyFile string `yaml:"-"`
+}
+
+// Provider is an OAuth 2.0 identity provider (an app registration).
+type Provider struct {
+	Name         string   `yaml:"-"`             // the key in providers:
+	Type         string   `yaml:"type"`          // microsoft | google | custom
+	Tenant       string   `yaml:"tenant"`        // microsoft: GUID, domain, organizations, common, consumers
+	ClientID     string   `yaml:"client_id"`     //
+	ClientSecret Secret   `yaml:"client_secret"` // empty: public client
+	Flow         string   `yaml:"flow"`          // authcode | device | client_credentials
+	Authority    string   `yaml:"authority"`     // microsoft: default https://login.microsoftonline.com
+	AuthURL      string   `yaml:"auth_url"`      // filled from the preset unless set
+	TokenURL     string   `yaml:"token_url"`     // filled from the preset unless set
+	DeviceURL    string   `yaml:"device_url"`    // filled from the preset unless set
+	Scopes       []string `yaml:"scopes"`        // filled from the preset unless set
+	// Upstreams are the default upstream host:port per protocol (imap, pop3, smtp).
+	Upstreams map[string]string `yaml:"upstreams"`
+}
+
+// Server is one local listener and the upstream it relays to.
+type Server struct {
+	Protocol    string `yaml:"protocol"`     // imap | pop3 | smtp
+	Listen      string `yaml:"listen"`       // host:port
+	Upstream    string `yaml:"upstream"`     // host:port; default from the account's provider
+	UpstreamTLS string `yaml:"upstream_tls"` // implicit | starttls; default by port (587: starttls)
+	CAFile      string `yaml:"ca_file"`      // extra CA for the upstream certificate
+	// MaxConnections bounds concurrent client connections (default 1000).
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout ends a relayed session after this long without traffic
+	// (default 31m so IMAP IDLE survives).
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxUpstreamPerIdentity bounds concurrent upstream sessions per identity
+	// (SMTP default 3, Exchange's limit; others default 20).
+	MaxUpstreamPerIdentity int          `yaml:"max_upstream_per_identity"`
+	TLS                    *ListenerTLS `yaml:"tls"`
+	// Line is the line of this entry in the file, for messages.
+	Line int `yaml:"-"`
+}
+
+// ListenerTLS configures TLS towards local clients.
+type ListenerTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	Mode string `yaml:"mode"` // starttls | implicit
+}
+
+// Account maps a local login to an OAuth identity and mailbox.
+type Account struct {
+	Login        string `yaml:"login"`
+	PasswordHash Secret `yaml:"password_hash"` // argon2id PHC string
+	Identity     string `yaml:"identity"`      // whose token; the store key
+	Mailbox      string `yaml:"mailbox"`       // IMAP/POP3 user=; default identity
+	Provider     string `yaml:"provider"`      // key in providers:
+	Line         int    `yaml:"-"`
+}
+
+// Duration is a time.Duration written with units in YAML ("30s", "31m").
+type Duration time.Duration
+
+// Secret is a string that never prints: String, GoString and LogValue give
+// "***". Reveal returns the value for the one place that needs it.
+type Secret string
