@@ -24,7 +24,7 @@ func Connect[T any](ctx context.Context, g *Gateway, acct Account, login LoginFu
 		if err != nil {
 			return zero, err
 		}
-		v, err := login(ctx, conn, acct, tok)
+		v, err := login(ctx, conn, d, acct, tok)
 		if err == nil {
 			return v, nil
 		}

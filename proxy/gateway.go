@@ -58,6 +58,7 @@ type Gateway struct {
 
 // LoginFunc speaks one protocol's XOAUTH2 login on a freshly dialled upstream
 // connection and returns the front's state for the session (typically the
-// connection and its buffered reader). It must wrap ErrUpstreamRejected when
-// the upstream refused the token, and close conn on any error.
-type LoginFunc[T any] func(ctx context.Context, conn net.Conn, acct Account, token string) (T, error)
+// connection and its buffered reader). d is the dialer that made conn (for
+// StartTLS in starttls mode). It must wrap ErrUpstreamRejected when the
+// upstream refused the token, and close conn on any error.
+type LoginFunc[T any] func(ctx context.Context, conn net.Conn, d *Dialer, acct Account, token string) (T, error)
