@@ -1,0 +1,119 @@
+package pop3front
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/xoauthd/xoauthd/proxy"
+	"github.com/xoauthd/xoauthd/tokens"
+)
+
+// Replies to a login attempt (RFC 3206 response codes). The text is generic:
+// it never says whether the login exists or what went wrong upstream.
+const (
+	replyLoggedIn   = "+OK Logged in.\r\n"
+	replyAuthFailed = "-ERR [AUTH] Authentication failed.\r\n"
+	replyThrottled  = "-ERR [SYS/TEMP] Too many failed logins, try again later.\r\n"
+	replyTemporary  = "-ERR [SYS/TEMP] Temporary failure, try again later.\r\n"
+)
+
+// fixUpstreamRejected is logged when the upstream refused a fresh token.
+const fixUpstreamRejected = "check that the token was granted the POP scope " +
+	"(https://outlook.office.com/POP.AccessAsUser.All for Microsoft), that POP is " +
+	"enabled for the mailbox (Set-CASMailbox -PopEnabled $true) and that the account's " +
+	"mailbox is the identity's own or one it has FullAccess to"
+
+// login checks the local credentials, logs in upstream and, on success,
+// relays the session until it ends. It reports whether the session is over.
+// Everything from here to the relay is bounded by the pre-auth deadline.
+func (s *session) login(ctx context.Context, mech, login, password string) (done bool) {
+	lctx, cancel := context.WithDeadline(ctx, s.deadline)
+	defer cancel()
+	gw := s.srv.opts.Gateway
+	acct, err := gw.Auth.Authenticate(lctx, login, password, s.conn.Remote)
+	if err != nil {
+		s.loginFailed(mech, login, proxy.Account{}, err)
+		return s.writeErr != nil
+	}
+	up, err := proxy.Connect(lctx, gw, acct, loginUpstream)
+	if err != nil {
+		s.loginFailed(mech, login, acct, err)
+		return s.writeErr != nil
+	}
+	defer func() { _ = up.conn.Close() }()
+	s.log = s.log.With("login", login, "identity", acct.Identity)
+	s.log.Info("login", "result", "success", "mech", mech, "mailbox", acct.Mailbox)
+	s.relay(ctx, up)
+	return true
+}
+
+// relay tells the client it is logged in and pumps bytes until the session
+// ends. The client's pipelined commands after PASS or AUTH are still in s.r;
+// proxy.Relay sends them upstream first.
+func (s *session) relay(ctx context.Context, up *upstream) {
+	if !s.stopCancel() {
+		// ctx was cancelled after the login: the server is shutting down.
+		s.finalReply(replyShutdown)
+		return
+	}
+	s.write(replyLoggedIn)
+	if s.writeErr != nil {
+		return
+	}
+	if err := s.conn.SetDeadline(time.Time{}); err != nil {
+		s.log.Debug("clearing pre-auth deadline", "error", err)
+		return
+	}
+	proxy.Relay(ctx, s.log, s.conn.Conn, s.r, up.conn, up.r, s.srv.opts.IdleTimeout)
+}
+
+// loginFailed writes the audit line for a failed login and the client's
+// reply.
+func (s *session) loginFailed(mech, login string, acct proxy.Account, err error) {
+	f := classify(err)
+	args := []any{"result", f.result, "mech", mech, "login", login}
+	if acct.Identity != "" {
+		args = append(args, "identity", acct.Identity)
+	}
+	args = append(args, "reason", f.reason, "error", err)
+	var nl *tokens.NeedsLoginError
+	switch {
+	case errors.As(err, &nl):
+		args = append(args, "fix", nl.Fix)
+	case errors.Is(err, proxy.ErrUpstreamRejected):
+		args = append(args, "fix", fixUpstreamRejected)
+	}
+	s.log.Info("login", args...)
+	s.fail(f.reply)
+}
+
+// failure is how a failed login is answered and audited.
+type failure struct {
+	reply  string // to the client
+	result string // audit result: failure (the login was refused) or error
+	reason string // short cause for the audit line
+}
+
+// classify maps a login error to its reply: the credentials or the token are
+// not good ([AUTH], so the client asks its user) or something is down
+// ([SYS/TEMP], so it tries again later). Throttling is temporary: the client
+// should come back later, not ask for a new password.
+func classify(err error) failure {
+	switch {
+	case errors.Is(err, proxy.ErrBadCredentials):
+		return failure{replyAuthFailed, "failure", "invalid local credentials"}
+	case errors.Is(err, errAuthzid):
+		return failure{replyAuthFailed, "failure", "unsupported authorization identity"}
+	case errors.Is(err, proxy.ErrThrottled):
+		return failure{replyThrottled, "failure", "too many failed logins"}
+	case errors.Is(err, tokens.ErrNeedsLogin):
+		return failure{replyAuthFailed, "failure", "token needs a new login"}
+	case errors.Is(err, proxy.ErrUpstreamRejected):
+		return failure{replyAuthFailed, "failure", "upstream rejected a fresh token"}
+	case errors.Is(err, proxy.ErrUpstreamUnavailable):
+		return failure{replyTemporary, "error", "upstream unavailable"}
+	default:
+		return failure{replyTemporary, "error", "temporary failure"}
+	}
+}

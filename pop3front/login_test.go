@@ -1,0 +1,416 @@
+package pop3front
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/xoauthd/xoauthd/proxy"
+	"github.com/xoauthd/xoauthd/tokens"
+)
+
+// bigMessage returns a message of about size bytes with CRLF lines of
+// varying length, some starting with "." (dot-stuffed on the wire) and some
+// with 8-bit bytes.
+func bigMessage(size int) []byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var printable [2 * 95]byte
+	for i := range printable {
+		printable[i] = byte(' ' + i%95)
+	}
+	b := bytes.NewBufferString("Subject: big\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
+	for b.Len() < size {
+		off := rng.IntN(95)
+		line := printable[off : off+rng.IntN(95)]
+		switch rng.IntN(20) {
+		case 0:
+			line = append([]byte("."), line...)
+		case 1:
+			line = []byte(".")
+		case 2:
+			line = append(line, "grüße"...)
+		}
+		b.Write(line)
+		b.WriteString("\r\n")
+	}
+	return b.Bytes()
+}
+
+// login logs in as alice with USER/PASS.
+func (c *client) login() {
+	c.t.Helper()
+	c.cmd("USER alice", "+OK")
+	c.cmd("PASS "+alicePassword, "+OK Logged in.")
+}
+
+func TestRelayLargeMessageAndDelete(t *testing.T) {
+	h := newHarness(t)
+	big := bigMessage(10 << 20)
+	h.up.setDrop(&fakeMsg{uid: "big-1", data: big}, &fakeMsg{uid: "small-2", data: []byte("Subject: s\r\n\r\nx\r\n")})
+	c := h.dialGreeted(t)
+	c.login()
+	c.cmd("STAT", fmt.Sprintf("+OK 2 %d", len(big)+17))
+	c.cmd("LIST", "+OK")
+	if got, want := string(c.multiline()), fmt.Sprintf("1 %d\r\n2 17\r\n", len(big)); got != want {
+		t.Fatalf("LIST: got %q, want %q", got, want)
+	}
+	c.cmd("UIDL", "+OK")
+	if got, want := string(c.multiline()), "1 big-1\r\n2 small-2\r\n"; got != want {
+		t.Fatalf("UIDL: got %q, want %q", got, want)
+	}
+	c.cmd("RETR 1", fmt.Sprintf("+OK %d octets", len(big)))
+	if got := c.multiline(); !bytes.Equal(got, big) {
+		t.Fatalf("RETR: got %d bytes, want the %d sent (first difference at %d)", len(got), len(big), firstDiff(got, big))
+	}
+	c.cmd("DELE 1", "+OK message 1 deleted")
+	c.cmd("QUIT", "+OK bye")
+	c.expectClosed()
+	if got := h.up.uids(); len(got) != 1 || got[0] != "small-2" {
+		t.Fatalf("upstream maildrop after DELE 1 and QUIT: %v, want [small-2]", got)
+	}
+	h.close()
+	logs := h.logs.String()
+	for _, want := range []string{
+		`msg=login`, `result=success mech=USER`, `login=alice identity=alice@example.test`, `msg=closed`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	m := regexp.MustCompile(`upstream_to_client=(\d+)`).FindStringSubmatch(logs)
+	if m == nil {
+		t.Fatal("no relay byte count in the log")
+	}
+	if n, _ := strconv.Atoi(m[1]); n < len(big) {
+		t.Errorf("relay moved %d bytes to the client, want at least %d", n, len(big))
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+func TestStartTLSUpstream(t *testing.T) {
+	h := newHarness(t, withStartTLSUpstream())
+	c := h.dialGreeted(t)
+	c.login()
+	c.cmd("STAT", "+OK 2 53")
+	c.cmd("QUIT", "+OK bye")
+	c.expectClosed()
+}
+
+// closedAddr returns a loopback address nobody listens on.
+func closedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestLoginOutcomes(t *testing.T) {
+	const (
+		authFailed = "-ERR [AUTH] Authentication failed."
+		temporary  = "-ERR [SYS/TEMP] Temporary failure, try again later."
+	)
+	tests := []struct {
+		name      string
+		setup     func(t *testing.T, h *harness)
+		login     string
+		password  string
+		reply     string
+		conns     int      // upstream connections
+		auths     int      // XOAUTH2 responses the upstream got
+		after     []string // lines after error challenges
+		refreshes int
+		logs      []string
+	}{
+		{
+			name: "ok", login: "alice", password: alicePassword, reply: "+OK Logged in.",
+			conns: 1, auths: 1,
+			logs: []string{"result=success mech=USER"},
+		},
+		{
+			name: "rejected once then refreshed",
+			setup: func(t *testing.T, h *harness) {
+				h.tokens.set(mailbox, fakeIdentity{token: "stale-token", refreshed: aliceToken})
+			},
+			login: "alice", password: alicePassword, reply: "+OK Logged in.",
+			conns: 2, auths: 2, after: []string{""}, refreshes: 1,
+			logs: []string{"result=success"},
+		},
+		{
+			name: "rejected twice",
+			setup: func(t *testing.T, h *harness) {
+				h.tokens.set(mailbox, fakeIdentity{token: "stale-token", refreshed: "other-token"})
+			},
+			login: "alice", password: alicePassword, reply: authFailed,
+			conns: 2, auths: 2, after: []string{"", ""}, refreshes: 1,
+			logs: []string{"result=failure", `reason="upstream rejected a fresh token"`, "status 401", "POP.AccessAsUser.All"},
+		},
+		{
+			name:  "rejected without challenge (Exchange)",
+			setup: func(t *testing.T, h *harness) { h.up.setFault(faultRejectAlways) },
+			login: "alice", password: alicePassword, reply: authFailed,
+			conns: 2, auths: 2, refreshes: 1,
+			logs: []string{"result=failure", "unknown user name or bad password"},
+		},
+		{
+			name: "refresh fails after rejection",
+			setup: func(t *testing.T, h *harness) {
+				h.tokens.set(mailbox, fakeIdentity{token: "stale-token", refreshErr: &tokens.TemporaryError{Meaning: "identity provider unreachable"}})
+			},
+			login: "alice", password: alicePassword, reply: temporary,
+			conns: 1, auths: 1, after: []string{""}, refreshes: 1,
+			logs: []string{"result=error", "identity provider unreachable"},
+		},
+		{
+			name: "needs login", login: "carol", password: "carol-secret", reply: authFailed,
+			logs: []string{"result=failure", `reason="token needs a new login"`, `fix="run \"xoauthd login carol@example.test\""`},
+		},
+		{
+			name: "identity provider down", login: "erin", password: "erin-secret", reply: temporary,
+			logs: []string{"result=error", "identity=erin@example.test"},
+		},
+		{
+			name: "bad credentials", login: "alice", password: "hunter2", reply: authFailed,
+			logs: []string{"result=failure", `reason="invalid local credentials"`},
+		},
+		{
+			name: "throttled", login: "dave", password: "hunter2",
+			reply: "-ERR [SYS/TEMP] Too many failed logins, try again later.",
+			logs:  []string{"result=failure", `reason="too many failed logins"`},
+		},
+		{
+			name: "upstream down",
+			setup: func(t *testing.T, h *harness) {
+				d := h.up.dialer()
+				d.Addr = closedAddr(t)
+				h.dialer.Store(d)
+			},
+			login: "alice", password: alicePassword, reply: temporary,
+			logs: []string{"result=error", `reason="upstream unavailable"`},
+		},
+		{
+			name:  "upstream closes mid-greeting",
+			setup: func(t *testing.T, h *harness) { h.up.setFault(faultCloseMidGreeting) },
+			login: "alice", password: alicePassword, reply: temporary, conns: 1,
+			logs: []string{"result=error", "greeting"},
+		},
+		{
+			name:  "upstream greets with -ERR",
+			setup: func(t *testing.T, h *harness) { h.up.setFault(faultBadGreeting) },
+			login: "alice", password: alicePassword, reply: temporary, conns: 1,
+			logs: []string{"result=error", "Too busy"},
+		},
+		{
+			name:  "upstream closes after AUTH",
+			setup: func(t *testing.T, h *harness) { h.up.setFault(faultCloseAfterAuth) },
+			login: "alice", password: alicePassword, reply: temporary, conns: 1,
+			logs: []string{"result=error", "AUTH XOAUTH2"},
+		},
+		{
+			name:  "upstream temporarily refuses",
+			setup: func(t *testing.T, h *harness) { h.up.setFault(faultTempFail) },
+			login: "alice", password: alicePassword, reply: temporary, conns: 1, auths: 1,
+			logs: []string{"result=error", "SYS/TEMP"},
+		},
+		{
+			name:  "upstream without XOAUTH2",
+			setup: func(t *testing.T, h *harness) { h.up.setFault(faultNoXOAUTH2) },
+			login: "alice", password: alicePassword, reply: temporary, conns: 1,
+			logs: []string{"result=error", "hint: the upstream must offer SASL XOAUTH2"},
+		},
+		{
+			name: "user= is the mailbox, not the identity",
+			setup: func(t *testing.T, h *harness) {
+				h.up.allow("shared-token", "shared@example.test")
+				h.tokens.set(mailbox, fakeIdentity{token: "shared-token", refreshed: "shared-token"})
+			},
+			login: "mallory", password: "mallory-secret", reply: "+OK Logged in.", conns: 1, auths: 1,
+			logs: []string{"mailbox=shared@example.test"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			if tt.setup != nil {
+				tt.setup(t, h)
+			}
+			c := h.dialGreeted(t)
+			c.cmd("USER "+tt.login, "+OK")
+			c.cmd("PASS "+tt.password, tt.reply)
+			c.send("QUIT")
+			if strings.HasPrefix(tt.reply, "+OK") {
+				c.expect("+OK bye")
+			} else {
+				c.expect("+OK Bye")
+			}
+			c.expectClosed()
+			h.close()
+			conns, auths, after := h.up.stats()
+			_, refreshes := h.tokens.counts()
+			if conns != tt.conns || auths != tt.auths || len(refreshes) != tt.refreshes {
+				t.Errorf("upstream connections %d, XOAUTH2 responses %d, refreshes %d; want %d, %d, %d",
+					conns, auths, len(refreshes), tt.conns, tt.auths, tt.refreshes)
+			}
+			if fmt.Sprint(after) != fmt.Sprint(tt.after) {
+				t.Errorf("lines after error challenges: %q, want %q", after, tt.after)
+			}
+			logs := h.logs.String()
+			if n := strings.Count(logs, "msg=login "); n != 1 {
+				t.Errorf("%d audit lines, want 1", n)
+			}
+			for _, want := range tt.logs {
+				if !strings.Contains(logs, want) {
+					t.Errorf("log lacks %q", want)
+				}
+			}
+		})
+	}
+}
+
+func TestRefuse(t *testing.T) {
+	h := newHarness(t, withMaxConns(1))
+	first := h.dialGreeted(t)
+	second := h.dial(t)
+	second.expect("-ERR [SYS/TEMP] Too many connections, try again later")
+	second.expectClosed()
+	first.cmd("QUIT", "+OK Bye")
+}
+
+func TestShutdownEndsPreAuthSession(t *testing.T) {
+	h := newHarness(t)
+	c := h.dialGreeted(t)
+	c.cmd("USER alice", "+OK")
+	h.cancel()
+	c.expect(strings.TrimSuffix(replyShutdown, "\r\n"))
+	c.expectClosed()
+}
+
+// TestServeConnDrain drives ServeConn directly, as a wiring without
+// proxy.Server would: after the drain channel closes, the next command ends
+// the session.
+func TestServeConnDrain(t *testing.T) {
+	srvConn, cliConn := tcpPair(t)
+	drain := make(chan struct{})
+	s := New(Options{Gateway: &proxy.Gateway{}})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer srvConn.Close()
+		s.ServeConn(t.Context(), &proxy.Conn{Conn: srvConn, ID: 1, Drain: drain})
+	}()
+	c := newClient(t, cliConn)
+	c.expect(strings.TrimSuffix(greeting, "\r\n"))
+	c.cmd("CAPA", "+OK Capability list follows")
+	c.multiline()
+	close(drain)
+	c.cmd("CAPA", strings.TrimSuffix(replyShutdown, "\r\n"))
+	c.expectClosed()
+	<-done
+}
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t testing.TB) (server, client net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return server, client
+}
+
+func newClient(t testing.TB, conn net.Conn) *client {
+	return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+}
+
+// TestClassify checks the mapping of every error kind to its reply.
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		err    error
+		reply  string
+		result string
+	}{
+		{proxy.ErrBadCredentials, replyAuthFailed, "failure"},
+		{fmt.Errorf("x: %w", proxy.ErrThrottled), replyThrottled, "failure"},
+		{&tokens.NeedsLoginError{Identity: "a"}, replyAuthFailed, "failure"},
+		{fmt.Errorf("wrapped: %w", tokens.ErrNeedsLogin), replyAuthFailed, "failure"},
+		{fmt.Errorf("%w: x", proxy.ErrUpstreamRejected), replyAuthFailed, "failure"},
+		{errAuthzid, replyAuthFailed, "failure"},
+		{&tokens.TemporaryError{}, replyTemporary, "error"},
+		{&tokens.ConfigError{}, replyTemporary, "error"},
+		{fmt.Errorf("%w: x", proxy.ErrUpstreamUnavailable), replyTemporary, "error"},
+		{errNoXOAUTH2, replyTemporary, "error"},
+		{errors.New("anything else"), replyTemporary, "error"},
+		{errDeadline(), replyTemporary, "error"},
+	}
+	for _, tt := range tests {
+		f := classify(tt.err)
+		if f.reply != tt.reply || f.result != tt.result {
+			t.Errorf("classify(%v) = %q, %q; want %q, %q", tt.err, f.reply, f.result, tt.reply, tt.result)
+		}
+	}
+}
+
+func errDeadline() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestPipelinedAfterLoginWaitsForOK checks the order: the client gets its
+// +OK before any reply to a command it pipelined after PASS.
+func TestPipelinedAfterLoginWaitsForOK(t *testing.T) {
+	h := newHarness(t)
+	c := h.dialGreeted(t)
+	c.write("USER alice\r\nPASS " + alicePassword + "\r\nUIDL\r\nQUIT\r\n")
+	c.expect("+OK")
+	c.expect("+OK Logged in.")
+	c.expect("+OK")
+	if got := string(c.multiline()); got != "1 uid-1\r\n2 uid-2\r\n" {
+		t.Fatalf("UIDL: %q", got)
+	}
+	c.expect("+OK bye")
+	c.expectClosed()
+}
+
+// TestClientHangsUpDuringLogin: a client that leaves right after PASS ends
+// its session and the upstream connection; nothing stays open.
+func TestClientHangsUpDuringLogin(t *testing.T) {
+	h := newHarness(t)
+	c := h.dialGreeted(t)
+	c.write("USER alice\r\nPASS " + alicePassword + "\r\nSTAT\r\n")
+	c.conn.Close()
+	h.close() // fails the test when a session is still open after the drain time
+	if conns, _, _ := h.up.stats(); conns > 1 {
+		t.Fatalf("%d upstream connections, want at most 1", conns)
+	}
+}

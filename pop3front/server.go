@@ -1,0 +1,113 @@
+package pop3front
+
+import (
+	"context"
+	"io"
+	"net"
+	"time"
+
+	"github.com/xoauthd/xoauthd/proxy"
+)
+
+// Defaults for zero Options fields.
+const (
+	// DefaultPreAuthTimeout bounds the whole dialogue before login, including
+	// the upstream login.
+	DefaultPreAuthTimeout = 60 * time.Second
+	// DefaultIdleTimeout ends a relayed session after this long without
+	// traffic in either direction.
+	DefaultIdleTimeout = 31 * time.Minute
+)
+
+// finalWriteTimeout bounds a reply written after the pre-auth deadline has
+// passed (the timeout notice) and the refusal written by Refuse.
+const finalWriteTimeout = 5 * time.Second
+
+// Replies that do not depend on the session.
+const (
+	greeting    = "+OK xoauthd POP3 ready\r\n"
+	refusal     = "-ERR [SYS/TEMP] Too many connections, try again later\r\n"
+	mechListing = "+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n" // AUTH without argument
+)
+
+// Options configures a Server. Gateway is required; zero durations take the
+// defaults above.
+type Options struct {
+	// Gateway checks local logins, hands out tokens and dials the upstream.
+	Gateway *proxy.Gateway
+	// PreAuthTimeout bounds the whole dialogue before login, the local
+	// credential check and the upstream login included (default 60s). It is
+	// one deadline, not an idle timer: a client that keeps sending commands
+	// without logging in is disconnected too.
+	PreAuthTimeout time.Duration
+	// IdleTimeout ends a relayed session without traffic (default 31m).
+	IdleTimeout time.Duration
+
+	// Local STLS is added with the local TLS support: a TLS *tls.Config
+	// field here, "STLS" in capabilities() and a case in session.handle.
+}
+
+// Server is the POP3 front. It implements proxy.Handler; one Server serves
+// any number of connections concurrently and holds no per-connection state.
+type Server struct {
+	opts Options
+	capa string // CAPA reply, built once by New
+}
+
+var _ proxy.Handler = (*Server)(nil)
+
+// New returns a Server for opts, filling in defaults.
+func New(opts Options) *Server {
+	if opts.PreAuthTimeout <= 0 {
+		opts.PreAuthTimeout = DefaultPreAuthTimeout
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	s := &Server{opts: opts}
+	s.capa = capaReply(s.capabilities())
+	return s
+}
+
+// capabilities lists what CAPA announces before login (RFC 2449 §6). TOP and
+// UIDL are the upstream's commands after login, which the relay carries;
+// PIPELINING holds because commands are read in order from one buffered
+// reader and whatever follows PASS or AUTH is passed on after the login.
+func (s *Server) capabilities() []string {
+	return []string{
+		"USER",
+		"SASL PLAIN LOGIN",
+		"RESP-CODES",
+		"AUTH-RESP-CODE",
+		"TOP",
+		"UIDL",
+		"PIPELINING",
+		"IMPLEMENTATION xoauthd",
+	}
+}
+
+// capaReply renders a multi-line CAPA response.
+func capaReply(caps []string) string {
+	b := []byte("+OK Capability list follows\r\n")
+	for _, c := range caps {
+		b = append(b, c...)
+		b = append(b, "\r\n"...)
+	}
+	return string(append(b, ".\r\n"...))
+}
+
+// ServeConn runs one client session: the pre-auth dialogue and, after a
+// successful login, the relay. It returns when the session has ended; the
+// caller closes c.
+func (s *Server) ServeConn(ctx context.Context, c *proxy.Conn) {
+	newSession(s, c).serve(ctx)
+}
+
+// Refuse tells a client over the listener's connection limit to come back
+// later (RFC 3206 SYS/TEMP); the caller closes c.
+func (s *Server) Refuse(c net.Conn) {
+	if err := c.SetWriteDeadline(time.Now().Add(finalWriteTimeout)); err != nil {
+		return
+	}
+	_, _ = io.WriteString(c, refusal)
+}
