@@ -3,7 +3,11 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
 	"net"
+	"os"
 	"time"
 )
 
@@ -16,6 +20,17 @@ const (
 	TLSStartTLS TLSMode = "starttls" // plaintext greeting, then STARTTLS/STLS (SMTP 587)
 )
 
+// Defaults of a Dialer made by NewDialer.
+const (
+	DefaultDialTimeout      = 10 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+	// sessionCacheSize is the number of TLS sessions kept per dialer for
+	// resumption (one upstream host, so a few are plenty).
+	sessionCacheSize = 64
+	// maxCAFileSize bounds the ca_file read by NewDialer.
+	maxCAFileSize = 1 << 20
+)
+
 // Dialer opens connections to one upstream server.
 type Dialer struct {
 	Addr             string        // host:port
@@ -25,16 +40,143 @@ type Dialer struct {
 	HandshakeTimeout time.Duration // TLS handshake
 }
 
+// NewDialer returns a Dialer for addr (host:port). mode "" picks starttls for
+// port 587 or 25 and implicit TLS otherwise. The certificate is verified
+// against the system roots plus the certificates in caFile (PEM) when it is
+// set, for the host name of addr; there is no way to skip verification.
+// Connections made by the same Dialer share a TLS session cache, so keep one
+// Dialer per upstream and reuse it.
+func NewDialer(addr string, mode TLSMode, caFile string) (*Dialer, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || port == "" {
+		return nil, fmt.Errorf("parsing upstream address %q: want host:port (hint: e.g. outlook.office365.com:993)", addr)
+	}
+	switch mode {
+	case "":
+		mode = TLSImplicit
+		if port == "587" || port == "25" {
+			mode = TLSStartTLS
+		}
+	case TLSImplicit, TLSStartTLS:
+	default:
+		return nil, fmt.Errorf("upstream tls mode %q for %s: want implicit or starttls", mode, addr)
+	}
+	roots, err := upstreamRoots(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return &Dialer{
+		Addr: addr,
+		Mode: mode,
+		TLS: &tls.Config{
+			ServerName:         host,
+			RootCAs:            roots,
+			MinVersion:         tls.VersionTLS12,
+			ClientSessionCache: tls.NewLRUClientSessionCache(sessionCacheSize),
+		},
+		DialTimeout:      DefaultDialTimeout,
+		HandshakeTimeout: DefaultHandshakeTimeout,
+	}, nil
+}
+
+// upstreamRoots returns the system roots plus the certificates of caFile.
+func upstreamRoots(caFile string) (*x509.CertPool, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if caFile == "" {
+		return roots, nil
+	}
+	pem, err := readBounded(caFile, maxCAFileSize)
+	if err != nil {
+		return nil, fmt.Errorf("reading ca_file: %w", err)
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("reading ca_file %s: no PEM certificate found (hint: the file must hold one or more -----BEGIN CERTIFICATE----- blocks)", caFile)
+	}
+	return roots, nil
+}
+
+// readBounded reads a whole file that must not exceed limit bytes.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	b := make([]byte, st.Size())
+	if _, err := f.ReadAt(b, 0); err != nil && st.Size() > 0 {
+		return nil, err
+	}
+	return b, nil
+}
+
 // Dial connects to the upstream. In implicit mode it returns a TLS connection
 // whose handshake (with certificate verification) has completed; in starttls
 // mode it returns the plain TCP connection and the front calls StartTLS after
 // its protocol's STARTTLS/STLS command.
 func (d *Dialer) Dial(ctx context.Context) (net.Conn, error) {
-	panic("filled in by the proxy issue")
+	nd := net.Dialer{Timeout: d.DialTimeout}
+	conn, err := nd.DialContext(ctx, "tcp", d.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w (%w: check the network or the upstream in the config)", d.Addr, err, ErrUpstreamUnavailable)
+	}
+	if d.Mode == TLSStartTLS {
+		return conn, nil
+	}
+	return d.handshake(ctx, conn)
 }
 
 // StartTLS upgrades conn (after the protocol's STARTTLS exchange) with a
 // verified handshake bounded by HandshakeTimeout and ctx.
 func (d *Dialer) StartTLS(ctx context.Context, conn net.Conn) (net.Conn, error) {
-	panic("filled in by the proxy issue")
+	return d.handshake(ctx, conn)
+}
+
+// handshake runs a verified TLS client handshake on conn and closes conn
+// when it fails.
+func (d *Dialer) handshake(ctx context.Context, conn net.Conn) (net.Conn, error) {
+	if d.HandshakeTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.HandshakeTimeout)
+		defer cancel()
+	}
+	tc := tls.Client(conn, d.TLS)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		if errors.Is(err, context.DeadlineExceeded) && d.HandshakeTimeout > 0 {
+			return nil, fmt.Errorf("tls handshake with %s: no answer within %s: %w (%w: check that the upstream speaks tls on this port, upstream_tls implicit or starttls)", d.Addr, d.HandshakeTimeout, err, ErrUpstreamUnavailable)
+		}
+		return nil, d.handshakeError(err)
+	}
+	return tc, nil
+}
+
+// handshakeError explains a failed handshake, plainly when the certificate
+// was not accepted.
+func (d *Dialer) handshakeError(err error) error {
+	var verr *tls.CertificateVerificationError
+	if !errors.As(err, &verr) {
+		return fmt.Errorf("tls handshake with %s: %w (%w: check the network and that the upstream speaks tls on this port, upstream_tls implicit or starttls)", d.Addr, err, ErrUpstreamUnavailable)
+	}
+	var (
+		hostErr    x509.HostnameError
+		invalidErr x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &hostErr):
+		return fmt.Errorf("the upstream certificate of %s is not valid for that name: %w (%w: check the upstream host name in the config)", d.Addr, err, ErrUpstreamUnavailable)
+	case errors.As(err, &invalidErr) && invalidErr.Reason == x509.Expired:
+		return fmt.Errorf("the upstream certificate of %s has expired or is not valid yet: %w (%w: check this machine's clock and the upstream's certificate)", d.Addr, err, ErrUpstreamUnavailable)
+	default:
+		return fmt.Errorf("the upstream certificate of %s is not trusted: %w (%w: set ca_file for a private CA)", d.Addr, err, ErrUpstreamUnavailable)
+	}
 }

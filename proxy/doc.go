@@ -5,6 +5,13 @@
 // token (retrying once after a refresh), and the byte relay that carries an IMAP
 // or POP3 session after login.
 //
+// A Server runs the accept loops of one front's listeners: connection ids from a process-wide
+// IDSource, a per-connection slog logger (cid, proto, remote), a bound on
+// concurrent connections (the front's Refuse reply beyond it), panic recovery
+// and a two-phase Shutdown. Credentials is the local Authenticator. Dialer
+// (one per upstream, see Dialers) makes verified TLS connections with session
+// resumption. Connect and Relay carry a session from login to its end.
+//
 // proxy parses no mail protocol: the fronts (imapfront, pop3front, smtpfront) do,
 // and hand it LoginFunc values that speak their protocol's XOAUTH2 exchange.
 package proxy

@@ -1,0 +1,247 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"time"
+
+	"github.com/xoauthd/xoauthd/internal/passhash"
+)
+
+// Defaults of CredentialOptions.
+const (
+	DefaultCacheTTL      = 5 * time.Minute
+	DefaultCacheSize     = 10000
+	DefaultAddrLimit     = 10
+	DefaultLoginLimit    = 20
+	DefaultWindow        = 15 * time.Minute
+	DefaultFreeFailures  = 3
+	DefaultBaseDelay     = 250 * time.Millisecond
+	DefaultMaxDelay      = 4 * time.Second
+	DefaultMaxTracked    = 10000
+	maxLoggedLoginLength = 64 // a login longer than this is cut in log lines
+)
+
+// CredentialOptions tunes a Credentials. Zero values take the defaults.
+type CredentialOptions struct {
+	// CacheTTL is how long a successful verification is remembered
+	// (default 5 min; negative: no cache).
+	CacheTTL time.Duration
+	// CacheSize bounds the remembered verifications (default 10000).
+	CacheSize int
+	// MaxConcurrent bounds argon2id verifications running at once
+	// (default runtime.NumCPU()).
+	MaxConcurrent int
+	// AddrLimit and LoginLimit are the failures per Window after which a
+	// source address (IPv6: its /64) or a login is refused without checking
+	// the password (defaults 10 and 20; negative: no limit).
+	AddrLimit, LoginLimit int
+	// Window is how long failures are counted from the first (default 15 min).
+	Window time.Duration
+	// FreeFailures is how many failures are answered without delay; after
+	// that each answer waits BaseDelay, doubling up to MaxDelay (defaults 3,
+	// 250 ms, 4 s; a negative BaseDelay turns the delay off).
+	FreeFailures        int
+	BaseDelay, MaxDelay time.Duration
+	// MaxTracked bounds the addresses and the logins with counted failures
+	// (default 10000 each; the oldest windows are dropped first).
+	MaxTracked int
+	// Verify checks a password against a PHC string (default passhash.Verify).
+	Verify func(phc, password string) (bool, error)
+	// DummyHash is verified for unknown logins so that they take as long as
+	// known ones (default: a hash of a random password made at start).
+	DummyHash string
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Log receives a warning when a source or login starts being refused
+	// (default slog.Default()). Nothing secret is logged.
+	Log *slog.Logger
+}
+
+// Credentials checks local logins against argon2id hashes: it caches recent
+// successes, bounds concurrent verifications, and throttles failures per
+// source and per login. Unknown logins and wrong passwords take the same
+// time and give the same error. A failed login changes nothing stored. It
+// is safe for concurrent use.
+type Credentials struct {
+	lookup   func(login string) (acct Account, passwordHash string, ok bool)
+	verify   func(phc, password string) (bool, error)
+	dummy    string
+	now      func() time.Time
+	sleep    func(ctx context.Context, d time.Duration) bool // sleepCtx; tests replace it
+	sem      chan struct{}                                   // one token per running verification
+	cache    *verifyCache                                    // nil: no cache
+	throttle *throttle
+	free     int
+	base     time.Duration
+	maxDelay time.Duration
+	log      *slog.Logger
+}
+
+var _ Authenticator = (*Credentials)(nil)
+
+// NewCredentials returns an Authenticator over lookup, which maps a login to
+// its account and argon2id PHC string from the live configuration.
+func NewCredentials(lookup func(login string) (acct Account, passwordHash string, ok bool), opts CredentialOptions) *Credentials {
+	o := opts.withDefaults()
+	c := &Credentials{
+		lookup:   lookup,
+		verify:   o.Verify,
+		dummy:    o.DummyHash,
+		now:      o.Now,
+		sleep:    sleepCtx,
+		sem:      make(chan struct{}, o.MaxConcurrent),
+		free:     o.FreeFailures,
+		base:     o.BaseDelay,
+		maxDelay: o.MaxDelay,
+		log:      o.Log,
+		throttle: &throttle{
+			addrLimit:  o.AddrLimit,
+			loginLimit: o.LoginLimit,
+			addrs:      newFailureTable[netip.Prefix](o.Window, o.MaxTracked),
+			logins:     newFailureTable[[sha256.Size]byte](o.Window, o.MaxTracked),
+		},
+	}
+	if c.dummy == "" {
+		c.dummy = dummyHash()
+	}
+	if o.CacheTTL > 0 {
+		c.cache = newVerifyCache(o.CacheTTL, o.CacheSize)
+	}
+	return c
+}
+
+// dummyHash hashes a random password with the parameters of new hashes.
+func dummyHash() string {
+	pw := make([]byte, 32)
+	rand.Read(pw) // never fails: crypto/rand crashes the program instead
+	h, err := passhash.Hash(base64.RawStdEncoding.EncodeToString(pw))
+	if err != nil {
+		// Only a random source failure; a malformed dummy still fails every login.
+		return "$argon2id$unavailable"
+	}
+	return h
+}
+
+func (o CredentialOptions) withDefaults() CredentialOptions {
+	setDefault(&o.CacheTTL, DefaultCacheTTL)
+	setDefault(&o.CacheSize, DefaultCacheSize)
+	setDefault(&o.MaxConcurrent, runtime.NumCPU())
+	setDefault(&o.AddrLimit, DefaultAddrLimit)
+	setDefault(&o.LoginLimit, DefaultLoginLimit)
+	setDefault(&o.Window, DefaultWindow)
+	setDefault(&o.FreeFailures, DefaultFreeFailures)
+	setDefault(&o.BaseDelay, DefaultBaseDelay)
+	setDefault(&o.MaxDelay, DefaultMaxDelay)
+	setDefault(&o.MaxTracked, DefaultMaxTracked)
+	if o.MaxConcurrent < 0 {
+		o.MaxConcurrent = 1
+	}
+	if o.Verify == nil {
+		o.Verify = passhash.Verify
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return o
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+// Authenticate checks login and password from a client at remote. It
+// returns ErrBadCredentials for an unknown login or a wrong password alike,
+// ErrThrottled while the source or the login has too many recent failures,
+// and another error (not the client's fault) when ctx ends while waiting or
+// the stored hash is unusable.
+func (c *Credentials) Authenticate(ctx context.Context, login, password string, remote netip.Addr) (Account, error) {
+	src, lk := sourceKey(remote), loginKey(login)
+	prior, refused := c.throttle.check(src, lk, c.now())
+	if refused {
+		return Account{}, ErrThrottled
+	}
+	acct, phc, known := c.lookup(login)
+	if !known {
+		phc = c.dummy
+	}
+	var key cacheKey
+	if c.cache != nil {
+		// Computed for unknown logins too, so both paths do the same work.
+		key = c.cache.key(login, password, phc)
+		if known && c.cache.hit(key, c.now()) {
+			c.throttle.succeeded(src)
+			return acct, nil
+		}
+	}
+	if !c.sleep(ctx, c.delay(prior)) {
+		return Account{}, fmt.Errorf("waiting before checking the password of %s: %w", logLogin(login), context.Cause(ctx))
+	}
+	ok, err := c.verifyBounded(ctx, phc, password)
+	if err != nil && known {
+		return Account{}, fmt.Errorf("checking the password of %s: %w (hint: set its password_hash to the output of xoauthd hash-password)", logLogin(login), err)
+	}
+	if !known || !ok {
+		c.failed(src, lk, login, remote)
+		return Account{}, ErrBadCredentials
+	}
+	if c.cache != nil {
+		c.cache.add(key, c.now())
+	}
+	c.throttle.succeeded(src)
+	return acct, nil
+}
+
+// verifyBounded runs one verification when a slot is free.
+func (c *Credentials) verifyBounded(ctx context.Context, phc, password string) (bool, error) {
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return false, fmt.Errorf("waiting for a password check slot: %w", context.Cause(ctx))
+	}
+	defer func() { <-c.sem }()
+	return c.verify(phc, password)
+}
+
+// delay returns how long to wait before checking a password after prior
+// recent failures.
+func (c *Credentials) delay(prior int) time.Duration {
+	if c.base < 0 || prior < c.free {
+		return 0
+	}
+	d := c.base
+	for i := c.free; i < prior && d < c.maxDelay; i++ {
+		d *= 2
+	}
+	return min(d, c.maxDelay)
+}
+
+// failed counts a failure and logs when it starts a refusal.
+func (c *Credentials) failed(src netip.Prefix, lk [sha256.Size]byte, login string, remote netip.Addr) {
+	srcLimited, loginLimited := c.throttle.failed(src, lk, c.now())
+	if srcLimited {
+		c.log.Warn("too many failed logins from this source, refusing it for a while", "source", src.String(), "limit", c.throttle.addrLimit)
+	}
+	if loginLimited {
+		c.log.Warn("too many failed logins for this login, refusing it for a while", "login", logLogin(login), "remote", remote.String(), "limit", c.throttle.loginLimit)
+	}
+}
+
+// logLogin returns login quoted and cut to a length fit for a log line.
+func logLogin(login string) string {
+	if len(login) > maxLoggedLoginLength {
+		login = login[:maxLoggedLoginLength] + "..."
+	}
+	return fmt.Sprintf("%q", login)
+}
