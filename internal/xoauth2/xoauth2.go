@@ -81,6 +81,8 @@ func (e *Error) Error() string {
 // client is a go-sasl Client for XOAUTH2.
 type client struct {
 	user, token string
+	noIR        bool // send the response after the server's empty challenge
+	sent        bool // the response has been sent
 	failed      *Challenge
 }
 
@@ -91,11 +93,28 @@ func NewClient(user, token string) sasl.Client {
 	return &client{user: user, token: token}
 }
 
+// NewContinuationClient is NewClient without an initial response: the
+// response goes after the server's first (empty) challenge, as
+// "AUTH XOAUTH2" / "334 " / "<base64>". Use it where a command line with the
+// token would exceed the server's limit (Dovecot's submission service
+// answers "500 5.5.2 Line too long" to an inline response with a long token).
+func NewContinuationClient(user, token string) sasl.Client {
+	return &client{user: user, token: token, noIR: true}
+}
+
 func (c *client) Start() (string, []byte, error) {
+	if c.noIR {
+		return Mechanism, nil, nil
+	}
+	c.sent = true
 	return Mechanism, InitialResponse(c.user, c.token), nil
 }
 
 func (c *client) Next(challenge []byte) ([]byte, error) {
+	if !c.sent {
+		c.sent = true
+		return InitialResponse(c.user, c.token), nil
+	}
 	if c.failed != nil {
 		return nil, &Error{Challenge: *c.failed}
 	}

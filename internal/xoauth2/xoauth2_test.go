@@ -60,6 +60,26 @@ func TestClientAnswersChallengeWithEmptyResponse(t *testing.T) {
 	}
 }
 
+func TestContinuationClientSendsResponseAfterEmptyChallenge(t *testing.T) {
+	c := NewContinuationClient("a@example.com", "tok")
+	mech, ir, err := c.Start()
+	if err != nil || mech != Mechanism || ir != nil {
+		t.Fatalf("Start = %q %q %v; want no initial response", mech, ir, err)
+	}
+	resp, err := c.Next(nil)
+	if err != nil || string(resp) != "user=a@example.com\x01auth=Bearer tok\x01\x01" {
+		t.Fatalf("first Next = %q, %v", resp, err)
+	}
+	resp, err = c.Next([]byte(`{"status":"401"}`))
+	if err != nil || resp == nil || len(resp) != 0 {
+		t.Fatalf("Next after the error challenge = %q, %v; want an empty response", resp, err)
+	}
+	var xe *Error
+	if _, err := c.Next(nil); !errors.As(err, &xe) {
+		t.Fatalf("third Next err = %v, want *Error", err)
+	}
+}
+
 func FuzzDecodeChallenge(f *testing.F) {
 	f.Add("eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIiwic2NvcGUiOiJtYWlsIn0=")
 	f.Add("")
