@@ -1,6 +1,24 @@
 // Package imapfront speaks the pre-authentication part of IMAP4rev1 (RFC 3501)
 // to a local client: greeting, CAPABILITY, NOOP, LOGOUT, ID (RFC 2971), LOGIN
-// and AUTHENTICATE PLAIN/LOGIN with SASL-IR (RFC 4959) and LITERAL+ (RFC 7888).
-// After a good local login it logs in to the upstream with AUTHENTICATE XOAUTH2
-// under the client's own tag and hands both connections to proxy's relay.
+// and AUTHENTICATE PLAIN (RFC 4616) and LOGIN with SASL-IR (RFC 4959), literals
+// and LITERAL+ (RFC 7888). After a good local login it logs in to the upstream
+// with AUTHENTICATE XOAUTH2 under the client's own tag, answers the client with
+// the upstream's post-login capabilities and hands both connections to
+// proxy.Relay, which carries the rest of the session as bytes.
+//
+// Every read before login is bounded: a fixed-size line reader (8 KiB), a
+// literal size (4 KiB) and count, a pre-auth deadline, and a number of BAD
+// replies and failed logins after which the session ends with BYE. An unknown
+// first command ends the session at once.
+//
+// Upstream, the login sends a cheap LIST "" "" before the client is answered:
+// Exchange Online accepts tokens for mailboxes it cannot open and says
+// "BAD User is authenticated but not connected" only to the next command. That
+// is reported to the client as NO [AUTHENTICATIONFAILED] and logged with the
+// fix. A "* BYE ... AccessTokenExpired" during the login counts as a rejected
+// token, so the token is refreshed and the login retried once.
+//
+// Not supported before login: STARTTLS (comes with local TLS), other SASL
+// mechanisms, ENABLE, COMPRESS, and any mailbox command (answered BAD; nothing
+// is forwarded upstream before the local login succeeded).
 package imapfront

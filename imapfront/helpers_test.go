@@ -1,0 +1,294 @@
+package imapfront
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/xoauthd/xoauthd/proxy"
+)
+
+// ioTimeout bounds every read and write of a test client, so a broken server
+// fails the test instead of hanging it.
+const ioTimeout = 10 * time.Second
+
+// Local credentials every fake authenticator accepts.
+const (
+	testLogin    = "alice"
+	testPassword = "secret"
+	testIdentity = "alice@example.com"
+	testMailbox  = "alice@example.com"
+)
+
+// creds is one call of the fake authenticator.
+type creds struct{ login, password string }
+
+// fakeAuth accepts testLogin/testPassword and records every call.
+type fakeAuth struct {
+	mu    sync.Mutex
+	calls []creds
+	err   error // returned instead of checking when set
+}
+
+func (a *fakeAuth) Authenticate(ctx context.Context, login, password string, remote netip.Addr) (proxy.Account, error) {
+	a.mu.Lock()
+	a.calls = append(a.calls, creds{login, password})
+	err := a.err
+	a.mu.Unlock()
+	if err != nil {
+		return proxy.Account{}, err
+	}
+	if login != testLogin || password != testPassword {
+		return proxy.Account{}, proxy.ErrBadCredentials
+	}
+	return proxy.Account{Login: login, Identity: testIdentity, Mailbox: testMailbox, Provider: "test"}, nil
+}
+
+func (a *fakeAuth) last() (creds, int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.calls) == 0 {
+		return creds{}, 0
+	}
+	return a.calls[len(a.calls)-1], len(a.calls)
+}
+
+// fakeTokens hands out token, and refreshed on Refresh, counting calls.
+type fakeTokens struct {
+	token, refreshed string
+	tokenErr         error
+	refreshErr       error
+	tokens, refresh  atomic.Int32
+}
+
+func (f *fakeTokens) Token(ctx context.Context, identity string) (string, error) {
+	f.tokens.Add(1)
+	return f.token, f.tokenErr
+}
+
+func (f *fakeTokens) Refresh(ctx context.Context, identity, stale string) (string, error) {
+	f.refresh.Add(1)
+	return f.refreshed, f.refreshErr
+}
+
+// logBuffer collects a test's log output.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// front is a running Server on a loopback listener.
+type front struct {
+	t    *testing.T
+	addr string
+	logs *logBuffer
+	wg   sync.WaitGroup
+}
+
+// startFront serves opts on 127.0.0.1 until the test ends. A panic in a
+// session fails the test.
+func startFront(t *testing.T, opts Options) *front {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &front{t: t, addr: ln.Addr().String(), logs: &logBuffer{}}
+	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv := New(opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	var ids atomic.Uint64
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			id := ids.Add(1)
+			remote := nc.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+			c := &proxy.Conn{Conn: nc, ID: id, Remote: remote, Log: log.With("cid", id)}
+			f.wg.Add(1)
+			go func() {
+				defer f.wg.Done()
+				defer nc.Close()
+				defer func() {
+					if v := recover(); v != nil {
+						t.Errorf("panic in session: %v\n%s", v, debug.Stack())
+					}
+				}()
+				srv.ServeConn(ctx, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		ln.Close()
+		f.wg.Wait()
+		if t.Failed() {
+			t.Logf("server log:\n%s", f.logs)
+		}
+	})
+	return f
+}
+
+// client is a raw IMAP client for transcript tests.
+type client struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+// dial connects and reads the greeting.
+func (f *front) dial() *client {
+	f.t.Helper()
+	c := f.dialNoGreeting()
+	c.expect(greeting)
+	return c
+}
+
+func (f *front) dialNoGreeting() *client {
+	f.t.Helper()
+	nc, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { nc.Close() })
+	if err := nc.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
+		f.t.Fatal(err)
+	}
+	return &client{t: f.t, c: nc, br: bufio.NewReader(nc)}
+}
+
+// send writes raw bytes, exactly as given.
+func (c *client) send(raw string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.c, raw); err != nil {
+		c.t.Fatalf("writing %q: %v", raw, err)
+	}
+}
+
+// line reads one line without CRLF.
+func (c *client) line() (string, error) {
+	l, err := c.br.ReadString('\n')
+	if err != nil {
+		return l, err
+	}
+	if !strings.HasSuffix(l, "\r\n") {
+		return l, fmt.Errorf("line %q does not end with CRLF", l)
+	}
+	return strings.TrimSuffix(l, "\r\n"), nil
+}
+
+// expect reads one line per want and compares exactly; a want ending in
+// "..." is a prefix.
+func (c *client) expect(wants ...string) {
+	c.t.Helper()
+	for _, want := range wants {
+		got, err := c.line()
+		if err != nil {
+			c.t.Fatalf("reading, want %q: %v (got %q)", want, err, got)
+		}
+		if p, ok := strings.CutSuffix(want, "..."); ok {
+			if !strings.HasPrefix(got, p) {
+				c.t.Fatalf("got %q, want %q", got, want)
+			}
+			continue
+		}
+		if got != want {
+			c.t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+}
+
+// until reads lines until one starts with prefix and returns it.
+func (c *client) until(prefix string) string {
+	c.t.Helper()
+	for {
+		got, err := c.line()
+		if err != nil {
+			c.t.Fatalf("reading, want %q...: %v", prefix, err)
+		}
+		if strings.HasPrefix(got, prefix) {
+			return got
+		}
+	}
+}
+
+// expectClosed reads until EOF, failing on any further line.
+func (c *client) expectClosed() {
+	c.t.Helper()
+	got, err := c.br.ReadString('\n')
+	if err == nil {
+		c.t.Fatalf("got %q, want the connection closed", got)
+	}
+	if !errors.Is(err, io.EOF) && !isReset(err) {
+		c.t.Fatalf("want the connection closed, got %v (%q)", err, got)
+	}
+}
+
+// isReset reports a connection reset by the server (it closed with unread
+// input, which is what a server that stops reading does).
+func isReset(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && !op.Timeout()
+}
+
+// pipeTCP returns both ends of a loopback TCP connection.
+func pipeTCP(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	if err := client.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
+		t.Fatal(err)
+	}
+	return server, client
+}
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
+
+func contextWithCancel(t *testing.T) (context.Context, context.CancelFunc) {
+	return context.WithCancel(t.Context())
+}

@@ -1,0 +1,457 @@
+package imapfront
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xoauthd/xoauthd/internal/xoauth2"
+	"github.com/xoauthd/xoauthd/proxy"
+)
+
+// Bounds of what the upstream may send during login.
+const (
+	// upstreamBufSize is the size of the upstream reader, and so the longest
+	// response line accepted during login.
+	upstreamBufSize = 16 * 1024
+	// maxUpstreamLiteral bounds a literal in an untagged response during
+	// login (skipped, never stored).
+	maxUpstreamLiteral = 64 * 1024
+	// maxUpstreamResponses bounds the untagged responses read while waiting
+	// for one tagged reply.
+	maxUpstreamResponses = 1000
+	// maxChallenges bounds the continuation requests of one AUTHENTICATE:
+	// the prompt of the two-step form and the error challenge.
+	maxChallenges = 2
+)
+
+// Exchange Online texts (see the package documentation).
+const (
+	notConnectedText = "User is authenticated but not connected"
+	tokenExpiredText = "AccessTokenExpired"
+)
+
+// errNotConnected means the upstream accepted the token but cannot open the
+// mailbox with it (Exchange's "User is authenticated but not connected").
+var errNotConnected = errors.New("upstream accepted the token but cannot open the mailbox")
+
+// upstream is a logged-in upstream connection.
+type upstream struct {
+	conn net.Conn
+	br   *bufio.Reader // may hold untagged data sent after the last reply
+	caps string        // post-login capabilities, space separated; may be empty
+}
+
+// loginUpstream returns the proxy.LoginFunc that logs in to the IMAP
+// upstream with AUTHENTICATE XOAUTH2 under the client's tag.
+func loginUpstream(tag string, log *slog.Logger) proxy.LoginFunc[*upstream] {
+	return func(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct proxy.Account, token string) (*upstream, error) {
+		u := &upLogin{conn: conn, br: bufio.NewReaderSize(conn, upstreamBufSize), tag: tag, log: log}
+		up, err := u.run(ctx, d, acct, token)
+		if err != nil {
+			_ = u.conn.Close()
+			return nil, err
+		}
+		return up, nil
+	}
+}
+
+// upLogin is one upstream login attempt.
+type upLogin struct {
+	conn net.Conn      // replaced by the TLS connection after STARTTLS
+	br   *bufio.Reader // reads conn
+	tag  string        // the client's tag, used for AUTHENTICATE
+	log  *slog.Logger
+	seq  int // last internal tag number
+}
+
+// run speaks greeting, STARTTLS (if the mode asks for it), AUTHENTICATE
+// XOAUTH2, CAPABILITY when the OK carried none, and the mailbox probe.
+func (u *upLogin) run(ctx context.Context, d *proxy.Dialer, acct proxy.Account, token string) (*upstream, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(upstreamLoginTimeout)
+	}
+	if err := u.conn.SetDeadline(deadline); err != nil {
+		return nil, fmt.Errorf("setting upstream deadline: %w", proxy.ErrUpstreamUnavailable)
+	}
+	conn := u.conn
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+
+	caps, err := u.greeting()
+	if err != nil {
+		return nil, err
+	}
+	if d != nil && d.Mode == proxy.TLSStartTLS {
+		if err := u.startTLS(ctx, d); err != nil {
+			return nil, err
+		}
+		caps = nil // capabilities before TLS do not count
+	}
+	postCaps, err := u.authenticate(acct.Mailbox, token, hasCap(caps, "SASL-IR"))
+	if err != nil {
+		return nil, err
+	}
+	if postCaps, err = u.probe(postCaps); err != nil {
+		return nil, err
+	}
+	if !stop() {
+		return nil, fmt.Errorf("logging in upstream: %w", ctx.Err())
+	}
+	if err := u.conn.SetDeadline(time.Time{}); err != nil {
+		return nil, fmt.Errorf("clearing upstream deadline: %w", proxy.ErrUpstreamUnavailable)
+	}
+	return &upstream{conn: u.conn, br: u.br, caps: strings.Join(postCaps, " ")}, nil
+}
+
+// nextTag returns an internal tag that differs from the client's.
+func (u *upLogin) nextTag() string {
+	for {
+		u.seq++
+		if t := "xo" + strconv.Itoa(u.seq); t != u.tag {
+			return t
+		}
+	}
+}
+
+// greeting reads the upstream's greeting and returns its capabilities when
+// it lists them.
+func (u *upLogin) greeting() ([]string, error) {
+	line, err := u.readResponse()
+	if err != nil {
+		return nil, err
+	}
+	status, rest, _ := strings.Cut(strings.TrimPrefix(line, "* "), " ")
+	switch {
+	case !strings.HasPrefix(line, "* "):
+		return nil, fmt.Errorf("upstream greeting %q is not IMAP: %w", truncate(line), proxy.ErrUpstreamUnavailable)
+	case strings.EqualFold(status, "OK"):
+		code, args, _ := responseCode(rest)
+		if code == "CAPABILITY" {
+			return args, nil
+		}
+		return nil, nil
+	case strings.EqualFold(status, "PREAUTH"):
+		return nil, errors.New("upstream greeted with PREAUTH (logged in without a token): " +
+			"check that the upstream address is the provider's IMAP server")
+	case strings.EqualFold(status, "BYE"):
+		return nil, fmt.Errorf("upstream refused the connection: %q: %w", truncate(rest), proxy.ErrUpstreamUnavailable)
+	}
+	return nil, fmt.Errorf("upstream greeting %q is not IMAP: %w", truncate(line), proxy.ErrUpstreamUnavailable)
+}
+
+// startTLS runs STARTTLS (RFC 3501 §6.2.1) and the verified handshake.
+func (u *upLogin) startTLS(ctx context.Context, d *proxy.Dialer) error {
+	tag := u.nextTag()
+	if err := u.send(tag + " STARTTLS"); err != nil {
+		return err
+	}
+	status, text, _, err := u.awaitTagged(tag, nil)
+	if err != nil {
+		return err
+	}
+	if status != "OK" {
+		return fmt.Errorf("upstream refused STARTTLS: %s %s: %w", status, truncate(text), proxy.ErrUpstreamUnavailable)
+	}
+	if u.br.Buffered() > 0 {
+		// Bytes sent before the handshake would be read as if protected.
+		return fmt.Errorf("upstream sent data after its STARTTLS reply: %w", proxy.ErrUpstreamUnavailable)
+	}
+	tc, err := d.StartTLS(ctx, u.conn)
+	if err != nil {
+		return err
+	}
+	u.conn = tc
+	u.br = bufio.NewReaderSize(tc, upstreamBufSize)
+	return nil
+}
+
+// authenticate sends AUTHENTICATE XOAUTH2 under the client's tag, with the
+// initial response (RFC 4959) when the upstream announced SASL-IR and after
+// a continuation otherwise. An error challenge is answered with an empty
+// line (never "="). It returns the capabilities of the tagged OK, if any.
+func (u *upLogin) authenticate(mailbox, token string, saslIR bool) ([]string, error) {
+	b64 := xoauth2.Encode(mailbox, token)
+	cmd := u.tag + " AUTHENTICATE " + xoauth2.Mechanism
+	if saslIR {
+		cmd += " " + b64
+		b64 = ""
+	}
+	if err := u.send(cmd); err != nil {
+		return nil, err
+	}
+	var caps []string
+	challenges := 0
+	onUntagged := func(line string) error {
+		if strings.HasPrefix(line, "+") {
+			if challenges++; challenges > maxChallenges {
+				return fmt.Errorf("upstream sent too many continuations during AUTHENTICATE: %w", proxy.ErrUpstreamUnavailable)
+			}
+			if b64 != "" { // the two-step form's prompt
+				resp := b64
+				b64 = ""
+				return u.send(resp)
+			}
+			u.logChallenge(line)
+			return u.send("")
+		}
+		if c, ok := untaggedCaps(line); ok {
+			caps = c
+		}
+		return nil
+	}
+	status, text, code, err := u.awaitTagged(u.tag, onUntagged)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case status == "OK":
+		if c, args, _ := responseCode(text); c == "CAPABILITY" {
+			caps = args
+		}
+		return caps, nil
+	case status == "NO" && code == "UNAVAILABLE":
+		return nil, fmt.Errorf("upstream login: NO %s: %w", truncate(text), proxy.ErrUpstreamUnavailable)
+	case status == "NO":
+		return nil, fmt.Errorf("upstream login: NO %s: %w", truncate(text), proxy.ErrUpstreamRejected)
+	}
+	return nil, fmt.Errorf("upstream refused AUTHENTICATE XOAUTH2: %s %s", status, truncate(text))
+}
+
+// logChallenge logs the status of an XOAUTH2 error challenge.
+func (u *upLogin) logChallenge(line string) {
+	ch, err := xoauth2.DecodeChallenge(strings.TrimSpace(strings.TrimPrefix(line, "+")))
+	if err != nil {
+		u.log.Debug("upstream xoauth2 challenge", "err", err)
+		return
+	}
+	u.log.Debug("upstream xoauth2 challenge", "status", ch.Status, "scope", ch.Scope)
+}
+
+// probe gets the post-login capabilities when the OK had none and sends a
+// cheap LIST "" "" (pipelined with it) so that Exchange's "authenticated but
+// not connected" shows up before the client is told OK. The responses to
+// both stay here; anything after the last reply stays in u.br for the relay.
+func (u *upLogin) probe(caps []string) ([]string, error) {
+	var capTag string
+	var cmds string
+	if len(caps) == 0 {
+		capTag = u.nextTag()
+		cmds = capTag + " CAPABILITY\r\n"
+	}
+	listTag := u.nextTag()
+	cmds += listTag + ` LIST "" ""` + "\r\n"
+	if _, err := io.WriteString(u.conn, cmds); err != nil {
+		return nil, fmt.Errorf("writing to upstream: %v: %w", err, proxy.ErrUpstreamUnavailable)
+	}
+	onUntagged := func(line string) error {
+		if c, ok := untaggedCaps(line); ok {
+			caps = c
+		}
+		return nil // LIST output and anything else is not the client's
+	}
+	for _, tag := range []string{capTag, listTag} {
+		if tag == "" {
+			continue
+		}
+		status, text, _, err := u.awaitTagged(tag, onUntagged)
+		if err != nil {
+			return nil, err
+		}
+		if status == "OK" {
+			continue
+		}
+		if strings.Contains(text, notConnectedText) {
+			return nil, fmt.Errorf("upstream said %q after the login: %w", status+" "+truncate(text), errNotConnected)
+		}
+		return nil, fmt.Errorf("upstream refused a command after the login: %s %s: %w",
+			status, truncate(text), proxy.ErrUpstreamUnavailable)
+	}
+	return caps, nil
+}
+
+// awaitTagged reads responses until the one tagged tag and returns its
+// status (upper case), its text and its response code. Untagged responses
+// and continuation requests go to onUntagged (nil: ignored). A BYE ends the
+// login: for an expired token it wraps proxy.ErrUpstreamRejected so the
+// token is refreshed and the login retried.
+func (u *upLogin) awaitTagged(tag string, onUntagged func(string) error) (status, text, code string, err error) {
+	for range maxUpstreamResponses {
+		line, err := u.readResponse()
+		if err != nil {
+			return "", "", "", err
+		}
+		if rest, ok := strings.CutPrefix(line, tag+" "); ok {
+			status, text, _ = strings.Cut(rest, " ")
+			status = strings.ToUpper(status)
+			if status != "OK" && status != "NO" && status != "BAD" {
+				return "", "", "", fmt.Errorf("upstream reply %q is not IMAP: %w", truncate(line), proxy.ErrUpstreamUnavailable)
+			}
+			code, _, _ = responseCode(text)
+			return status, text, code, nil
+		}
+		if err := u.checkBye(line); err != nil {
+			return "", "", "", err
+		}
+		if !strings.HasPrefix(line, "* ") && !strings.HasPrefix(line, "+") {
+			return "", "", "", fmt.Errorf("upstream response %q is not IMAP: %w", truncate(line), proxy.ErrUpstreamUnavailable)
+		}
+		if onUntagged != nil {
+			if err := onUntagged(line); err != nil {
+				return "", "", "", err
+			}
+		}
+	}
+	return "", "", "", fmt.Errorf("upstream sent more than %d responses without a reply: %w", maxUpstreamResponses, proxy.ErrUpstreamUnavailable)
+}
+
+// checkBye returns the error for an untagged BYE.
+func (u *upLogin) checkBye(line string) error {
+	rest, ok := strings.CutPrefix(line, "* ")
+	if !ok {
+		return nil
+	}
+	status, text, _ := strings.Cut(rest, " ")
+	if !strings.EqualFold(status, "BYE") {
+		return nil
+	}
+	if strings.Contains(text, tokenExpiredText) {
+		return fmt.Errorf("upstream ended the login: %q (the token had expired): %w", truncate(text), proxy.ErrUpstreamRejected)
+	}
+	return fmt.Errorf("upstream ended the login: %q: %w", truncate(text), proxy.ErrUpstreamUnavailable)
+}
+
+// send writes one line to the upstream.
+func (u *upLogin) send(line string) error {
+	if _, err := io.WriteString(u.conn, line+"\r\n"); err != nil {
+		return fmt.Errorf("writing to upstream: %v: %w", err, proxy.ErrUpstreamUnavailable)
+	}
+	return nil
+}
+
+// readResponse reads one response and returns its first line without CRLF.
+// Literals in it are skipped with the lines that follow them.
+func (u *upLogin) readResponse() (string, error) {
+	first, err := u.readLine()
+	if err != nil {
+		return "", err
+	}
+	line := first
+	for {
+		n, ok := responseLiteral(line)
+		if !ok {
+			return first, nil
+		}
+		if n > maxUpstreamLiteral {
+			return "", fmt.Errorf("upstream literal of %d bytes during login: %w", n, proxy.ErrUpstreamUnavailable)
+		}
+		if _, err := u.br.Discard(int(n)); err != nil {
+			return "", fmt.Errorf("reading upstream: %v: %w", err, proxy.ErrUpstreamUnavailable)
+		}
+		if line, err = u.readLine(); err != nil {
+			return "", err
+		}
+	}
+}
+
+// readLine reads one line (bounded by upstreamBufSize) without CRLF.
+func (u *upLogin) readLine() (string, error) {
+	b, err := u.br.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return "", fmt.Errorf("upstream line longer than %d bytes: %w", upstreamBufSize, proxy.ErrUpstreamUnavailable)
+		}
+		return "", fmt.Errorf("reading upstream: %v: %w", err, proxy.ErrUpstreamUnavailable)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// responseLiteral reports whether line ends with a literal announcement
+// "{n}" (or "{n+}") and its length.
+func responseLiteral(line string) (int64, bool) {
+	if !strings.HasSuffix(line, "}") {
+		return 0, false
+	}
+	i := strings.LastIndexByte(line, '{')
+	if i < 0 {
+		return 0, false
+	}
+	digits := strings.TrimSuffix(line[i+1:len(line)-1], "+")
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || n < 0 || digits == "" || digits[0] == '+' {
+		return 0, false
+	}
+	return n, true
+}
+
+// responseCode splits "[CODE args] text" (RFC 3501 §7.1) into the upper-case
+// code, its space-separated arguments and the text.
+func responseCode(text string) (code string, args []string, rest string) {
+	inner, ok := strings.CutPrefix(text, "[")
+	if !ok {
+		return "", nil, text
+	}
+	inner, rest, ok = strings.Cut(inner, "]")
+	if !ok {
+		return "", nil, text
+	}
+	fields := strings.Fields(inner)
+	if len(fields) == 0 {
+		return "", nil, strings.TrimSpace(rest)
+	}
+	return strings.ToUpper(fields[0]), validAtoms(fields[1:]), strings.TrimSpace(rest)
+}
+
+// untaggedCaps returns the capabilities of an untagged CAPABILITY response.
+func untaggedCaps(line string) ([]string, bool) {
+	fields := strings.Fields(line)
+	if len(fields) < 2 || fields[0] != "*" || !strings.EqualFold(fields[1], "CAPABILITY") {
+		return nil, false
+	}
+	return validAtoms(fields[2:]), true
+}
+
+// validAtoms keeps the words that are IMAP atoms, so that what the client is
+// sent stays well-formed whatever the upstream wrote.
+func validAtoms(words []string) []string {
+	out := words[:0:0]
+	for _, w := range words {
+		ok := w != ""
+		for i := 0; i < len(w) && ok; i++ {
+			ok = isAtomChar(w[i], false) && w[i] < 0x80
+		}
+		if ok {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// hasCap reports whether caps holds name (case-insensitive).
+func hasCap(caps []string, name string) bool {
+	for _, c := range caps {
+		if strings.EqualFold(c, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxQuoted bounds upstream text quoted in errors and logs.
+const maxQuoted = 200
+
+// truncate shortens upstream text for errors and logs.
+func truncate(s string) string {
+	if len(s) > maxQuoted {
+		return s[:maxQuoted] + "..."
+	}
+	return s
+}
