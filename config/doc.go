@@ -1,6 +1,39 @@
-// Package config owns xoauthd's YAML configuration: the schema, defaults and
-// provider presets, ${env:NAME} and ${file:PATH} secret references, strict
-// decoding and validation that reports every problem with its YAML path and
-// line, and (with the hot-reload issue) watching the file and swapping an
-// immutable snapshot atomically.
+// Package config owns xoauthd's YAML configuration: the schema (types.go),
+// strict decoding that reports every problem with its YAML path and line,
+// ${env:NAME} and ${file:PATH} references for secrets, defaults and provider
+// presets, and validation.
+//
+// Parse and Load decode with yaml.v3 through yaml.Node, so an unknown or
+// duplicate key, a wrong type, a missing environment variable or file, and
+// every validation problem come back together as Problems, each rendered
+// like
+//
+//	accounts[2].provider (line 41): unknown provider "m356"; known: m365
+//
+// Messages never contain the value of a Secret (client_secret,
+// password_hash, store.key); a Secret prints as "***" through fmt, slog,
+// JSON and YAML.
+//
+// References are resolved only in secret fields, and only when the whole
+// value is one reference. A relative ${file:PATH}, like store.path, ca_file
+// and tls.cert/tls.key, is relative to the configuration file's directory.
+// The file named by store.key may be missing: Store.KeyFile records it and
+// the token store creates it (mode 0600).
+//
+// Defaults: log level info, format text; store.path tokens.json beside the
+// configuration file, store.key ${file:store.key} beside the token store;
+// provider flow authcode; microsoft tenant organizations and the
+// login.microsoftonline.com endpoints, Exchange Online delegated scopes
+// (app-only .default for client_credentials) and upstreams; google's
+// endpoints, https://mail.google.com/ and Gmail's upstreams; per server
+// max_connections 1000, idle_timeout 31m, max_upstream_per_identity 3 for
+// smtp and 20 otherwise, upstream_tls by port (587 and 25 starttls, others
+// implicit); an account's mailbox is its identity, and its provider the only
+// one when exactly one is configured.
+//
+// DefaultPath gives the file the command line uses without --config.
+//
+// Not here yet: watching the file (fsnotify) and swapping an immutable
+// snapshot atomically on change arrive with the hot-reload issue; a Config is
+// already treated as immutable once Parse returns it.
 package config

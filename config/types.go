@@ -14,6 +14,10 @@ type Config struct {
 
 	// Path is the file the configuration was loaded from ("" when parsed from bytes).
 	Path string `yaml:"-"`
+
+	// lines maps YAML paths to their line in the file (set by Parse), so
+	// Validate can name lines; nil for a Config built in code.
+	lines lineIndex
 }
 
 // Log configures logging.
@@ -52,6 +56,8 @@ type Provider struct {
 	Scopes       []string `yaml:"scopes"`        // filled from the preset unless set
 	// Upstreams are the default upstream host:port per protocol (imap, pop3, smtp).
 	Upstreams map[string]string `yaml:"upstreams"`
+	// Line is the line of this entry in the file, for messages.
+	Line int `yaml:"-"`
 }
 
 // Server is one local listener and the upstream it relays to.
