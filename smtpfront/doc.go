@@ -1,5 +1,51 @@
-// Package smtpfront is the SMTP submission front (RFC 5321, RFC 4954 AUTH,
-// RFC 6409): a go-smtp server for the local client whose sessions relay each
-// MAIL, RCPT and DATA to a go-smtp client logged in upstream with XOAUTH2. A
+// Package smtpfront is the SMTP submission front (RFC 5321, RFC 6409): a
+// go-smtp server for the local client whose sessions relay each MAIL, RCPT
+// and DATA to a go-smtp client logged in upstream with SASL XOAUTH2. A
 // message is acknowledged only after the upstream accepted it.
+//
+// Towards the client it speaks EHLO with PIPELINING (RFC 2920), 8BITMIME
+// (RFC 6152), ENHANCEDSTATUSCODES (RFC 2034), SIZE (RFC 1870), SMTPUTF8
+// (RFC 6531) when the upstream has it, CHUNKING (RFC 3030: BDAT is relayed
+// as DATA) and AUTH PLAIN (RFC 4616) and LOGIN (draft-murchison-sasl-login)
+// per RFC 4954, offered only over TLS or when Options.AllowInsecureAuth is
+// set for a loopback listener. It does not offer DSN, BINARYMIME,
+// REQUIRETLS, DELIVERBY, MT-PRIORITY, VRFY or EXPN, nor local STARTTLS yet
+// (see Options).
+//
+// Towards the upstream it says EHLO, STARTTLS (or uses implicit TLS), EHLO
+// and AUTH XOAUTH2 with user= the token's own identity: Exchange Online
+// refuses a shared mailbox as SMTP user, and sending as one is MAIL FROM
+// with Send As.
+//
+// Design decisions:
+//
+//   - One upstream session per client session, opened at AUTH and reused
+//     for every message; RSET is passed on when a transaction is open; the
+//     end of the client session (QUIT or close) QUITs upstream.
+//   - Upstream sessions per identity are limited (Exchange allows 3
+//     concurrent submissions per mailbox). The slot is taken at AUTH, after
+//     the local password check, and held until the client session ends;
+//     a session that finds none free waits up to Options.UpstreamWait and
+//     then gets "421 4.3.2" and is closed. The slot is given back after the
+//     upstream has closed the connection, so the upstream never counts more.
+//   - The upstream is dialled only after AUTH, but a client reads EHLO
+//     before: its SIZE and SMTPUTF8 come from what earlier sessions learnt
+//     from the upstream's EHLO. A fresh process advertises SIZE
+//     Options.MaxMessageBytes and no SMTPUTF8 until the first login.
+//   - Upstream replies (code, enhanced code, text) reach the client
+//     unchanged; the log adds the cause and fix of known Exchange replies.
+//     DATA streams through a fixed buffer. A client whose data breaks off
+//     never completes the upstream message: the upstream connection is
+//     dropped instead. An upstream that fails at any point gives the client
+//     a 4xx ("451 4.4.2" or the upstream's own reply), never a 250.
+//   - After an upstream failure the upstream session is dropped and the
+//     next MAIL dials a new one with a fresh token (keeping the slot); an
+//     idle upstream session that the upstream closed is replaced at MAIL
+//     without the client noticing. After three failed redials in a row the
+//     session ends with 421.
+//
+// proxy.Server accepts the connections; ServeConn hands each to a
+// long-lived go-smtp server through an in-memory listener, and wraps it so
+// that the front owns the read deadlines (pre-auth bound, idle bound,
+// cancellation) and learns when go-smtp has closed it.
 package smtpfront

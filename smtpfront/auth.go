@@ -1,0 +1,144 @@
+package smtpfront
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/xoauthd/xoauthd/proxy"
+	"github.com/xoauthd/xoauthd/tokens"
+)
+
+// AuthMechanisms implements smtp.AuthSession: PLAIN (RFC 4616) and LOGIN
+// (what Outlook and many ERP systems use). go-smtp offers them only over TLS
+// or with Options.AllowInsecureAuth.
+func (s *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
+
+// Auth implements smtp.AuthSession. go-smtp passes the mechanism upper-cased.
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	switch mech {
+	case sasl.Plain:
+		return newPlainServer(func(authz, user, password string) error {
+			if authz != "" && authz != user {
+				return s.loginRefused(user, mech, proxy.Account{}, errAuthzDiffers)
+			}
+			return s.login(user, password, mech)
+		}), nil
+	case sasl.Login:
+		return newLoginServer(func(user, password string) error {
+			return s.login(user, password, mech)
+		}), nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// errAuthzDiffers: PLAIN with an authorization identity other than the login.
+var errAuthzDiffers = fmt.Errorf("plain authorization identity differs from the login (acting as another user is not supported): %w", proxy.ErrBadCredentials)
+
+// login checks the local credentials, takes a slot of the account's
+// identity (waiting up to Options.UpstreamWait) and opens the upstream
+// session. Every error is a reply for the client; the log says why.
+func (s *session) login(login, password, mech string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.release != nil {
+		return replyAlreadyAuthed
+	}
+	if s.cc.draining() {
+		s.cc.hangUp("")
+		return replyShuttingDown
+	}
+	gw := s.srv.opts.Gateway
+	authCtx, cancel := context.WithTimeout(s.cc.ctx, loginTimeout)
+	acct, err := gw.Auth.Authenticate(authCtx, login, password, s.cc.pc.Remote)
+	cancel()
+	if err != nil {
+		return s.loginRefused(login, mech, proxy.Account{}, err)
+	}
+	release, err := s.srv.slots.acquire(s.cc.ctx, acct.Identity, s.srv.opts.UpstreamWait)
+	if err != nil {
+		s.log.Info("login", "result", "error", "login", login, "mech", mech, "identity", acct.Identity,
+			"reason", "every upstream session of this identity stayed in use",
+			"max_upstream_per_identity", s.srv.opts.MaxUpstreamPerIdentity, "waited", s.srv.opts.UpstreamWait.String(),
+			"fix", "fewer clients sending at once for this identity, or more identities")
+		s.cc.hangUp("")
+		return replyTooManySessions
+	}
+	connCtx, cancel := context.WithTimeout(s.cc.ctx, loginTimeout)
+	up, err := s.srv.connect(connCtx, acct)
+	cancel()
+	if err != nil {
+		release()
+		return s.loginRefused(login, mech, acct, err)
+	}
+	s.acct, s.release = acct, release
+	s.setUpstream(up)
+	s.log = s.log.With("login", login, "identity", acct.Identity)
+	s.cc.loggedIn()
+	s.log.Info("login", "result", "success", "mech", mech, "upstream", up.addr)
+	return nil
+}
+
+// loginRefused logs one audit line for a failed login and returns the
+// client's reply. After maxAuthFailures the connection is closed.
+func (s *session) loginRefused(login, mech string, acct proxy.Account, err error) error {
+	reply, result, reason := classifyLogin(err)
+	s.authFailures++
+	attrs := []any{"result", result, "login", login, "mech", mech, "identity", acct.Identity, "reason", reason}
+	attrs = append(attrs, causeAttrs(err)...)
+	attrs = append(attrs, "err", err)
+	s.log.Info("login", attrs...)
+	if s.authFailures >= maxAuthFailures {
+		s.cc.hangUp(replyLine(replyAuthLimit))
+	}
+	return reply
+}
+
+// classifyLogin maps a login error to the client's reply, the audit result
+// and a short reason. Wrong local credentials, a token that needs a new
+// interactive login and an upstream that refused even a refreshed token are
+// "535 5.7.8"; too many recent failures is a temporary refusal ("454
+// 4.7.0", so a client retries later rather than dropping the message); any
+// other failure (identity provider or upstream down, provider configuration,
+// timeouts) is "454 4.7.0" too, so mail waits in the client's queue until
+// the cause is fixed.
+func classifyLogin(err error) (reply *smtp.SMTPError, result, reason string) {
+	switch {
+	case errors.Is(err, proxy.ErrBadCredentials):
+		return replyAuthInvalid, "failure", "bad local credentials"
+	case errors.Is(err, proxy.ErrThrottled):
+		return replyAuthTemporary, "failure", "too many failed logins, throttled"
+	case errors.Is(err, tokens.ErrNeedsLogin):
+		return replyAuthInvalid, "failure", "the identity needs a new interactive login"
+	case errors.Is(err, proxy.ErrUpstreamRejected):
+		return replyAuthInvalid, "failure", "the upstream refused the token"
+	case errors.Is(err, tokens.ErrConfiguration):
+		return replyAuthTemporary, "error", "the identity provider refused the configuration"
+	default:
+		return replyAuthTemporary, "error", "identity provider or upstream unavailable"
+	}
+}
+
+// causeAttrs returns log attributes with the cause and fix found in err: a
+// token error's, or the upstream's reply with the table's explanation.
+func causeAttrs(err error) []any {
+	var nl *tokens.NeedsLoginError
+	var ce *tokens.ConfigError
+	var se *smtp.SMTPError
+	switch {
+	case errors.As(err, &nl):
+		return []any{"cause", nl.Meaning, "code", nl.Code, "fix", nl.Fix}
+	case errors.As(err, &ce):
+		return []any{"cause", ce.Meaning, "code", ce.Code, "fix", ce.Fix}
+	case errors.As(err, &se):
+		attrs := []any{"upstream_reply", fmt.Sprintf("%d %s %s", se.Code, enhancedString(se.EnhancedCode), se.Message)}
+		if c, ok := explainUpstream(se); ok {
+			attrs = append(attrs, "cause", c.Meaning, "fix", c.Fix)
+		}
+		return attrs
+	}
+	return nil
+}

@@ -1,0 +1,322 @@
+package smtpfront
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/xoauthd/xoauthd/proxy"
+)
+
+// Bounds of a session.
+const (
+	// dataBufSize is the buffer of the DATA relay: the message streams
+	// through it, never held whole.
+	dataBufSize = 32 << 10
+	// maxRedialFailures is the number of failed redials in a row after which
+	// the session is closed with 421.
+	maxRedialFailures = 3
+)
+
+// dataBufs recycles DATA relay buffers between messages and sessions.
+var dataBufs = sync.Pool{New: func() any { b := make([]byte, dataBufSize); return &b }}
+
+// session relays one client session to one upstream session. go-smtp calls
+// its methods from the connection's goroutine, except Data for BDAT, which
+// runs in a goroutine of its own while Reset or Logout may be called: mu
+// serialises them all.
+//
+// After AUTH the session holds one upstream session and one slot of its
+// identity until Logout. When the upstream fails (a broken connection, a
+// 421), the upstream session is dropped, the client gets a 4xx for the
+// command at hand, and the next MAIL dials a new upstream session with a
+// fresh token; the slot stays held meanwhile. After maxRedialFailures failed
+// redials in a row the session ends with 421.
+type session struct {
+	srv *Server
+	cc  *clientConn
+	// live is the upstream for the context watcher, which aborts it without
+	// taking mu when the session's context ends.
+	live      atomic.Pointer[upstream]
+	stopWatch func() bool // stops that watcher; called by Logout
+
+	mu  sync.Mutex
+	log *slog.Logger // the connection's; with login and identity after AUTH
+
+	// Set by a successful AUTH:
+	acct    proxy.Account
+	release func()    // gives back the identity's slot; nil before AUTH and after Logout
+	up      *upstream // nil between an upstream failure and the next MAIL
+
+	inTx           bool // a MAIL was accepted upstream and the transaction is open there
+	authFailures   int  // failed AUTH commands
+	redialFailures int  // failed redials in a row
+	messages       int  // messages the upstream accepted
+	bytes          int64
+}
+
+func newSession(srv *Server, cc *clientConn) *session {
+	s := &session{srv: srv, cc: cc, log: cc.log}
+	s.stopWatch = context.AfterFunc(cc.ctx, func() {
+		if u := s.live.Load(); u != nil {
+			u.abort()
+		}
+	})
+	return s
+}
+
+// Mail implements smtp.Session: the envelope sender, relayed upstream. A
+// reused upstream session that turns out to be gone (the upstream closed it
+// while idle) is replaced once at once: nothing is lost before a MAIL.
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.release == nil {
+		return replyAuthRequired
+	}
+	if s.cc.draining() {
+		s.cc.hangUp("")
+		return replyShuttingDown
+	}
+	s.inTx = false
+	for attempt := 0; ; attempt++ {
+		up, dialled, err := s.ensureUpstream()
+		if err != nil {
+			return err
+		}
+		if opts != nil && opts.UTF8 && !up.ext.smtputf8 {
+			return replyNoSMTPUTF8
+		}
+		err = up.c.Mail(from, upstreamMailOptions(opts))
+		if err == nil {
+			s.inTx = true
+			return nil
+		}
+		if attempt == 0 && !dialled && isStale(err) {
+			s.discard("upstream session gone while idle, redialling", err)
+			continue
+		}
+		return s.upstreamFailed("MAIL", err)
+	}
+}
+
+// upstreamMailOptions keeps the MAIL parameters the upstream may need:
+// SIZE and SMTPUTF8 (go-smtp's client adds BODY=8BITMIME itself when the
+// upstream offers it).
+func upstreamMailOptions(opts *smtp.MailOptions) *smtp.MailOptions {
+	if opts == nil {
+		return nil
+	}
+	return &smtp.MailOptions{Size: opts.Size, UTF8: opts.UTF8}
+}
+
+// Rcpt implements smtp.Session: one recipient, relayed upstream.
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.release == nil {
+		return replyAuthRequired
+	}
+	if s.up == nil || !s.inTx {
+		return replyUpstreamLost
+	}
+	if err := s.up.c.Rcpt(to, nil); err != nil {
+		return s.upstreamFailed("RCPT", err)
+	}
+	return nil
+}
+
+// Data implements smtp.Session: the message streams to the upstream's DATA,
+// and Data returns nil (go-smtp answers 250) only after the upstream
+// accepted the message. When the client's data breaks off, the upstream
+// connection is dropped rather than finished, so a partial message is never
+// submitted.
+func (s *session) Data(r io.Reader) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.release == nil {
+		return replyAuthRequired
+	}
+	up := s.up
+	if up == nil || !s.inTx {
+		return replyUpstreamLost
+	}
+	w, err := up.c.Data()
+	if err != nil {
+		// The transaction stays open upstream: go-smtp's Reset after DATA
+		// sends RSET.
+		return s.upstreamFailed("DATA", err)
+	}
+	s.inTx = false // the final reply ends the transaction, whatever it is
+	bp := dataBufs.Get().(*[]byte)
+	n, rerr, werr := copyData(w, r, *bp)
+	dataBufs.Put(bp)
+	switch {
+	case rerr != nil:
+		s.discard("client data ended early, dropping the unfinished upstream message", rerr)
+		var se *smtp.SMTPError
+		if errors.As(rerr, &se) {
+			return se
+		}
+		if errors.Is(rerr, smtp.ErrTooLongLine) {
+			return replyLineTooLong
+		}
+		return replyDataAborted
+	case werr != nil:
+		return s.upstreamFailed("DATA", werr)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return s.upstreamFailed("DATA", err)
+	}
+	s.messages++
+	s.bytes += n
+	s.log.Info("message relayed", "bytes", n, "upstream_reply", resp.StatusText)
+	return nil
+}
+
+// Reset implements smtp.Session (RSET, a new EHLO, the end of DATA): an
+// open upstream transaction is reset too.
+func (s *session) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.inTx || s.up == nil {
+		s.inTx = false
+		return
+	}
+	s.inTx = false
+	if err := s.up.c.Reset(); err != nil && isConnectionGone(err) {
+		s.discard("upstream session lost at RSET", err)
+	}
+}
+
+// Logout implements smtp.Session: the client session ended (QUIT, close,
+// error). The upstream session quits and the identity's slot is given back
+// once the upstream has closed the connection.
+func (s *session) Logout() error {
+	s.stopWatch()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.up != nil {
+		s.up.quit()
+		s.up = nil
+		s.live.Store(nil)
+	}
+	if s.release != nil {
+		s.release()
+		s.release = nil
+		s.log.Info("session closed", "messages", s.messages, "bytes", s.bytes)
+	}
+	return nil
+}
+
+// ensureUpstream returns the session's upstream, dialling a new one after a
+// failure (dialled says so). The caller holds mu.
+func (s *session) ensureUpstream() (up *upstream, dialled bool, err error) {
+	if s.up != nil {
+		return s.up, false, nil
+	}
+	ctx, cancel := context.WithTimeout(s.cc.ctx, loginTimeout)
+	defer cancel()
+	up, err = s.srv.connect(ctx, s.acct)
+	if err != nil {
+		s.redialFailures++
+		attrs := append([]any{"err", err, "failures_in_a_row", s.redialFailures}, causeAttrs(err)...)
+		s.log.Warn("opening a new upstream session failed", attrs...)
+		if s.redialFailures >= maxRedialFailures {
+			s.cc.hangUp("")
+			return nil, false, replyUpstreamUnavailableClosing
+		}
+		return nil, false, replyUpstreamUnavailable
+	}
+	s.redialFailures = 0
+	s.setUpstream(up)
+	s.log.Info("new upstream session", "upstream", up.addr)
+	return up, true, nil
+}
+
+func (s *session) setUpstream(up *upstream) {
+	s.up = up
+	s.live.Store(up)
+	if s.cc.ctx.Err() != nil {
+		up.abort()
+	}
+}
+
+// discard drops the upstream session after a failure; the next MAIL dials
+// a new one. The caller holds mu.
+func (s *session) discard(why string, err error) {
+	if s.up == nil {
+		return
+	}
+	s.log.Warn(why, "upstream", s.up.addr, "err", err)
+	s.up.abort()
+	s.up = nil
+	s.live.Store(nil)
+	s.inTx = false
+}
+
+// upstreamFailed turns an upstream failure of cmd into the client's reply:
+// the upstream's own reply unchanged (code, enhanced code, text) when it
+// sent one, else 451 4.4.2. A broken connection or a 421 drops the upstream
+// session. The log line adds the cause and fix when the reply is a known
+// one. The caller holds mu.
+func (s *session) upstreamFailed(cmd string, err error) error {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) {
+		s.discard("upstream connection lost during "+cmd, err)
+		return replyUpstreamLost
+	}
+	attrs := []any{"cmd", cmd, "code", se.Code, "enhanced", enhancedString(se.EnhancedCode), "text", se.Message}
+	if c, ok := explainUpstream(se); ok {
+		attrs = append(attrs, "cause", c.Meaning, "fix", c.Fix)
+	}
+	s.log.Warn("upstream refused", attrs...)
+	if se.Code == 421 {
+		s.discard("upstream closed the session", err)
+	}
+	return passThrough(se)
+}
+
+// passThrough returns the upstream's reply as go-smtp's server will write
+// it byte for byte: go-smtp's client strips the enhanced code from each
+// line and its server would put it on the last line only (or invent X.0.0
+// when there was none), so the code goes back into the text of every line.
+func passThrough(se *smtp.SMTPError) *smtp.SMTPError {
+	out := &smtp.SMTPError{Code: se.Code, EnhancedCode: smtp.NoEnhancedCode, Message: se.Message}
+	if se.EnhancedCode != smtp.EnhancedCodeNotSet && se.EnhancedCode != smtp.NoEnhancedCode {
+		prefix := enhancedString(se.EnhancedCode) + " "
+		out.Message = prefix + strings.ReplaceAll(se.Message, "\n", "\n"+prefix)
+	}
+	return out
+}
+
+// isConnectionGone reports whether an upstream session is unusable after
+// err: a broken connection or a 421 (the upstream closes the channel).
+func isConnectionGone(err error) bool {
+	var se *smtp.SMTPError
+	return !errors.As(err, &se) || se.Code == 421
+}
+
+// isStale reports whether a reused upstream session refused MAIL because it
+// is no longer usable: gone, or no longer authenticated ("530", as after an
+// upstream that forgets the login on the EHLO go-smtp's client sends after
+// RSET). A new session is worth one try.
+func isStale(err error) bool {
+	var se *smtp.SMTPError
+	return isConnectionGone(err) || errors.As(err, &se) && se.Code == 530
+}
+
+func enhancedString(c smtp.EnhancedCode) string {
+	if c == smtp.EnhancedCodeNotSet || c == smtp.NoEnhancedCode {
+		return ""
+	}
+	return fmt.Sprintf("%d.%d.%d", c[0], c[1], c[2])
+}

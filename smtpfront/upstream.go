@@ -1,0 +1,190 @@
+package smtpfront
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/xoauthd/xoauthd/internal/xoauth2"
+	"github.com/xoauthd/xoauthd/proxy"
+)
+
+// Bounds of the upstream session.
+const (
+	// loginTimeout bounds a whole login or redial: token, dial, greeting,
+	// EHLO, STARTTLS, EHLO, AUTH (including one retry with a new token).
+	loginTimeout = 90 * time.Second
+	// upstreamCommandTimeout bounds one upstream reply (RFC 5321 §4.5.3.2
+	// recommends 5 minutes for MAIL and RCPT).
+	upstreamCommandTimeout = 5 * time.Minute
+	// upstreamSubmissionTimeout bounds the reply to the end of DATA (RFC
+	// 5321 §4.5.3.2.6: 10 minutes), plus some slack.
+	upstreamSubmissionTimeout = 12 * time.Minute
+	// upstreamWriteTimeout bounds one write to the upstream, so a stalled
+	// upstream cannot hold a DATA transfer for ever.
+	upstreamWriteTimeout = 2 * time.Minute
+	// quitTimeout bounds QUIT and the wait for the upstream to close after
+	// it, so the upstream has counted the session as gone before its slot
+	// is handed to the next one.
+	quitTimeout = 5 * time.Second
+	// maxQuitDrain bounds what is read (and dropped) after QUIT.
+	maxQuitDrain = 64 << 10
+)
+
+// upstream is one logged-in upstream SMTP session.
+type upstream struct {
+	c    *smtp.Client
+	conn *upstreamConn // the connection under c, for abort and quit
+	addr string
+	ext  upstreamExt
+}
+
+// abort drops the connection at once: an unfinished DATA is not completed.
+// It is safe to call from any goroutine.
+func (u *upstream) abort() { u.conn.Conn.Close() }
+
+// quit ends the session politely and waits (bounded) for the upstream to
+// close the connection.
+func (u *upstream) quit() {
+	u.conn.drainOnClose.Store(true)
+	u.c.CommandTimeout = quitTimeout
+	if err := u.c.Quit(); err != nil {
+		u.c.Close()
+	}
+}
+
+// loginUpstream is the proxy.LoginFunc of SMTP: greeting, EHLO, STARTTLS
+// (in starttls mode), EHLO, AUTH XOAUTH2 with user= the token's own
+// identity (Exchange refuses a shared mailbox as SMTP user; sending as one
+// is MAIL FROM:<shared> with Send As). It closes conn on any error.
+func (s *Server) loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct proxy.Account, token string) (*upstream, error) {
+	uc := &upstreamConn{Conn: conn}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	c, err := s.helloUpstream(uc, d)
+	if err == nil {
+		// The two-step form ("AUTH XOAUTH2", "334 ", response): a token on the
+		// command line exceeds some servers' line limit (Dovecot's submission
+		// answers 500 5.5.2), and Exchange accepts both forms.
+		err = c.Auth(xoauth2.NewContinuationClient(acct.Identity, token))
+		if err != nil {
+			err = authError(d.Addr, acct.Identity, err)
+		}
+	}
+	if !stop() && err == nil {
+		err = fmt.Errorf("logging in to %s: %w: %w", d.Addr, ctx.Err(), proxy.ErrUpstreamUnavailable)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	c.CommandTimeout = upstreamCommandTimeout
+	c.SubmissionTimeout = upstreamSubmissionTimeout
+	ok, param := c.Extension("SIZE")
+	ext := upstreamExt{smtputf8: hasExt(c, "SMTPUTF8")}
+	if ok {
+		ext.size = parseSize(param)
+	}
+	s.exts.learn(d.Addr, ext)
+	return &upstream{c: c, conn: uc, addr: d.Addr, ext: ext}, nil
+}
+
+// helloUpstream reads the greeting and says EHLO, with STARTTLS and a second
+// EHLO in starttls mode (the TLS handshake, verified with d.TLS, runs with
+// the second EHLO).
+func (s *Server) helloUpstream(uc *upstreamConn, d *proxy.Dialer) (*smtp.Client, error) {
+	var (
+		c   *smtp.Client
+		err error
+	)
+	if d.Mode == proxy.TLSStartTLS {
+		c, err = smtp.NewClientStartTLS(uc, d.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("greeting, EHLO and STARTTLS at %s: %w (%w: check that the upstream offers STARTTLS on this port, or set upstream_tls: implicit)", d.Addr, err, proxy.ErrUpstreamUnavailable)
+		}
+	} else {
+		c = smtp.NewClient(uc)
+	}
+	c.CommandTimeout = loginStepTimeout(d)
+	if err := c.Hello(s.opts.Domain); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("EHLO at %s: %w (%w: check the network, the upstream's certificate and upstream_tls)", d.Addr, err, proxy.ErrUpstreamUnavailable)
+	}
+	return c, nil
+}
+
+// loginStepTimeout bounds one reply during login, the TLS handshake included.
+func loginStepTimeout(d *proxy.Dialer) time.Duration {
+	return max(30*time.Second, 2*d.HandshakeTimeout)
+}
+
+// authError classifies a failed AUTH XOAUTH2: a 535 or any 5.7.x reply, or
+// a second error challenge, means the upstream refused the token
+// (proxy.ErrUpstreamRejected, so Connect refreshes it once); anything else
+// is a broken or busy upstream. The upstream's reply stays in the chain for
+// the log.
+func authError(addr, identity string, err error) error {
+	var se *smtp.SMTPError
+	var xe *xoauth2.Error
+	switch {
+	case errors.As(err, &se) && (se.Code == 535 || se.Code/100 == 5 && se.EnhancedCode[0] == 5 && se.EnhancedCode[1] == 7):
+		return fmt.Errorf("upstream %s refused XOAUTH2 for %s: %w: %w", addr, identity, proxy.ErrUpstreamRejected, se)
+	case errors.As(err, &xe):
+		return fmt.Errorf("upstream %s refused XOAUTH2 for %s: %w: %w", addr, identity, proxy.ErrUpstreamRejected, xe)
+	default:
+		return fmt.Errorf("AUTH XOAUTH2 at %s: %w: %w", addr, proxy.ErrUpstreamUnavailable, err)
+	}
+}
+
+func hasExt(c *smtp.Client, name string) bool {
+	ok, _ := c.Extension(name)
+	return ok
+}
+
+// upstreamConn is the upstream connection under the go-smtp client: every
+// write has a deadline, and after QUIT, Close waits for the upstream to
+// close its side first.
+type upstreamConn struct {
+	net.Conn
+	drainOnClose atomic.Bool
+}
+
+func (c *upstreamConn) Write(b []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(upstreamWriteTimeout))
+	return c.Conn.Write(b)
+}
+
+func (c *upstreamConn) Close() error {
+	if c.drainOnClose.Load() {
+		c.Conn.SetReadDeadline(time.Now().Add(quitTimeout))
+		io.Copy(io.Discard, io.LimitReader(c.Conn, maxQuitDrain))
+	}
+	return c.Conn.Close()
+}
+
+// copyData streams r (the client's message) into w (the upstream's DATA)
+// through buf, telling apart the side that failed: rerr from the client,
+// werr from the upstream.
+func copyData(w io.Writer, r io.Reader, buf []byte) (n int64, rerr, werr error) {
+	for {
+		nr, er := r.Read(buf)
+		if nr > 0 {
+			nw, ew := w.Write(buf[:nr])
+			n += int64(nw)
+			if ew != nil {
+				return n, nil, ew
+			}
+		}
+		if er == io.EOF {
+			return n, nil, nil
+		}
+		if er != nil {
+			return n, er, nil
+		}
+	}
+}
