@@ -1,0 +1,33 @@
+package testupstream
+
+import (
+	"errors"
+	"testing"
+)
+
+// New starts Dovecot for a test and closes it (removing its directory) when
+// the test ends; a failed test gets Dovecot's log. When Dovecot cannot run
+// here, the test is skipped under -short and fails otherwise with a message
+// naming the Debian packages to install.
+func New(t testing.TB, opts Options) *Dovecot {
+	t.Helper()
+	d, err := Start(opts)
+	if errors.Is(err, ErrUnavailable) {
+		if testing.Short() {
+			t.Skipf("skipping test that needs dovecot in -short mode: %v", err)
+		}
+		t.Fatalf("%v; or run with -short to skip tests that need dovecot", err)
+	}
+	if err != nil {
+		t.Fatalf("starting dovecot: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dovecot log (%s):\n%s", d.Dir, d.Log())
+		}
+		if err := d.Close(); err != nil {
+			t.Errorf("closing dovecot: %v", err)
+		}
+	})
+	return d
+}
