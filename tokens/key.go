@@ -1,0 +1,141 @@
+package tokens
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/xoauthd/xoauthd/config"
+)
+
+const (
+	// KeySize is the size of the store key: AES-256.
+	KeySize = 32
+	// maxKeyFile bounds how much of a key file is read.
+	maxKeyFile = 4 << 10
+)
+
+// LoadKey returns the store key from store.key (32 bytes written as base64 or
+// hex). When store.key is a ${file:PATH} reference (s.KeyFile) and that file
+// does not exist, LoadKey creates it with a new random key, mode 0600, and
+// reports created so the caller can say so.
+func LoadKey(s config.Store) (key []byte, created bool, err error) {
+	if s.Key != "" {
+		key, err := parseKey(s.Key.Reveal())
+		if err != nil {
+			return nil, false, fmt.Errorf("store.key%s: %w", keySource(s), err)
+		}
+		return key, false, nil
+	}
+	if s.KeyFile == "" {
+		return nil, false, errors.New("store.key is not set (hint: key: ${file:/var/lib/xoauthd/store.key} creates a key on first run)")
+	}
+	text, err := readBounded(s.KeyFile, maxKeyFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		key, cerr := createKeyFile(s.KeyFile)
+		if !errors.Is(cerr, fs.ErrExist) {
+			return key, cerr == nil, cerr
+		}
+		// Another process created it first: use that one.
+		text, err = readBounded(s.KeyFile, maxKeyFile)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading store key: %w", err)
+	}
+	key, err = parseKey(string(text))
+	if err != nil {
+		return nil, false, fmt.Errorf("store key file %s: %w", s.KeyFile, err)
+	}
+	return key, false, nil
+}
+
+func keySource(s config.Store) string {
+	if s.KeyFile != "" {
+		return " (file " + s.KeyFile + ")"
+	}
+	return ""
+}
+
+// parseKey decodes a 32-byte key written as base64 (standard or URL
+// alphabet, padded or not) or as 64 hex digits. The key never appears in
+// an error.
+func parseKey(text string) ([]byte, error) {
+	text = strings.TrimSpace(text)
+	if len(text) == 2*KeySize {
+		if b, err := hex.DecodeString(text); err == nil {
+			return b, nil
+		}
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(text); err == nil && len(b) == KeySize {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("not a %d-byte key in base64 or hex (hint: create one with: head -c 32 /dev/urandom | base64)", KeySize)
+}
+
+// createKeyFile writes a new random key to path (base64, mode 0600) without
+// ever replacing an existing file: the key is written to a temporary file
+// and hard-linked into place, so a concurrent creator wins or loses whole.
+func createKeyFile(path string) ([]byte, error) {
+	key := make([]byte, KeySize)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("creating store key: %w", err)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating store key directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".new-*")
+	if err != nil {
+		return nil, fmt.Errorf("creating store key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = io.WriteString(tmp, base64.StdEncoding.EncodeToString(key)+"\n")
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writing store key %s: %w", path, err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("writing store key %s: %w", path, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return nil, fmt.Errorf("writing store key %s: %w", path, err)
+	}
+	return key, nil
+}
+
+// readBounded reads at most limit bytes of path and fails when it is larger.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, nil
+}
