@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/xoauthd/xoauthd/config"
+	"github.com/xoauthd/xoauthd/internal/diagnose"
+	"github.com/xoauthd/xoauthd/internal/xoauth2"
+	"github.com/xoauthd/xoauthd/proxy"
+)
+
+// pop3Step logs in to the POP3 upstream with XOAUTH2 as the mailbox
+// (RFC 5034) and counts the maildrop with STAT.
+func (c *checker) pop3Step(ctx context.Context, s *stepResult, d *proxy.Dialer, a config.Account, token string, acct diagnose.Account) {
+	res, err := probePOP3(ctx, d, a.Mailbox, token)
+	s.TLS = res.tls
+	if err != nil {
+		s.failStage(err, acct)
+		return
+	}
+	s.Messages, s.Octets = &res.messages, &res.octets
+	s.pass(fmt.Sprintf("%s (%s): XOAUTH2 as %s; %s (%d bytes)",
+		d.Addr, res.tls, a.Mailbox, plural(res.messages, "message"), res.octets))
+}
+
+// pop3Result is what the POP3 probe measured.
+type pop3Result struct {
+	tls      string
+	messages int
+	octets   int64
+}
+
+// probePOP3 runs one POP3 session: greeting, STLS in starttls mode,
+// AUTH XOAUTH2 with the response after the server's "+ ", STAT and QUIT.
+func probePOP3(ctx context.Context, d *proxy.Dialer, user, token string) (pop3Result, error) {
+	var res pop3Result
+	raw, err := d.Dial(ctx)
+	if err != nil {
+		return res, failed("connecting", err)
+	}
+	lc, stop := bounded(ctx, raw)
+	defer stop()
+	defer lc.Close()
+	t := newTextConn(lc)
+	if _, err := t.pop3Reply(); err != nil {
+		return res, failed("greeting", err)
+	}
+	if d.Mode == proxy.TLSStartTLS {
+		if _, err := t.pop3Command("STLS"); err != nil {
+			return res, failed("STLS", err)
+		}
+		tc, err := d.StartTLS(ctx, lc.Conn)
+		if err != nil {
+			return res, failed("TLS handshake", err)
+		}
+		lc.Conn = tc
+		if err := t.upgrade(lc); err != nil {
+			return res, failed("STLS", err)
+		}
+	}
+	res.tls = tlsVersion(lc.Conn)
+	if err := t.pop3Authenticate(user, token); err != nil {
+		return res, failed("XOAUTH2 login as "+user, err)
+	}
+	stat, err := t.pop3Command("STAT")
+	if err != nil {
+		return res, failed("STAT", err)
+	}
+	f := strings.Fields(stat.Text)
+	if len(f) < 2 {
+		return res, failed("STAT", fmt.Errorf("unexpected answer %q", clip(stat.Line)))
+	}
+	n, err1 := strconv.Atoi(f[0])
+	size, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil || n < 0 || size < 0 {
+		return res, failed("STAT", fmt.Errorf("unexpected answer %q", clip(stat.Line)))
+	}
+	res.messages, res.octets = n, size
+	_, _ = t.pop3Command("QUIT")
+	return res, nil
+}
+
+// pop3Reply reads one status line; -ERR is returned as a *diagnose.Reply.
+func (t *textConn) pop3Reply() (*diagnose.Reply, error) {
+	line, err := t.readLine()
+	if err != nil {
+		return nil, err
+	}
+	r, err := diagnose.ParsePOP3(line)
+	if err != nil {
+		return nil, fmt.Errorf("unexpected answer %q (hint: is this a POP3 server?)", clip(line))
+	}
+	if r.Status != "+OK" {
+		return nil, r
+	}
+	return r, nil
+}
+
+func (t *textConn) pop3Command(cmd string) (*diagnose.Reply, error) {
+	if err := t.writeLine(cmd); err != nil {
+		return nil, err
+	}
+	return t.pop3Reply()
+}
+
+// pop3Authenticate runs AUTH XOAUTH2 (RFC 5034 §4): the initial response
+// goes after the first "+ "; a second "+ " is the error challenge and gets
+// an empty response.
+func (t *textConn) pop3Authenticate(user, token string) error {
+	if err := t.writeLine("AUTH XOAUTH2"); err != nil {
+		return err
+	}
+	responses := []string{xoauth2.Encode(user, token), ""}
+	for step := 0; step < maxSASLSteps; step++ {
+		line, err := t.readLine()
+		if err != nil {
+			return err
+		}
+		if line == "+" || strings.HasPrefix(line, "+ ") {
+			resp := ""
+			if step < len(responses) {
+				resp = responses[step]
+			}
+			if err := t.writeLine(resp); err != nil {
+				return err
+			}
+			continue
+		}
+		r, err := diagnose.ParsePOP3(line)
+		if err != nil {
+			return fmt.Errorf("unexpected answer %q", clip(line))
+		}
+		if r.Status != "+OK" {
+			return r
+		}
+		return nil
+	}
+	return fmt.Errorf("the server did not finish the login")
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/xoauthd/xoauthd/config"
+	"github.com/xoauthd/xoauthd/internal/diagnose"
+	"github.com/xoauthd/xoauthd/internal/xoauth2"
+	"github.com/xoauthd/xoauthd/proxy"
+)
+
+// smtpStep says EHLO, STARTTLS (in starttls mode) and AUTH XOAUTH2 as the
+// identity (Exchange refuses a shared mailbox as the SMTP user), then with
+// --send-test sends a short message from the account's mailbox.
+func (c *checker) smtpStep(ctx context.Context, s *stepResult, d *proxy.Dialer, a config.Account, token string, acct diagnose.Account) {
+	acct.Sender = a.Mailbox
+	res, err := c.probeSMTP(ctx, d, a, token)
+	s.TLS, s.TestReply = res.tls, res.reply
+	if err != nil {
+		s.failStage(err, acct)
+		return
+	}
+	summary := fmt.Sprintf("%s (%s): AUTH XOAUTH2 as %s", d.Addr, res.tls, a.Identity)
+	if c.sendTo != "" {
+		summary += "; test message from " + a.Mailbox + " to " + c.sendTo + " accepted"
+		s.Details = append(s.Details, "server reply: "+res.reply)
+	}
+	s.pass(summary)
+}
+
+// smtpResult is what the SMTP probe measured.
+type smtpResult struct {
+	tls   string
+	reply string // the final reply to the test message (holds the queue id)
+}
+
+// probeSMTP runs one submission session with go-smtp's client.
+func (c *checker) probeSMTP(ctx context.Context, d *proxy.Dialer, a config.Account, token string) (smtpResult, error) {
+	var res smtpResult
+	raw, err := d.Dial(ctx)
+	if err != nil {
+		return res, failed("connecting", err)
+	}
+	lc, stop := bounded(ctx, raw)
+	defer stop()
+	defer lc.Close()
+	var cl *smtp.Client
+	if d.Mode == proxy.TLSStartTLS {
+		// Greeting, EHLO and STARTTLS; the handshake runs with the next EHLO.
+		if cl, err = smtp.NewClientStartTLS(lc, d.TLS); err != nil {
+			return res, failed("EHLO and STARTTLS", err)
+		}
+	} else {
+		cl = smtp.NewClient(lc)
+	}
+	cl.CommandTimeout, cl.SubmissionTimeout = c.stepTimeout, c.stepTimeout
+	if err := cl.Hello("localhost"); err != nil {
+		return res, failed("EHLO", err)
+	}
+	res.tls = tlsVersion(lc.Conn) // implicit TLS
+	if st, ok := cl.TLSConnectionState(); ok {
+		res.tls = tls.VersionName(st.Version) // STARTTLS
+	}
+	if ok, _ := cl.Extension("AUTH"); ok && !cl.SupportsAuth(xoauth2.Mechanism) {
+		_, mechs := cl.Extension("AUTH")
+		return res, failed("AUTH XOAUTH2 as "+a.Identity,
+			fmt.Errorf("the server does not offer AUTH XOAUTH2 (it offers %s)", clip(mechs)))
+	}
+	// The response goes after the first "334 ": a token on the command line
+	// exceeds some servers' line limit.
+	if err := cl.Auth(xoauth2.NewContinuationClient(a.Identity, token)); err != nil {
+		return res, failed("AUTH XOAUTH2 as "+a.Identity, err)
+	}
+	if c.sendTo != "" {
+		if res.reply, err = c.sendTest(cl, a); err != nil {
+			return res, err
+		}
+	}
+	_ = cl.Quit()
+	return res, nil
+}
+
+// sendTest sends the test message and returns the final reply.
+func (c *checker) sendTest(cl *smtp.Client, a config.Account) (string, error) {
+	if err := cl.Mail(a.Mailbox, nil); err != nil {
+		return "", failed("MAIL FROM:<"+a.Mailbox+">", err)
+	}
+	if err := cl.Rcpt(c.sendTo, nil); err != nil {
+		return "", failed("RCPT TO:<"+c.sendTo+">", err)
+	}
+	w, err := cl.Data()
+	if err != nil {
+		return "", failed("DATA", err)
+	}
+	if _, err := w.Write(testMessage(a, c.sendTo, c.now())); err != nil {
+		return "", failed("sending the test message", err)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return "", failed("sending the test message", err)
+	}
+	return "250 " + strings.Join(strings.Fields(resp.StatusText), " "), nil
+}
+
+// testMessage is the short message --send-test sends (RFC 5322).
+func testMessage(a config.Account, to string, now time.Time) []byte {
+	id := make([]byte, 12)
+	_, _ = rand.Read(id)
+	domain := "xoauthd.invalid"
+	if at := strings.LastIndexByte(a.Mailbox, '@'); at >= 0 {
+		domain = a.Mailbox[at+1:]
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: <%s>\r\nTo: <%s>\r\nSubject: xoauthd check test message\r\n", a.Mailbox, to)
+	fmt.Fprintf(&b, "Date: %s\r\nMessage-ID: <%s@%s>\r\n", now.Format(time.RFC1123Z), hex.EncodeToString(id), domain)
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
+	fmt.Fprintf(&b, "This message was sent by \"xoauthd check --send-test\" for the account %s\r\n"+
+		"(identity %s, mailbox %s). It arrived, so sending through xoauthd's upstream works.\r\n",
+		a.Login, a.Identity, a.Mailbox)
+	return []byte(b.String())
+}
