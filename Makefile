@@ -30,3 +30,19 @@ build:
 
 clean:
 	rm -rf bin
+
+## cross: build ./cmd/xoauthd with CGO_ENABLED=0 for every release platform; fails if any does not build
+CROSS_PLATFORMS := linux/amd64 linux/arm64 windows/amd64 darwin/arm64
+.PHONY: cross
+cross:
+	@dir="$$(mktemp -d)"; trap 'rm -rf "$$dir"' EXIT; failed=""; \
+	for p in $(CROSS_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; \
+		printf 'cross: %-14s ' "$$p"; \
+		if CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -o "$$dir/xoauthd-$$os-$$arch" ./cmd/xoauthd; then \
+			echo ok; \
+		else \
+			echo FAILED; failed="$$failed $$p"; \
+		fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "cross: does not build for:$$failed"; exit 1; fi

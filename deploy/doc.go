@@ -1,0 +1,11 @@
+// Package deploy holds the files that run xoauthd in production: a
+// Kubernetes sidecar (kubernetes/sidecar.yaml), Docker Compose
+// (docker-compose.yaml with compose/config/xoauthd.yaml) and a hardened
+// systemd unit (systemd/xoauthd.service with systemd/xoauthd.sysusers).
+// README.md explains installing xoauthd as a service on Linux and Windows,
+// as a sidecar, and how to reload it.
+//
+// The package has no code. Its tests parse these files, the Dockerfile and
+// the embedded configurations, and check them against the command line and
+// the configuration loader, so that none of them rots unnoticed.
+package deploy
