@@ -7,7 +7,7 @@ PKGS := ./...
 all: test
 
 ## test: gofmt check, go vet, then every test with the race detector in random order
-test: fmt-check vet
+test: fmt-check vet cross
 	$(GO) test -race -shuffle=on -count=1 $(PKGS)
 
 ## fmt-check: fail listing the files gofmt would change
