@@ -11,6 +11,10 @@
 // token, and dropped connections.
 //
 // It does not support LOGIN, STARTTLS or any SASL mechanism but XOAUTH2.
+//
+// StartPOP3 and StartSMTP add a POP3 upstream and an SMTP submission
+// upstream over the same users, mailboxes, certificate and token check (see
+// POP3 and SMTP); each has its own listener and Close.
 package memupstream
 
 import (
