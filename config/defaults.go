@@ -40,6 +40,8 @@ const (
 	DefaultLogFormat           = "text"
 	DefaultMaxConnections      = 1000
 	DefaultIdleTimeout         = Duration(31 * time.Minute) // RFC 9051: IDLE clients re-issue every 29 min
+	DefaultPreAuthTimeout      = Duration(time.Minute)      // the whole dialogue before login
+	MaxPreAuthTimeout          = Duration(10 * time.Minute) // longer only keeps idle connections' slots taken
 	DefaultMaxUpstreamSMTP     = 3                          // Exchange Online's concurrent SMTP AUTH limit per mailbox
 	DefaultMaxUpstream         = 20                         // commonly quoted IMAP/POP limit per mailbox
 	DefaultStoreFile           = "tokens.json"              // beside the configuration file
@@ -99,6 +101,7 @@ func (c *Config) ApplyDefaults() {
 	if c.Store.Key == "" && c.Store.KeyFile == "" {
 		c.Store.KeyFile = filepath.Join(filepath.Dir(c.Store.Path), DefaultKeyFile)
 	}
+	c.applyNotifyDefaults() // tokens: and notify: (notify.go)
 	for name, p := range c.Providers {
 		if p != nil {
 			p.Name = name
@@ -178,6 +181,9 @@ func (s *Server) applyDefaults() {
 	}
 	if s.IdleTimeout == 0 {
 		s.IdleTimeout = DefaultIdleTimeout
+	}
+	if s.PreAuthTimeout == 0 {
+		s.PreAuthTimeout = DefaultPreAuthTimeout
 	}
 	if s.MaxUpstreamPerIdentity == 0 {
 		s.MaxUpstreamPerIdentity = DefaultMaxUpstream

@@ -11,8 +11,8 @@
 //	accounts[2].provider (line 41): unknown provider "m356"; known: m365
 //
 // Messages never contain the value of a Secret (client_secret,
-// password_hash, store.key); a Secret prints as "***" through fmt, slog,
-// JSON and YAML.
+// password_hash, store.key, notify.webhook); a Secret prints as "***"
+// through fmt, slog, JSON and YAML.
 //
 // References are resolved only in secret fields, and only when the whole
 // value is one reference. A relative ${file:PATH}, like store.path, ca_file
@@ -22,18 +22,21 @@
 //
 // Defaults: log level info, format text; store.path tokens.json beside the
 // configuration file, store.key ${file:store.key} beside the token store;
+// tokens.keepalive 24h (0: off); notify.timeout 10s (notify.go);
 // provider flow authcode; microsoft tenant organizations and the
 // login.microsoftonline.com endpoints, Exchange Online delegated scopes
 // (app-only .default for client_credentials) and upstreams; google's
 // endpoints, https://mail.google.com/ and Gmail's upstreams; per server
-// max_connections 1000, idle_timeout 31m, max_upstream_per_identity 3 for
-// smtp and 20 otherwise, upstream_tls by port (587 and 25 starttls, others
-// implicit); an account's mailbox is its identity, and its provider the only
-// one when exactly one is configured.
+// max_connections 1000, idle_timeout 31m, preauth_timeout 60s (at most
+// 10m), max_upstream_per_identity 3 for smtp and 20 otherwise, upstream_tls
+// by port (587 and 25 starttls, others implicit); an account's mailbox is its
+// identity, and its provider the only one when exactly one is configured.
 //
 // DefaultPath gives the file the command line uses without --config.
 //
-// Not here yet: watching the file (fsnotify) and swapping an immutable
-// snapshot atomically on change arrive with the hot-reload issue; a Config is
-// already treated as immutable once Parse returns it.
+// Watch (watch.go) follows the file through editors' rename-over saves and
+// Kubernetes ConfigMap symlink swaps by watching directories with fsnotify,
+// debounces, and hands each reloaded Config (or its Problems) to a callback;
+// a Config is immutable once Parse returns it, so the caller publishes it as
+// a new snapshot.
 package config

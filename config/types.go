@@ -8,6 +8,8 @@ type Config struct {
 	Log       Log                  `yaml:"log"`
 	Admin     Admin                `yaml:"admin"`
 	Store     Store                `yaml:"store"`
+	Tokens    Tokens               `yaml:"tokens"` // keep-alive of idle identities (notify.go)
+	Notify    Notify               `yaml:"notify"` // who hears when an identity needs a person (notify.go)
 	Providers map[string]*Provider `yaml:"providers"`
 	Servers   []Server             `yaml:"servers"`
 	Accounts  []Account            `yaml:"accounts"`
@@ -72,19 +74,32 @@ type Server struct {
 	// IdleTimeout ends a relayed session after this long without traffic
 	// (default 31m so IMAP IDLE survives).
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// PreAuthTimeout bounds the whole dialogue before a successful login
+	// (greeting, capabilities, credentials), so a client that connects and
+	// says nothing, or trickles bytes, frees its slot (default 60s).
+	PreAuthTimeout Duration `yaml:"preauth_timeout"`
 	// MaxUpstreamPerIdentity bounds concurrent upstream sessions per identity
 	// (SMTP default 3, Exchange's limit; others default 20).
-	MaxUpstreamPerIdentity int          `yaml:"max_upstream_per_identity"`
-	TLS                    *ListenerTLS `yaml:"tls"`
+	MaxUpstreamPerIdentity int `yaml:"max_upstream_per_identity"`
+	// TLS towards local clients; nil: plaintext only (see AllowPlaintext).
+	TLS *ListenerTLS `yaml:"tls"`
+	// AllowPlaintext lets a listener on a non-loopback address run without
+	// TLS, or with TLS but accepting logins before STARTTLS/STLS: passwords
+	// then cross the network in clear text. Off by default (LoginNeedsTLS).
+	AllowPlaintext bool `yaml:"allow_plaintext"`
 	// Line is the line of this entry in the file, for messages.
 	Line int `yaml:"-"`
 }
 
-// ListenerTLS configures TLS towards local clients.
+// ListenerTLS configures TLS towards local clients: a certificate and key
+// from files (reloaded when they change), or a self-signed certificate for
+// one host name that xoauthd makes on first start and keeps beside the
+// token store.
 type ListenerTLS struct {
-	Cert string `yaml:"cert"`
-	Key  string `yaml:"key"`
-	Mode string `yaml:"mode"` // starttls | implicit
+	Cert       string `yaml:"cert"`        // PEM certificate chain, leaf first
+	Key        string `yaml:"key"`         // PEM private key
+	SelfSigned string `yaml:"self_signed"` // host name or IP address; instead of cert and key
+	Mode       string `yaml:"mode"`        // starttls (default) | implicit
 }
 
 // Account maps a local login to an OAuth identity and mailbox.
@@ -103,3 +118,27 @@ type Duration time.Duration
 // Secret is a string that never prints: String, GoString and LogValue give
 // "***". Reveal returns the value for the one place that needs it.
 type Secret string
+
+// Tokens tunes how xoauthd looks after the stored tokens.
+type Tokens struct {
+	// Keepalive: an identity whose refresh token has not been used (by a
+	// login or a refresh) for this long is refreshed in the background, so
+	// that the provider does not expire it for inactivity (Microsoft: 90
+	// days). Default 24h; 0 turns it off. Read it with KeepaliveInterval.
+	Keepalive *Duration `yaml:"keepalive"`
+}
+
+// Notify says how an administrator hears, besides the log, that an identity
+// needs a person: a new login, or a fix of the app registration.
+type Notify struct {
+	// Command is run with the alert as JSON on stdin and in XOAUTHD_*
+	// environment variables: the program (an absolute path) and its
+	// arguments, without a shell.
+	Command []string `yaml:"command"`
+	// Webhook receives the alert as a JSON POST: https, or http to a
+	// loopback address. A Secret, because hook URLs often carry a token.
+	Webhook Secret `yaml:"webhook"`
+	// Timeout bounds one run of the command and one webhook request
+	// (default 10s).
+	Timeout Duration `yaml:"timeout"`
+}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/xoauthd/xoauthd/internal/passhash"
 )
@@ -78,6 +79,7 @@ func (c *Config) validate() (Problems, int) {
 		}
 	}
 	k.store()
+	k.notify() // tokens: and notify: (notify.go)
 	for _, name := range k.names {
 		k.provider(name, c.Providers[name])
 	}
@@ -227,15 +229,12 @@ func (k *checker) servers() {
 		if s.IdleTimeout < 0 {
 			k.addf(at+".idle_timeout", "must not be negative")
 		}
-		if t := s.TLS; t != nil {
-			if t.Cert == "" {
-				k.addf(at+".tls.cert", "missing; the PEM certificate (chain) for local TLS")
-			}
-			if t.Key == "" {
-				k.addf(at+".tls.key", "missing; the PEM private key for local TLS")
-			}
-			k.oneOf(at+".tls.mode", "TLS mode", t.Mode, tlsModes)
+		if s.PreAuthTimeout < 0 {
+			k.addf(at+".preauth_timeout", "must not be negative")
+		} else if s.PreAuthTimeout > MaxPreAuthTimeout {
+			k.addf(at+".preauth_timeout", "must be at most %s: a longer wait only lets idle clients hold connection slots", time.Duration(MaxPreAuthTimeout))
 		}
+		k.listenerTLS(at, s) // tls: and allow_plaintext: (listentls.go)
 	}
 }
 

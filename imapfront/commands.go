@@ -14,7 +14,7 @@ func (s *session) capability(cmd *command) bool {
 	if len(cmd.args) != 0 {
 		return s.badf(cmd.tag, "CAPABILITY takes no arguments")
 	}
-	return s.writeLine("* CAPABILITY "+preAuthCaps) == nil &&
+	return s.writeLine("* CAPABILITY "+s.caps()) == nil &&
 		s.writeLine(cmd.tag+" OK CAPABILITY completed") == nil
 }
 

@@ -18,7 +18,16 @@
 // fix. A "* BYE ... AccessTokenExpired" during the login counts as a rejected
 // token, so the token is refreshed and the login retried once.
 //
-// Not supported before login: STARTTLS (comes with local TLS), other SASL
-// mechanisms, ENABLE, COMPRESS, and any mailbox command (answered BAD; nothing
-// is forwarded upstream before the local login succeeded).
+// Local TLS (Options.TLS): STARTTLS (RFC 3501 §6.2.1) or implicit TLS from
+// the first byte (port 993 style). Whatever a client sends behind STARTTLS
+// before the handshake is discarded, never read as if it came over TLS
+// (CVE-2011-0411). Unless Options.AllowPlaintextLogin is set, a listener
+// with TLS announces LOGINDISABLED and no mechanisms before STARTTLS and
+// refuses LOGIN and AUTHENTICATE with NO [PRIVACYREQUIRED] (RFC 5530)
+// without checking the credentials; the daemon allows plaintext logins on
+// loopback listeners, where the password does not leave the machine.
+//
+// Not supported before login: other SASL mechanisms, ENABLE, COMPRESS, and
+// any mailbox command (answered BAD; nothing is forwarded upstream before
+// the local login succeeded).
 package imapfront

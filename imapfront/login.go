@@ -3,18 +3,14 @@ package imapfront
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"net"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/diagnose"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
 )
-
-// fixNotConnected is what to do when Exchange accepts the token but cannot
-// open the mailbox ("User is authenticated but not connected").
-const fixNotConnected = "the token is good but the mailbox cannot be opened with it: check that " +
-	"the account's mailbox address (user=) is right, that the identity has FullAccess on it " +
-	"(Add-MailboxPermission -AccessRights FullAccess), that the mailbox exists and is licensed, " +
-	"and that IMAP is enabled for it (Set-CASMailbox -ImapEnabled $true)"
 
 // errNoGateway means the front was built without a gateway (a wiring bug).
 var errNoGateway = errors.New("imap front has no gateway: no login can succeed")
@@ -25,22 +21,22 @@ var errNoGateway = errors.New("imap front has no gateway: no login can succeed")
 func (s *session) login(ctx context.Context, tag, user, pass string, stop func() bool) bool {
 	gw := s.srv.opts.Gateway
 	if gw == nil || gw.Auth == nil {
-		return s.loginFailed(tag, user, "", errNoGateway)
+		return s.loginFailed(ctx, tag, user, proxy.Account{}, errNoGateway)
 	}
 	acct, err := gw.Auth.Authenticate(ctx, user, pass, s.c.Remote)
 	if err != nil {
-		return s.loginFailed(tag, user, "", err)
+		return s.loginFailed(ctx, tag, user, proxy.Account{}, err)
 	}
 	log := s.log.With("login", acct.Login, "identity", acct.Identity)
 	upCtx, cancel := context.WithTimeout(ctx, upstreamLoginTimeout)
-	up, err := proxy.Connect(upCtx, gw, acct, loginUpstream(tag, log))
+	up, err := proxy.Connect(upCtx, gw, acct, loginUpstreamTraced(tag, log, s.traceUpstream))
 	cancel()
 	if err != nil {
-		return s.loginFailed(tag, acct.Login, acct.Identity, err)
+		return s.loginFailed(ctx, tag, acct.Login, acct, err)
 	}
 	defer up.conn.Close()
-	s.log.Info("login", "result", "success", "proto", "imap", "login", acct.Login,
-		"identity", acct.Identity, "mailbox", acct.Mailbox)
+	proxy.AuditLogin(ctx, s.log, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: acct.Login,
+		Identity: acct.Identity, Attrs: []slog.Attr{slog.String("mailbox", acct.Mailbox)}})
 
 	reply := tag + " OK Logged in"
 	if up.caps != "" {
@@ -58,20 +54,26 @@ func (s *session) login(ctx context.Context, tag, user, pass string, stop func()
 	// What the client pipelined after its login is still in s.br and what
 	// the upstream sent after its last reply in up.br: Relay flushes both
 	// before it copies.
-	proxy.Relay(ctx, log, s.c.Conn, s.br, up.conn, up.br, s.srv.opts.IdleTimeout)
+	proxy.Relay(ctx, log, s.client, s.br, up.conn, up.br, s.srv.opts.IdleTimeout)
 	return false
 }
 
+// traceUpstream wraps an upstream connection for the protocol trace.
+func (s *session) traceUpstream(conn net.Conn) net.Conn {
+	return s.c.Traced(conn, proxy.TracePeerUpstream, &traceRedactor{})
+}
+
 // loginFailed answers a failed login, logs it and reports whether the
-// session goes on.
-func (s *session) loginFailed(tag, login, identity string, err error) bool {
+// session goes on. acct is the account when the local check passed. The
+// audit line carries why: the cause and the fix, from package diagnose.
+func (s *session) loginFailed(ctx context.Context, tag, login string, acct proxy.Account, err error) bool {
 	c := classify(err)
-	attrs := []any{"result", c.result, "proto", "imap", "login", login, "identity", identity,
-		"reason", c.reason, "err", err}
-	if c.fix != "" {
-		attrs = append(attrs, "fix", c.fix)
+	attrs := []slog.Attr{slog.Any("err", err)}
+	if text, ok := why(err, acct); ok {
+		attrs = append(attrs, slog.String("why", text))
 	}
-	s.log.Info("login", attrs...)
+	proxy.AuditLogin(ctx, s.log, proxy.LoginAudit{Result: c.result, Login: login, Identity: acct.Identity,
+		Reason: c.reason, Attrs: attrs})
 	reply := replyUnavailable
 	if c.authFailed {
 		reply = replyAuthFailed
@@ -86,35 +88,40 @@ func (s *session) loginFailed(tag, login, identity string, err error) bool {
 // failure is how a failed login is answered and logged.
 type failure struct {
 	authFailed bool   // NO [AUTHENTICATIONFAILED]; otherwise NO [UNAVAILABLE]
-	result     string // audit result: "failure" (the login cannot succeed as is) or "error"
-	reason     string // short cause for the log
-	fix        string // what to do, when known
+	result     string // audit result: proxy.LoginFailure (cannot succeed as is) or proxy.LoginError
+	reason     string // short cause for the log; the audit line's why says more
 }
 
 // classify maps a login error to the client's reply, with errors.Is/As only.
 // Throttling is answered as a temporary failure: the client should come back
 // later, and a password guesser learns nothing new.
 func classify(err error) failure {
-	var nle *tokens.NeedsLoginError
-	var cfg *tokens.ConfigError
 	switch {
 	case errors.Is(err, proxy.ErrBadCredentials):
-		return failure{authFailed: true, result: "failure", reason: "bad local credentials"}
+		return failure{authFailed: true, result: proxy.LoginFailure, reason: "bad local credentials"}
 	case errors.Is(err, proxy.ErrThrottled):
-		return failure{result: "failure", reason: "throttled after failed logins"}
-	case errors.As(err, &nle):
-		return failure{authFailed: true, result: "failure", reason: "token needs a new login", fix: nle.Fix}
+		return failure{result: proxy.LoginFailure, reason: "throttled after failed logins"}
 	case errors.Is(err, tokens.ErrNeedsLogin):
-		return failure{authFailed: true, result: "failure", reason: "token needs a new login"}
-	case errors.As(err, &cfg):
-		return failure{authFailed: true, result: "failure", reason: "identity provider rejected the configuration", fix: cfg.Fix}
+		return failure{authFailed: true, result: proxy.LoginFailure, reason: "token needs a new login"}
 	case errors.Is(err, tokens.ErrConfiguration):
-		return failure{authFailed: true, result: "failure", reason: "identity provider rejected the configuration"}
+		return failure{authFailed: true, result: proxy.LoginFailure, reason: "identity provider rejected the configuration"}
 	case errors.Is(err, errNotConnected):
-		return failure{authFailed: true, result: "failure", reason: "upstream mailbox not reachable with this token", fix: fixNotConnected}
+		return failure{authFailed: true, result: proxy.LoginFailure, reason: "upstream mailbox not reachable with this token"}
 	case errors.Is(err, proxy.ErrUpstreamRejected):
-		return failure{authFailed: true, result: "failure", reason: "upstream rejected a freshly refreshed token",
-			fix: "check that the identity may use IMAP on this mailbox (scopes, consent, IMAP enabled for the mailbox)"}
+		return failure{authFailed: true, result: proxy.LoginFailure, reason: "upstream rejected a freshly refreshed token"}
 	}
-	return failure{result: "error", reason: "temporary failure of the identity provider or upstream"}
+	return failure{result: proxy.LoginError, reason: "temporary failure of the identity provider or upstream"}
+}
+
+// why returns the cause and the fix of a failed login, in plain words for
+// the log: what package diagnose knows of the failure (an upstream reply, a
+// token error, a TLS or network failure), or that it does not know the
+// upstream's reply. ok is false when there is nothing to explain beyond the
+// reason (wrong local password, throttling).
+func why(err error, acct proxy.Account) (text string, ok bool) {
+	e, known := diagnose.Explain(err, diagnose.Account{Identity: acct.Identity, Mailbox: acct.Mailbox})
+	if !known && diagnose.ReplyOf(err) == nil {
+		return "", false
+	}
+	return e.String(), true
 }

@@ -29,12 +29,19 @@ var goodTokens = map[string]bool{"good": true, "fresh": true}
 type env struct {
 	f        *front
 	mem      *memupstream.Server
+	gateway  *proxy.Gateway
 	auth     *fakeAuth
 	tok      *fakeTokens
 	attempts atomic.Int32 // XOAUTH2 attempts the upstream saw
 }
 
 func newEnv(t *testing.T, tok *fakeTokens) *env {
+	t.Helper()
+	return newEnvWith(t, tok, nil)
+}
+
+// newEnvWith is newEnv with the front's options changed by opts (nil: none).
+func newEnvWith(t *testing.T, tok *fakeTokens, opts func(*Options)) *env {
 	t.Helper()
 	e := &env{auth: &fakeAuth{}, tok: tok}
 	e.mem = memupstream.MustStart(t, memupstream.Options{Validate: func(user, token string) error {
@@ -50,7 +57,12 @@ func newEnv(t *testing.T, tok *fakeTokens) *env {
 		t.Fatal(err)
 	}
 	gw := &proxy.Gateway{Auth: e.auth, Tokens: tok, Upstream: func(proxy.Account) (*proxy.Dialer, error) { return d, nil }}
-	e.f = startFront(t, Options{Gateway: gw})
+	e.gateway = gw
+	o := Options{Gateway: gw}
+	if opts != nil {
+		opts(&o)
+	}
+	e.f = startFront(t, o)
 	return e
 }
 
@@ -115,23 +127,24 @@ func TestLoginFailures(t *testing.T) {
 		{name: "rejected once, good after refresh", tok: &fakeTokens{token: "stale", refreshed: "fresh"},
 			want: "a OK [CAPABILITY ...", refreshes: 1, attempts: 2, log: "result=success"},
 		{name: "rejected twice", tok: &fakeTokens{token: "stale", refreshed: "stale2"},
-			want: authFailed, refreshes: 1, attempts: 2, log: "upstream rejected"},
+			want: authFailed, refreshes: 1, attempts: 2, log: `why="The IMAP server refused the token of alice@example.com`},
 		{name: "bad local password", tok: &fakeTokens{token: "good"}, password: "nope",
 			want: authFailed, log: "bad local credentials"},
 		{name: "throttled", tok: &fakeTokens{token: "good"}, authErr: fmt.Errorf("checking: %w", proxy.ErrThrottled),
 			want: unavailable, log: "throttled"},
 		{name: "needs login", tok: &fakeTokens{tokenErr: &tokens.NeedsLoginError{Identity: testIdentity,
 			Meaning: "refresh token expired", Fix: `run "xoauthd login alice@example.com"`}},
-			want: authFailed, log: "xoauthd login alice@example.com"},
+			want: authFailed, log: `why="Refresh token expired. Run \"xoauthd login alice@example.com\"."`},
 		{name: "configuration", tok: &fakeTokens{tokenErr: &tokens.ConfigError{Identity: testIdentity,
 			Meaning: "app registration disabled", Fix: "enable the app registration"}},
-			want: authFailed, log: "enable the app registration"},
+			want: authFailed, log: `why="App registration disabled. Enable the app registration."`},
 		{name: "identity provider down", tok: &fakeTokens{tokenErr: &tokens.TemporaryError{Identity: testIdentity, Meaning: "no answer"}},
-			want: unavailable, log: "result=error"},
+			want: unavailable, log: `why="No answer. Nothing to fix`},
 		{name: "refresh fails temporarily", tok: &fakeTokens{token: "stale", refreshErr: &tokens.TemporaryError{Meaning: "no answer"}},
 			want: unavailable, refreshes: 1, attempts: 1},
 		{name: "authenticated but not connected", tok: &fakeTokens{token: "good"},
-			fault: memupstream.FaultNotConnected, faults: -1, want: authFailed, attempts: 1, log: "FullAccess"},
+			fault: memupstream.FaultNotConnected, faults: -1, want: authFailed, attempts: 1,
+			log: `why="The login worked, but Exchange cannot open the mailbox alice@example.com (IMAP BAD User is authenticated but not connected)`},
 		{name: "token expired bye, good after refresh", tok: &fakeTokens{token: "good", refreshed: "fresh"},
 			fault: memupstream.FaultTokenExpired, faults: 1, want: "a OK [CAPABILITY ...", refreshes: 1, attempts: 1},
 		{name: "closed at login", tok: &fakeTokens{token: "good"},

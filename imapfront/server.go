@@ -3,6 +3,7 @@ package imapfront
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -40,13 +41,19 @@ const (
 	upstreamLoginTimeout = 60 * time.Second
 )
 
-// preAuthCaps are the capabilities before login (RFC 3501, 4959, 7888, 2971).
-// The TLS issue adds STARTTLS (and LOGINDISABLED on plaintext) here.
-const preAuthCaps = "IMAP4rev1 SASL-IR LITERAL+ ID AUTH=PLAIN AUTH=LOGIN"
+// Capabilities before login (RFC 3501, 4959, 7888, 2971): capsBase always,
+// then STARTTLS while local TLS can still be started, then either the
+// login mechanisms or LOGINDISABLED (RFC 3501 §6.2.3) when logins must wait
+// for TLS (see session.caps).
+const (
+	capsBase    = "IMAP4rev1 SASL-IR LITERAL+ ID"
+	capsAuth    = "AUTH=PLAIN AUTH=LOGIN"
+	preAuthCaps = capsBase + " " + capsAuth // without local TLS
+)
 
 // Replies of the pre-auth dialogue.
 const (
-	greeting         = "* OK [CAPABILITY " + preAuthCaps + "] xoauthd ready"
+	greeting         = "* OK [CAPABILITY " + preAuthCaps + "] xoauthd ready" // without local TLS
 	replyAuthFailed  = "NO [AUTHENTICATIONFAILED] Authentication failed."
 	replyUnavailable = "NO [UNAVAILABLE] Service temporarily unavailable, try again later."
 	replyBusy        = "* BYE [UNAVAILABLE] Too many connections, try again later"
@@ -63,8 +70,18 @@ type Options struct {
 	// IdleTimeout ends a relayed session after this long without traffic;
 	// 0 means DefaultIdleTimeout.
 	IdleTimeout time.Duration
-	// Local TLS (STARTTLS, implicit TLS) comes with a later issue: it adds a
-	// *tls.Config here, STARTTLS to preAuthCaps and a command in dispatch.
+	// TLS, when set, offers STARTTLS (RFC 3501 §6.2.1), or with ImplicitTLS
+	// starts every connection with a TLS handshake (IMAPS, port 993 style).
+	TLS *tls.Config
+	// ImplicitTLS: TLS from the first byte; TLS must be set.
+	ImplicitTLS bool
+	// AllowPlaintextLogin accepts LOGIN and AUTHENTICATE before STARTTLS
+	// when TLS is set. Without it the greeting announces LOGINDISABLED and
+	// a login before STARTTLS is refused with NO [PRIVACYREQUIRED], before
+	// any credential check. Set it for loopback listeners (the password
+	// does not leave the machine) or where allow_plaintext is configured.
+	// Without TLS there is nothing to wait for: logins are always accepted.
+	AllowPlaintextLogin bool
 }
 
 // Server is the IMAP front. It implements proxy.Handler.
@@ -98,18 +115,33 @@ func (s *Server) ServeConn(ctx context.Context, c *proxy.Conn) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sess := &session{srv: s, c: c, log: log, br: bufio.NewReaderSize(c.Conn, maxLineLength)}
-	sess.r = cmdReader{br: sess.br, cont: func() error { return sess.write(continueLiteral) }}
+	sess := &session{srv: s, c: c, log: log, red: &traceRedactor{}}
+	sess.useClient(c.Conn)
 	sess.run(ctx)
+}
+
+// useClient makes conn (the accepted connection, or TLS over it) the one
+// the session reads and writes. The trace (when on) sees the dialogue up to
+// the login; the relay reads conn itself. Buffered input of the previous
+// connection is dropped.
+func (s *session) useClient(conn net.Conn) {
+	s.client = conn
+	s.rw = s.c.Traced(conn, proxy.TracePeerClient, s.red)
+	s.br = bufio.NewReaderSize(s.rw, maxLineLength)
+	s.r = cmdReader{br: s.br, cont: func() error { return s.write(continueLiteral) }}
 }
 
 // session is one client connection before login.
 type session struct {
-	srv *Server
-	c   *proxy.Conn
-	log *slog.Logger
-	br  *bufio.Reader // client bytes; handed to the relay with what it holds
-	r   cmdReader     // reads commands from br
+	srv    *Server
+	c      *proxy.Conn
+	log    *slog.Logger
+	red    *traceRedactor // the trace's redactor, kept across STARTTLS
+	tls    *tls.Conn      // set by a completed TLS handshake; nil before
+	client net.Conn       // c.Conn, or tls once set; what the relay gets
+	rw     net.Conn       // client, wrapped by the protocol trace when it is on
+	br     *bufio.Reader  // reads rw; handed to the relay with what it holds
+	r      cmdReader      // reads commands from br
 
 	bad       int  // BAD replies so far
 	failures  int  // failed logins so far
@@ -124,7 +156,10 @@ func (s *session) run(ctx context.Context) {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.c.SetDeadline(time.Now()) })
 	defer stop()
-	if err := s.writeLine(greeting); err != nil {
+	if s.srv.opts.ImplicitTLS && !s.handshake() {
+		return
+	}
+	if err := s.writeLine("* OK [CAPABILITY " + s.caps() + "] xoauthd ready"); err != nil {
 		return
 	}
 	s.loop(ctx, stop)
@@ -166,7 +201,14 @@ func (s *session) dispatch(ctx context.Context, cmd *command, first bool, stop f
 		return s.logout(cmd)
 	case "ID":
 		return s.id(cmd)
+	case "STARTTLS":
+		if s.srv.opts.TLS != nil {
+			return s.startTLS(cmd)
+		}
 	case "LOGIN", "AUTHENTICATE":
+		if !s.loginAllowed() {
+			return s.loginDisabled(ctx, cmd)
+		}
 		user, pass, ok, goOn := s.credentials(cmd)
 		if !ok {
 			return goOn
@@ -248,6 +290,9 @@ func (s *session) draining() bool {
 // still sends, within bounds, so that the close does not reset the
 // connection before the client has read the BYE.
 func (s *session) linger() {
+	if s.tls != nil {
+		_ = s.tls.CloseWrite() // close_notify
+	}
 	cw, ok := s.c.Conn.(interface{ CloseWrite() error })
 	if !ok || cw.CloseWrite() != nil {
 		return
@@ -264,6 +309,6 @@ func (s *session) writeLine(line string) error {
 }
 
 func (s *session) write(text string) error {
-	_, err := io.WriteString(s.c.Conn, text)
+	_, err := io.WriteString(s.rw, text)
 	return err
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/diagnose"
 	"github.com/xoauthd/xoauthd/internal/xoauth2"
 	"github.com/xoauthd/xoauthd/proxy"
 )
@@ -52,8 +53,16 @@ type upstream struct {
 // loginUpstream returns the proxy.LoginFunc that logs in to the IMAP
 // upstream with AUTHENTICATE XOAUTH2 under the client's tag.
 func loginUpstream(tag string, log *slog.Logger) proxy.LoginFunc[*upstream] {
+	return loginUpstreamTraced(tag, log, nil)
+}
+
+// loginUpstreamTraced is loginUpstream with the upstream dialogue read and
+// written through trace (nil: no trace), which wraps a connection for the
+// protocol trace; the returned upstream's conn is never the wrapper.
+func loginUpstreamTraced(tag string, log *slog.Logger, trace func(net.Conn) net.Conn) proxy.LoginFunc[*upstream] {
 	return func(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct proxy.Account, token string) (*upstream, error) {
-		u := &upLogin{conn: conn, br: bufio.NewReaderSize(conn, upstreamBufSize), tag: tag, log: log}
+		u := &upLogin{tag: tag, log: log, trace: trace}
+		u.use(conn)
 		up, err := u.run(ctx, d, acct, token)
 		if err != nil {
 			_ = u.conn.Close()
@@ -65,11 +74,22 @@ func loginUpstream(tag string, log *slog.Logger) proxy.LoginFunc[*upstream] {
 
 // upLogin is one upstream login attempt.
 type upLogin struct {
-	conn net.Conn      // replaced by the TLS connection after STARTTLS
-	br   *bufio.Reader // reads conn
-	tag  string        // the client's tag, used for AUTHENTICATE
-	log  *slog.Logger
-	seq  int // last internal tag number
+	conn  net.Conn      // replaced by the TLS connection after STARTTLS
+	rw    net.Conn      // conn, or its trace wrapper; all reads and writes
+	br    *bufio.Reader // reads rw
+	tag   string        // the client's tag, used for AUTHENTICATE
+	log   *slog.Logger
+	trace func(net.Conn) net.Conn // wraps conn for the protocol trace; nil: none
+	seq   int                     // last internal tag number
+}
+
+// use makes conn the upstream connection (again after STARTTLS).
+func (u *upLogin) use(conn net.Conn) {
+	u.conn, u.rw = conn, conn
+	if u.trace != nil {
+		u.rw = u.trace(conn)
+	}
+	u.br = bufio.NewReaderSize(u.rw, upstreamBufSize)
 }
 
 // run speaks greeting, STARTTLS (if the mode asks for it), AUTHENTICATE
@@ -143,7 +163,7 @@ func (u *upLogin) greeting() ([]string, error) {
 		return nil, errors.New("upstream greeted with PREAUTH (logged in without a token): " +
 			"check that the upstream address is the provider's IMAP server")
 	case strings.EqualFold(status, "BYE"):
-		return nil, fmt.Errorf("upstream refused the connection: %q: %w", truncate(rest), proxy.ErrUpstreamUnavailable)
+		return nil, fmt.Errorf("upstream refused the connection: %w: %w", upstreamReply(line), proxy.ErrUpstreamUnavailable)
 	}
 	return nil, fmt.Errorf("upstream greeting %q is not IMAP: %w", truncate(line), proxy.ErrUpstreamUnavailable)
 }
@@ -169,8 +189,7 @@ func (u *upLogin) startTLS(ctx context.Context, d *proxy.Dialer) error {
 	if err != nil {
 		return err
 	}
-	u.conn = tc
-	u.br = bufio.NewReaderSize(tc, upstreamBufSize)
+	u.use(tc)
 	return nil
 }
 
@@ -212,6 +231,7 @@ func (u *upLogin) authenticate(mailbox, token string, saslIR bool) ([]string, er
 	if err != nil {
 		return nil, err
 	}
+	reply := upstreamReply(u.tag + " " + status + " " + text)
 	switch {
 	case status == "OK":
 		if c, args, _ := responseCode(text); c == "CAPABILITY" {
@@ -219,11 +239,11 @@ func (u *upLogin) authenticate(mailbox, token string, saslIR bool) ([]string, er
 		}
 		return caps, nil
 	case status == "NO" && code == "UNAVAILABLE":
-		return nil, fmt.Errorf("upstream login: NO %s: %w", truncate(text), proxy.ErrUpstreamUnavailable)
+		return nil, fmt.Errorf("upstream login: %w: %w", reply, proxy.ErrUpstreamUnavailable)
 	case status == "NO":
-		return nil, fmt.Errorf("upstream login: NO %s: %w", truncate(text), proxy.ErrUpstreamRejected)
+		return nil, fmt.Errorf("upstream login: %w: %w", reply, proxy.ErrUpstreamRejected)
 	}
-	return nil, fmt.Errorf("upstream refused AUTHENTICATE XOAUTH2: %s %s", status, truncate(text))
+	return nil, fmt.Errorf("upstream refused AUTHENTICATE XOAUTH2: %w", reply)
 }
 
 // logChallenge logs the status of an XOAUTH2 error challenge.
@@ -249,7 +269,7 @@ func (u *upLogin) probe(caps []string) ([]string, error) {
 	}
 	listTag := u.nextTag()
 	cmds += listTag + ` LIST "" ""` + "\r\n"
-	if _, err := io.WriteString(u.conn, cmds); err != nil {
+	if _, err := io.WriteString(u.rw, cmds); err != nil {
 		return nil, fmt.Errorf("writing to upstream: %v: %w", err, proxy.ErrUpstreamUnavailable)
 	}
 	onUntagged := func(line string) error {
@@ -269,11 +289,11 @@ func (u *upLogin) probe(caps []string) ([]string, error) {
 		if status == "OK" {
 			continue
 		}
+		reply := upstreamReply(tag + " " + status + " " + text)
 		if strings.Contains(text, notConnectedText) {
-			return nil, fmt.Errorf("upstream said %q after the login: %w", status+" "+truncate(text), errNotConnected)
+			return nil, fmt.Errorf("after the login: %w: %w", reply, errNotConnected)
 		}
-		return nil, fmt.Errorf("upstream refused a command after the login: %s %s: %w",
-			status, truncate(text), proxy.ErrUpstreamUnavailable)
+		return nil, fmt.Errorf("upstream refused a command after the login: %w: %w", reply, proxy.ErrUpstreamUnavailable)
 	}
 	return caps, nil
 }
@@ -324,14 +344,14 @@ func (u *upLogin) checkBye(line string) error {
 		return nil
 	}
 	if strings.Contains(text, tokenExpiredText) {
-		return fmt.Errorf("upstream ended the login: %q (the token had expired): %w", truncate(text), proxy.ErrUpstreamRejected)
+		return fmt.Errorf("upstream ended the login (the token had expired): %w: %w", upstreamReply(line), proxy.ErrUpstreamRejected)
 	}
-	return fmt.Errorf("upstream ended the login: %q: %w", truncate(text), proxy.ErrUpstreamUnavailable)
+	return fmt.Errorf("upstream ended the login: %w: %w", upstreamReply(line), proxy.ErrUpstreamUnavailable)
 }
 
 // send writes one line to the upstream.
 func (u *upLogin) send(line string) error {
-	if _, err := io.WriteString(u.conn, line+"\r\n"); err != nil {
+	if _, err := io.WriteString(u.rw, line+"\r\n"); err != nil {
 		return fmt.Errorf("writing to upstream: %v: %w", err, proxy.ErrUpstreamUnavailable)
 	}
 	return nil
@@ -443,6 +463,16 @@ func hasCap(caps []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// upstreamReply returns an upstream status response as a *diagnose.Reply,
+// the form in which the log explains it (diagnose.Explain finds it in the
+// error chain), or an error quoting a line that is no status response.
+func upstreamReply(line string) error {
+	if r, err := diagnose.ParseIMAP(line); err == nil {
+		return r
+	}
+	return fmt.Errorf("upstream sent %q", truncate(line))
 }
 
 // maxQuoted bounds upstream text quoted in errors and logs.

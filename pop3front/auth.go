@@ -105,7 +105,7 @@ func (s *session) saslFailed(ctx context.Context, mech, login string, err error)
 	case errors.Is(err, errBadBase64):
 		s.fail(replyBadBase64)
 	case errors.Is(err, errAuthzid):
-		s.loginFailed(mech, login, proxy.Account{}, err)
+		s.loginFailed(ctx, mech, login, proxy.Account{}, err)
 	default:
 		s.fail(replyMalformed)
 	}

@@ -73,13 +73,14 @@ const (
 	cmdCAPA = "CAPA"
 	cmdPASS = "PASS"
 	cmdQUIT = "QUIT"
+	cmdSTLS = "STLS"
 	cmdUSER = "USER"
 )
 
 // otherCommand returns the reply to a POP3 command we do not serve before
 // login: commands of the TRANSACTION state (RFC 1939 §5) and extensions we
-// do not offer (APOP, STLS for now, UTF8, LANG). ok is false for words that
-// are no POP3 command at all.
+// do not offer (APOP, UTF8, LANG, and STLS without local TLS). ok is false
+// for words that are no POP3 command at all.
 func otherCommand(verb string) (reply string, ok bool) {
 	switch verb {
 	case "DELE", "LIST", "NOOP", "RETR", "RSET", "STAT", "TOP", "UIDL":

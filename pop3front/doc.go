@@ -18,9 +18,17 @@
 // client retries later instead of asking its user for a new password. The
 // cause and the fix go to the log, in one audit line per attempt.
 //
+// Local TLS (Options.TLS): STLS (RFC 2595 §4) or implicit TLS from the
+// first byte (port 995 style). Whatever a client sends behind STLS before
+// the handshake is discarded, never read as if it came over TLS
+// (CVE-2011-0411). Unless Options.AllowPlaintextLogin is set, a listener
+// with TLS lists STLS but not USER or SASL before TLS, and refuses USER,
+// PASS and AUTH there without checking the credentials; the daemon allows
+// plaintext logins on loopback listeners, where the password does not leave
+// the machine.
+//
 // Deliberately not supported: APOP (the greeting carries no timestamp; a
 // proxy cannot check a digest against an OAuth identity), SASL proxy
-// authorization (an authorization identity other than the login), XOAUTH2
-// from the local client, and local STLS, which comes with the local TLS
-// support (see Options).
+// authorization (an authorization identity other than the login), and
+// XOAUTH2 from the local client.
 package pop3front

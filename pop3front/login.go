@@ -3,8 +3,11 @@ package pop3front
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"net"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/diagnose"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
 )
@@ -18,12 +21,6 @@ const (
 	replyTemporary  = "-ERR [SYS/TEMP] Temporary failure, try again later.\r\n"
 )
 
-// fixUpstreamRejected is logged when the upstream refused a fresh token.
-const fixUpstreamRejected = "check that the token was granted the POP scope " +
-	"(https://outlook.office.com/POP.AccessAsUser.All for Microsoft), that POP is " +
-	"enabled for the mailbox (Set-CASMailbox -PopEnabled $true) and that the account's " +
-	"mailbox is the identity's own or one it has FullAccess to"
-
 // login checks the local credentials, logs in upstream and, on success,
 // relays the session until it ends. It reports whether the session is over.
 // Everything from here to the relay is bounded by the pre-auth deadline.
@@ -33,17 +30,18 @@ func (s *session) login(ctx context.Context, mech, login, password string) (done
 	gw := s.srv.opts.Gateway
 	acct, err := gw.Auth.Authenticate(lctx, login, password, s.conn.Remote)
 	if err != nil {
-		s.loginFailed(mech, login, proxy.Account{}, err)
+		s.loginFailed(ctx, mech, login, proxy.Account{}, err)
 		return s.writeErr != nil
 	}
-	up, err := proxy.Connect(lctx, gw, acct, loginUpstream)
+	up, err := proxy.Connect(lctx, gw, acct, s.loginUpstream)
 	if err != nil {
-		s.loginFailed(mech, login, acct, err)
+		s.loginFailed(ctx, mech, login, acct, err)
 		return s.writeErr != nil
 	}
 	defer func() { _ = up.conn.Close() }()
+	proxy.AuditLogin(ctx, s.log, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: login, Identity: acct.Identity,
+		Attrs: []slog.Attr{slog.String("mech", mech), slog.String("mailbox", acct.Mailbox)}})
 	s.log = s.log.With("login", login, "identity", acct.Identity)
-	s.log.Info("login", "result", "success", "mech", mech, "mailbox", acct.Mailbox)
 	s.relay(ctx, up)
 	return true
 }
@@ -65,26 +63,28 @@ func (s *session) relay(ctx context.Context, up *upstream) {
 		s.log.Debug("clearing pre-auth deadline", "error", err)
 		return
 	}
-	proxy.Relay(ctx, s.log, s.conn.Conn, s.r, up.conn, up.r, s.srv.opts.IdleTimeout)
+	proxy.Relay(ctx, s.log, s.client, s.r, up.conn, up.r, s.srv.opts.IdleTimeout)
+}
+
+// loginUpstream is the session's proxy.LoginFunc: loginUpstream with the
+// upstream dialogue in the protocol trace.
+func (s *session) loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct proxy.Account, token string) (*upstream, error) {
+	return loginUpstreamTraced(ctx, conn, d, acct, token, func(c net.Conn) net.Conn {
+		return s.conn.Traced(c, proxy.TracePeerUpstream, &traceRedactor{})
+	})
 }
 
 // loginFailed writes the audit line for a failed login and the client's
-// reply.
-func (s *session) loginFailed(mech, login string, acct proxy.Account, err error) {
+// reply. The audit line carries why: the cause and the fix, from package
+// diagnose.
+func (s *session) loginFailed(ctx context.Context, mech, login string, acct proxy.Account, err error) {
 	f := classify(err)
-	args := []any{"result", f.result, "mech", mech, "login", login}
-	if acct.Identity != "" {
-		args = append(args, "identity", acct.Identity)
+	attrs := []slog.Attr{slog.String("mech", mech), slog.Any("err", err)}
+	if text, ok := why(err, acct); ok {
+		attrs = append(attrs, slog.String("why", text))
 	}
-	args = append(args, "reason", f.reason, "error", err)
-	var nl *tokens.NeedsLoginError
-	switch {
-	case errors.As(err, &nl):
-		args = append(args, "fix", nl.Fix)
-	case errors.Is(err, proxy.ErrUpstreamRejected):
-		args = append(args, "fix", fixUpstreamRejected)
-	}
-	s.log.Info("login", args...)
+	proxy.AuditLogin(ctx, s.log, proxy.LoginAudit{Result: f.result, Login: login, Identity: acct.Identity,
+		Reason: f.reason, Attrs: attrs})
 	s.fail(f.reply)
 }
 
@@ -116,4 +116,17 @@ func classify(err error) failure {
 	default:
 		return failure{replyTemporary, "error", "temporary failure"}
 	}
+}
+
+// why returns the cause and the fix of a failed login, in plain words for
+// the log: what package diagnose knows of the failure (an upstream reply, a
+// token error, a TLS or network failure), or that it does not know the
+// upstream's reply. ok is false when there is nothing to explain beyond the
+// reason (wrong local password, throttling).
+func why(err error, acct proxy.Account) (text string, ok bool) {
+	e, known := diagnose.Explain(err, diagnose.Account{Identity: acct.Identity, Mailbox: acct.Mailbox})
+	if !known && diagnose.ReplyOf(err) == nil {
+		return "", false
+	}
+	return e.String(), true
 }

@@ -79,7 +79,7 @@ func TestRelayLargeMessageAndDelete(t *testing.T) {
 	h.close()
 	logs := h.logs.String()
 	for _, want := range []string{
-		`msg=login`, `result=success mech=USER`, `login=alice identity=alice@example.test`, `msg=closed`,
+		`msg=login`, `result=success login=alice identity=alice@example.test`, `mech=USER`, `msg=closed`,
 	} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q", want)
@@ -143,7 +143,7 @@ func TestLoginOutcomes(t *testing.T) {
 		{
 			name: "ok", login: "alice", password: alicePassword, reply: "+OK Logged in.",
 			conns: 1, auths: 1,
-			logs: []string{"result=success mech=USER"},
+			logs: []string{"result=success", "mech=USER"},
 		},
 		{
 			name: "rejected once then refreshed",
@@ -181,11 +181,11 @@ func TestLoginOutcomes(t *testing.T) {
 		},
 		{
 			name: "needs login", login: "carol", password: "carol-secret", reply: authFailed,
-			logs: []string{"result=failure", `reason="token needs a new login"`, `fix="run \"xoauthd login carol@example.test\""`},
+			logs: []string{"result=failure", `reason="token needs a new login"`, `why="Refresh token expired (AADSTS700082). Run \"xoauthd login carol@example.test\"."`},
 		},
 		{
 			name: "identity provider down", login: "erin", password: "erin-secret", reply: temporary,
-			logs: []string{"result=error", "identity=erin@example.test"},
+			logs: []string{"result=error", "identity=erin@example.test", `why="Identity provider unreachable. Nothing to fix`},
 		},
 		{
 			name: "bad credentials", login: "alice", password: "hunter2", reply: authFailed,

@@ -2,8 +2,10 @@ package pop3front
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/xoauthd/xoauthd/proxy"
@@ -43,15 +45,27 @@ type Options struct {
 	// IdleTimeout ends a relayed session without traffic (default 31m).
 	IdleTimeout time.Duration
 
-	// Local STLS is added with the local TLS support: a TLS *tls.Config
-	// field here, "STLS" in capabilities() and a case in session.handle.
+	// TLS, when set, offers STLS (RFC 2595 §4), or with ImplicitTLS starts
+	// every connection with a TLS handshake (POP3S, port 995 style).
+	TLS *tls.Config
+	// ImplicitTLS: TLS from the first byte; TLS must be set.
+	ImplicitTLS bool
+	// AllowPlaintextLogin accepts USER, PASS and AUTH before STLS when TLS
+	// is set. Without it CAPA lists only STLS of the login commands before
+	// TLS, and a login is refused before any credential check. Set it for
+	// loopback listeners (the password does not leave the machine) or where
+	// allow_plaintext is configured. Without TLS, logins are always accepted.
+	AllowPlaintextLogin bool
 }
 
 // Server is the POP3 front. It implements proxy.Handler; one Server serves
 // any number of connections concurrently and holds no per-connection state.
 type Server struct {
 	opts Options
-	capa string // CAPA reply, built once by New
+	// CAPA replies, built once by New: over TLS or without local TLS
+	// (capa); before STLS with logins allowed (capaSTLS) or not
+	// (capaSTLSOnly).
+	capa, capaSTLS, capaSTLSOnly string
 }
 
 var _ proxy.Handler = (*Server)(nil)
@@ -65,7 +79,16 @@ func New(opts Options) *Server {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	s := &Server{opts: opts}
-	s.capa = capaReply(s.capabilities())
+	caps := s.capabilities()
+	s.capa = capaReply(caps)
+	s.capaSTLS = capaReply(append(caps, "STLS"))
+	var noLogin []string
+	for _, c := range caps {
+		if c != "USER" && !strings.HasPrefix(c, "SASL ") {
+			noLogin = append(noLogin, c)
+		}
+	}
+	s.capaSTLSOnly = capaReply(append(noLogin, "STLS"))
 	return s
 }
 

@@ -3,9 +3,11 @@ package pop3front
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"time"
 
@@ -41,10 +43,14 @@ const (
 // session is one client connection. It lives in the goroutine that called
 // ServeConn.
 type session struct {
-	srv  *Server
-	conn *proxy.Conn
-	log  *slog.Logger  // the connection's logger; gains login and identity at login
-	r    *bufio.Reader // client input, maxLine bytes; handed to the relay after login
+	srv    *Server
+	conn   *proxy.Conn
+	log    *slog.Logger   // the connection's logger; gains login and identity at login
+	red    *traceRedactor // the trace's redactor, kept across STLS
+	tls    *tls.Conn      // set by a completed TLS handshake; nil before
+	client net.Conn       // conn.Conn, or tls once set; what the relay gets
+	rw     net.Conn       // client, wrapped by the protocol trace when it is on
+	r      *bufio.Reader  // reads rw, maxLine bytes; handed to the relay after login
 
 	deadline   time.Time   // end of the pre-auth dialogue; set by serve
 	stopCancel func() bool // detaches ctx from the connection deadline; set by serve
@@ -60,7 +66,19 @@ func newSession(srv *Server, c *proxy.Conn) *session {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &session{srv: srv, conn: c, log: log, r: bufio.NewReaderSize(c.Conn, maxLine)}
+	s := &session{srv: srv, conn: c, log: log, red: &traceRedactor{}}
+	s.useClient(c.Conn)
+	return s
+}
+
+// useClient makes conn (the accepted connection, or TLS over it) the one
+// the session reads and writes. The trace (when on) sees the dialogue up to
+// the login; the relay reads conn itself. Buffered input of the previous
+// connection is dropped.
+func (s *session) useClient(conn net.Conn) {
+	s.client = conn
+	s.rw = s.conn.Traced(conn, proxy.TracePeerClient, s.red)
+	s.r = bufio.NewReaderSize(s.rw, maxLine)
 }
 
 // serve runs the pre-auth dialogue under one deadline for all of it. A
@@ -74,6 +92,9 @@ func (s *session) serve(ctx context.Context) {
 	s.stopCancel = context.AfterFunc(ctx, func() { _ = s.conn.SetDeadline(time.Now()) })
 	defer s.stopCancel()
 
+	if s.srv.opts.ImplicitTLS && !s.handshake() {
+		return
+	}
 	s.write(greeting)
 	for s.writeErr == nil {
 		line, err := readLine(s.r)
@@ -102,9 +123,16 @@ func (s *session) serve(ctx context.Context) {
 func (s *session) handle(ctx context.Context, line []byte) (done bool) {
 	cmd := parseCommand(line)
 	s.commands++
+	switch {
+	case cmd.verb == cmdSTLS && s.srv.opts.TLS != nil:
+		return s.startTLS(cmd)
+	case (cmd.verb == cmdUSER || cmd.verb == cmdPASS || cmd.verb == cmdAUTH) && !s.loginAllowed():
+		s.loginDisabled(ctx, cmd)
+		return s.writeErr != nil
+	}
 	switch cmd.verb {
 	case cmdCAPA:
-		s.write(s.srv.capa)
+		s.write(s.capa())
 	case cmdUSER:
 		s.handleUSER(cmd)
 	case cmdPASS:
@@ -116,7 +144,6 @@ func (s *session) handle(ctx context.Context, line []byte) (done bool) {
 		s.linger()
 		return true
 	default:
-		// Local STLS goes here with the local TLS support.
 		if reply, ok := otherCommand(cmd.verb); ok {
 			s.log.Debug("command refused before login", "command", cmd.verb)
 			s.fail(reply)
@@ -173,7 +200,7 @@ func (s *session) write(reply string) {
 	if s.writeErr != nil {
 		return
 	}
-	if _, err := io.WriteString(s.conn, reply); err != nil {
+	if _, err := io.WriteString(s.rw, reply); err != nil {
 		s.writeErr = err
 		s.log.Debug("writing to client", "error", err)
 	}
@@ -200,6 +227,9 @@ func (s *session) finalReply(reply string) {
 func (s *session) linger() {
 	if s.writeErr != nil {
 		return
+	}
+	if s.tls != nil {
+		_ = s.tls.CloseWrite() // close_notify
 	}
 	if cw, ok := s.conn.Conn.(interface{ CloseWrite() error }); ok {
 		if err := cw.CloseWrite(); err != nil {

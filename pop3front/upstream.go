@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/diagnose"
 	"github.com/xoauthd/xoauthd/internal/xoauth2"
 	"github.com/xoauthd/xoauthd/proxy"
 )
@@ -39,8 +40,16 @@ type upstream struct {
 // and RFC 5034 §4 forbids an initial response that makes the command longer
 // than 255 octets, which a token always does. user= is the account's mailbox
 // (its identity when no mailbox is set). It closes conn on any error.
-func loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct proxy.Account, token string) (up *upstream, err error) {
-	u := &upstreamConn{conn: conn, r: bufio.NewReaderSize(conn, maxUpstreamLine)}
+func loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct proxy.Account, token string) (*upstream, error) {
+	return loginUpstreamTraced(ctx, conn, d, acct, token, nil)
+}
+
+// loginUpstreamTraced is loginUpstream with the upstream dialogue read and
+// written through trace (nil: no trace), which wraps a connection for the
+// protocol trace; the returned upstream's conn is never the wrapper.
+func loginUpstreamTraced(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct proxy.Account, token string, trace func(net.Conn) net.Conn) (up *upstream, err error) {
+	u := &upstreamConn{trace: trace}
+	u.use(conn)
 	defer func() {
 		if err != nil {
 			_ = u.conn.Close()
@@ -82,8 +91,19 @@ func loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct pro
 
 // upstreamConn is the upstream during login.
 type upstreamConn struct {
-	conn net.Conn      // TCP, or TLS after STLS
-	r    *bufio.Reader // reads conn; maxUpstreamLine bytes
+	conn  net.Conn                // TCP, or TLS after STLS
+	rw    net.Conn                // conn, or its trace wrapper; all reads and writes
+	r     *bufio.Reader           // reads rw; maxUpstreamLine bytes
+	trace func(net.Conn) net.Conn // wraps conn for the protocol trace; nil: none
+}
+
+// use makes conn the upstream connection (again after STLS).
+func (u *upstreamConn) use(conn net.Conn) {
+	u.conn, u.rw = conn, conn
+	if u.trace != nil {
+		u.rw = u.trace(conn)
+	}
+	u.r = bufio.NewReaderSize(u.rw, maxUpstreamLine)
 }
 
 // greeting reads the server greeting, which must be +OK (RFC 1939 §4).
@@ -119,8 +139,7 @@ func (u *upstreamConn) startTLS(ctx context.Context, d *proxy.Dialer) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", proxy.ErrUpstreamUnavailable, err)
 	}
-	u.conn = tc
-	u.r = bufio.NewReaderSize(tc, maxUpstreamLine)
+	u.use(tc)
 	return nil
 }
 
@@ -171,7 +190,7 @@ func (u *upstreamConn) authenticate(mailbox, token string) error {
 // send writes one protocol line; what names it in an error (never the line,
 // which may carry the token).
 func (u *upstreamConn) send(line, what string) error {
-	if _, err := io.WriteString(u.conn, line); err != nil {
+	if _, err := io.WriteString(u.rw, line); err != nil {
 		return fmt.Errorf("%w: sending %s: %w", proxy.ErrUpstreamUnavailable, what, err)
 	}
 	return nil
@@ -199,14 +218,25 @@ func refused(line, status string) error {
 	if status != "" {
 		challenge = " after an error challenge with status " + status
 	}
+	reply := upstreamReply(line)
 	switch code := respCode(line); {
 	case code == "SYS/TEMP" || code == "IN-USE" || code == "LOGIN-DELAY":
-		return fmt.Errorf("%w: upstream refused the login for now%s: %s", proxy.ErrUpstreamUnavailable, challenge, quote(line))
+		return fmt.Errorf("%w: upstream refused the login for now%s: %w", proxy.ErrUpstreamUnavailable, challenge, reply)
 	case code == "SYS/PERM":
-		return fmt.Errorf("upstream reported a permanent system error%s: %s", challenge, quote(line))
+		return fmt.Errorf("upstream reported a permanent system error%s: %w", challenge, reply)
 	default:
-		return fmt.Errorf("%w%s: %s", proxy.ErrUpstreamRejected, challenge, quote(line))
+		return fmt.Errorf("%w%s: %w", proxy.ErrUpstreamRejected, challenge, reply)
 	}
+}
+
+// upstreamReply returns an upstream status line as a *diagnose.Reply, the
+// form in which the log explains it (diagnose.Explain finds it in the error
+// chain), or an error quoting a line that is no status line.
+func upstreamReply(line string) error {
+	if r, err := diagnose.ParsePOP3(line); err == nil {
+		return r
+	}
+	return fmt.Errorf("upstream sent %s", quote(line))
 }
 
 // errUnavailableUnlessERR returns the error a non-continuation answer to AUTH

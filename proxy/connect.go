@@ -4,28 +4,50 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Connect gets a token for acct, dials its upstream and runs login. When the
 // upstream rejects the token it refreshes the token once and retries on a new
-// connection; a second rejection is returned as is.
+// connection; a second rejection is returned as is. With g.Sessions, the
+// session is registered under acct.Login until its connection ends (see
+// Sessions).
 func Connect[T any](ctx context.Context, g *Gateway, acct Account, login LoginFunc[T]) (T, error) {
 	var zero T
 	d, err := g.Upstream(acct)
 	if err != nil {
 		return zero, fmt.Errorf("choosing upstream for %s: %w", acct.Login, err)
 	}
+	leave, err := g.Sessions.enter(ctx, acct.Login)
+	if err != nil {
+		return zero, err
+	}
+	v, err := connect(ctx, g, d, acct, login)
+	if err != nil {
+		leave()
+	}
+	return v, err
+}
+
+// connect is Connect after the upstream was chosen.
+func connect[T any](ctx context.Context, g *Gateway, d *Dialer, acct Account, login LoginFunc[T]) (T, error) {
+	var zero T
 	tok, err := g.Tokens.Token(ctx, acct.Identity)
 	if err != nil {
 		return zero, err
 	}
+	m := metricsFrom(ctx)
 	for attempt := 0; ; attempt++ {
+		start := time.Now()
 		conn, err := d.Dial(ctx)
 		if err != nil {
 			return zero, err
 		}
+		m.dialed(time.Since(start))
+		start = time.Now()
 		v, err := login(ctx, conn, d, acct, tok)
 		if err == nil {
+			m.authenticated(time.Since(start))
 			return v, nil
 		}
 		if attempt > 0 || !errors.Is(err, ErrUpstreamRejected) {

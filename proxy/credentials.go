@@ -167,9 +167,11 @@ func setDefault[T int | time.Duration](v *T, def T) {
 // and another error (not the client's fault) when ctx ends while waiting or
 // the stored hash is unusable.
 func (c *Credentials) Authenticate(ctx context.Context, login, password string, remote netip.Addr) (Account, error) {
+	noteAuthStart(ctx) // before the lookup: see Sessions.Close
 	src, lk := sourceKey(remote), loginKey(login)
-	prior, refused := c.throttle.check(src, lk, c.now())
+	res, refused := c.throttle.reserve(src, lk, c.now())
 	if refused {
+		metricsFrom(ctx).throttled()
 		return Account{}, ErrThrottled
 	}
 	acct, phc, known := c.lookup(login)
@@ -181,25 +183,27 @@ func (c *Credentials) Authenticate(ctx context.Context, login, password string, 
 		// Computed for unknown logins too, so both paths do the same work.
 		key = c.cache.key(login, password, phc)
 		if known && c.cache.hit(key, c.now()) {
-			c.throttle.succeeded(src)
+			c.throttle.succeeded(src, lk, c.now())
 			return acct, nil
 		}
 	}
-	if !c.sleep(ctx, c.delay(prior)) {
+	if !c.sleep(ctx, c.delay(res.prior)) {
+		c.throttle.refund(src, lk, c.now())
 		return Account{}, fmt.Errorf("waiting before checking the password of %s: %w", logLogin(login), context.Cause(ctx))
 	}
 	ok, err := c.verifyBounded(ctx, phc, password)
 	if err != nil && known {
+		c.throttle.refund(src, lk, c.now())
 		return Account{}, fmt.Errorf("checking the password of %s: %w (hint: set its password_hash to the output of xoauthd hash-password)", logLogin(login), err)
 	}
 	if !known || !ok {
-		c.failed(src, lk, login, remote)
+		c.failed(res, src, login, remote)
 		return Account{}, ErrBadCredentials
 	}
 	if c.cache != nil {
 		c.cache.add(key, c.now())
 	}
-	c.throttle.succeeded(src)
+	c.throttle.succeeded(src, lk, c.now())
 	return acct, nil
 }
 
@@ -227,14 +231,13 @@ func (c *Credentials) delay(prior int) time.Duration {
 	return min(d, c.maxDelay)
 }
 
-// failed counts a failure and logs when it starts a refusal.
-func (c *Credentials) failed(src netip.Prefix, lk [sha256.Size]byte, login string, remote netip.Addr) {
-	srcLimited, loginLimited := c.throttle.failed(src, lk, c.now())
-	if srcLimited {
+// failed logs when a failure (counted by reserve) started a refusal.
+func (c *Credentials) failed(res reservation, src netip.Prefix, login string, remote netip.Addr) {
+	if res.srcFull {
 		c.log.Warn("too many failed logins from this source, refusing it for a while", "source", src.String(), "limit", c.throttle.addrLimit)
 	}
-	if loginLimited {
-		c.log.Warn("too many failed logins for this login, refusing it for a while", "login", logLogin(login), "remote", remote.String(), "limit", c.throttle.loginLimit)
+	if res.loginFull {
+		c.log.Warn("too many failed logins for this login, refusing it for a while", "login", cutLogin(login), "remote", remote.String(), "limit", c.throttle.loginLimit)
 	}
 }
 

@@ -160,6 +160,13 @@ func (d *Dialer) handshake(ctx context.Context, conn net.Conn) (net.Conn, error)
 	return tc, nil
 }
 
+// HandshakeError explains err, the failure of a TLS handshake with d's
+// upstream that the caller ran itself (SMTP's STARTTLS runs inside go-smtp's
+// client), like a failed handshake of Dial or StartTLS: a certificate that
+// was not accepted gets its cause and the fix. The result wraps err and
+// ErrUpstreamUnavailable.
+func (d *Dialer) HandshakeError(err error) error { return d.handshakeError(err) }
+
 // handshakeError explains a failed handshake, plainly when the certificate
 // was not accepted.
 func (d *Dialer) handshakeError(err error) error {

@@ -10,7 +10,15 @@
 // concurrent connections (the front's Refuse reply beyond it), panic recovery
 // and a two-phase Shutdown. Credentials is the local Authenticator. Dialer
 // (one per upstream, see Dialers) makes verified TLS connections with session
-// resumption. Connect and Relay carry a session from login to its end.
+// resumption. Connect and Relay carry a session from login to its end;
+// Sessions (sessions.go) remembers each logged-in session by login, so a
+// configuration reload can end those of a removed or changed account.
+//
+// Observability hooks shared by the fronts: AuditLogin writes the one audit
+// line per login attempt; a Server's Metrics (see Metrics and WithMetrics)
+// count connections, logins, throttling, upstream latencies and relayed
+// bytes; Conn.Traced wraps a connection for the redacted protocol trace of
+// the dialogue up to the login (relayed sessions are never traced).
 //
 // proxy parses no mail protocol: the fronts (imapfront, pop3front, smtpfront) do,
 // and hand it LoginFunc values that speak their protocol's XOAUTH2 exchange.

@@ -54,6 +54,9 @@ type Gateway struct {
 	Tokens TokenSource
 	// Upstream returns the dialer for the account's upstream on this listener.
 	Upstream func(acct Account) (*Dialer, error)
+	// Sessions, when set, registers each logged-in session under its login
+	// so that a reload can end those of a removed or changed account.
+	Sessions *Sessions
 }
 
 // LoginFunc speaks one protocol's XOAUTH2 login on a freshly dialled upstream

@@ -70,8 +70,26 @@ type RelayStats struct {
 // both connections before it returns. idle <= 0 means DefaultIdleTimeout.
 // Between two plain TCP connections the kernel moves the bytes (splice);
 // otherwise each direction copies through a pooled buffer.
+//
+// The bytes are counted on the metrics of ctx's connection (WithMetrics) as
+// they move, so a long session shows its traffic before it ends.
 func Relay(ctx context.Context, log *slog.Logger, client net.Conn, clientBuf *bufio.Reader, upstream net.Conn, upstreamBuf *bufio.Reader, idle time.Duration) RelayStats {
-	return newRelay(client, upstream, idle, true).run(ctx, log, clientBuf, upstreamBuf)
+	r := newRelay(client, upstream, idle, true)
+	m := metricsFrom(ctx)
+	r.c2u.m, r.u2c.m = m, m
+	return r.run(ctx, log, clientBuf, upstreamBuf)
+}
+
+// dirCount counts the bytes of one direction for RelayStats and the metrics.
+type dirCount struct {
+	n   atomic.Int64
+	dir string      // ClientToUpstream or UpstreamToClient
+	m   connMetrics // zero: no metrics
+}
+
+func (c *dirCount) add(n int64) {
+	c.n.Add(n)
+	c.m.relayed(c.dir, n)
 }
 
 // relay is one Relay call.
@@ -83,7 +101,7 @@ type relay struct {
 
 	last     atomic.Int64 // nanoseconds since start of the last traffic
 	aborted  atomic.Bool  // set before abort's deadlines
-	c2u, u2c atomic.Int64 // bytes written to the other side
+	c2u, u2c dirCount     // bytes written to the other side; set up by newRelay
 	done     chan dirResult
 
 	mu      sync.Mutex
@@ -117,6 +135,7 @@ func newRelay(client, upstream net.Conn, idle time.Duration, allowSplice bool) *
 		start:    time.Now(),
 		done:     make(chan dirResult, 2),
 	}
+	r.c2u.dir, r.u2c.dir = ClientToUpstream, UpstreamToClient
 	_, ct := r.client.(*net.TCPConn)
 	_, ut := r.upstream.(*net.TCPConn)
 	r.splice = allowSplice && ct && ut
@@ -136,8 +155,8 @@ func (r *relay) run(ctx context.Context, log *slog.Logger, clientBuf, upstreamBu
 	r.upstream.Close()
 
 	st := RelayStats{
-		ClientToUpstream: r.c2u.Load(),
-		UpstreamToClient: r.u2c.Load(),
+		ClientToUpstream: r.c2u.n.Load(),
+		UpstreamToClient: r.u2c.n.Load(),
 		Duration:         time.Since(r.start),
 		EndedBy:          endedBy,
 	}
@@ -221,9 +240,9 @@ func (r *relay) upstreamToClient(buf *bufio.Reader) {
 
 // pipe flushes buf to dst, copies src to dst until src ends, and then
 // half-closes dst.
-func (r *relay) pipe(dst, src net.Conn, buf *bufio.Reader, count *atomic.Int64, srcName, dstName string) dirResult {
+func (r *relay) pipe(dst, src net.Conn, buf *bufio.Reader, count *dirCount, srcName, dstName string) dirResult {
 	n, err := flushBuffered(dst, buf)
-	count.Add(n)
+	count.add(n)
 	if err != nil {
 		r.setEndedBy(dstName)
 		return dirResult{by: dstName, err: err}
@@ -253,7 +272,7 @@ func flushBuffered(dst io.Writer, buf *bufio.Reader) (int64, error) {
 }
 
 // bufferedCopy copies through a pooled buffer, recording traffic as it goes.
-func (r *relay) bufferedCopy(dst, src net.Conn, count *atomic.Int64, srcName, dstName string) dirResult {
+func (r *relay) bufferedCopy(dst, src net.Conn, count *dirCount, srcName, dstName string) dirResult {
 	bp := relayBufs.Get().(*[]byte)
 	defer relayBufs.Put(bp)
 	b := *bp
@@ -262,7 +281,7 @@ func (r *relay) bufferedCopy(dst, src net.Conn, count *atomic.Int64, srcName, ds
 		if n > 0 {
 			r.touch()
 			w, werr := dst.Write(b[:n])
-			count.Add(int64(w))
+			count.add(int64(w))
 			if werr != nil {
 				return dirResult{by: dstName, err: werr}
 			}
@@ -279,7 +298,7 @@ func (r *relay) bufferedCopy(dst, src net.Conn, count *atomic.Int64, srcName, ds
 
 // spliceCopy lets io.Copy move the bytes in the kernel. A read deadline
 // brings it back a few times per idle period to report progress.
-func (r *relay) spliceCopy(dst, src net.Conn, count *atomic.Int64, srcName, dstName string) dirResult {
+func (r *relay) spliceCopy(dst, src net.Conn, count *dirCount, srcName, dstName string) dirResult {
 	tick := min(r.idle, halfClosedIdle) / spliceTicks
 	for {
 		src.SetReadDeadline(time.Now().Add(tick))
@@ -290,7 +309,7 @@ func (r *relay) spliceCopy(dst, src net.Conn, count *atomic.Int64, srcName, dstN
 		}
 		n, err := io.Copy(dst, src)
 		if n > 0 {
-			count.Add(n)
+			count.add(n)
 			r.touch()
 		}
 		switch {

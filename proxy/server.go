@@ -64,6 +64,8 @@ type Conn struct {
 
 	// cancel ends the context passed to ServeConn; set at accept.
 	cancel context.CancelFunc
+	// trace turns on Traced; set at accept from Server.Trace.
+	trace bool
 }
 
 // NetConn returns the connection Conn wraps.
@@ -92,6 +94,13 @@ type Server struct {
 	// OnPanic, when set, is called with the value of every panic recovered
 	// from the Handler (after it was logged); tests use it to fail.
 	OnPanic func(v any)
+	// Metrics, when set, counts connections, logins, relayed bytes and
+	// upstream latencies of this server (see WithMetrics).
+	Metrics Metrics
+	// Trace turns on the protocol trace of the pre-auth dialogue and the
+	// upstream login (see Conn.Traced); it logs at DEBUG, so the logger
+	// must be at DEBUG too.
+	Trace bool
 
 	refusedN   atomic.Int64 // connections refused since the last warning
 	refusedLog atomic.Int64 // unix nanoseconds of the last warning
@@ -179,17 +188,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // accepted starts serving nc, or refuses it when over the limit or closing.
 func (s *Server) accepted(ctx context.Context, nc net.Conn) {
-	connCtx, cancel := context.WithCancel(ctx)
+	connCtx, cancelCause := context.WithCancelCause(WithMetrics(ctx, s.Metrics, s.Protocol))
+	cancel := func() { cancelCause(nil) }
 	c := s.newConn(nc, cancel)
+	// Sessions.Close ends a logged-in session through this scope.
+	connCtx = withConnScope(connCtx, cancelCause, c.Log)
 	if ok, full := s.trackConn(c); !ok {
 		cancel()
 		if full {
+			s.countConn(Metrics.ConnRefused)
 			s.refuse(c)
 		} else {
 			nc.Close()
 		}
 		return
 	}
+	s.countConn(Metrics.ConnOpened)
 	go s.serveConn(connCtx, c)
 }
 
@@ -212,6 +226,7 @@ func (s *Server) newConn(nc net.Conn, cancel context.CancelFunc) *Conn {
 		Drain:  s.drain,
 		cancel: cancel,
 	}
+	c.trace = s.Trace && c.Log.Enabled(context.Background(), slog.LevelDebug)
 	return c
 }
 
@@ -228,10 +243,18 @@ func (s *Server) serveConn(ctx context.Context, c *Conn) {
 		// its connection finds the slot free.
 		s.untrackConn(c)
 		c.Conn.Close()
+		s.countConn(Metrics.ConnClosed)
 	}()
 	defer s.recoverPanic(c.Log)
 	c.Log.Debug("connection accepted")
 	s.Handler.ServeConn(ctx, c)
+}
+
+// countConn calls one of the connection counters of s.Metrics, if any.
+func (s *Server) countConn(count func(m Metrics, protocol string)) {
+	if s.Metrics != nil {
+		count(s.Metrics, s.Protocol)
+	}
 }
 
 // recoverPanic is deferred at every connection boundary: it logs a panic with

@@ -87,6 +87,20 @@ func (t *failureTable[K]) add(k K, now time.Time) int {
 	return 1
 }
 
+// sub takes back one failure of k (counted in its current window).
+func (t *failureTable[K]) sub(k K, now time.Time) {
+	if t.count(k, now) == 0 {
+		return
+	}
+	el := t.m[k]
+	if fc := el.Value.(*failureCount[K]); fc.n > 1 {
+		fc.n--
+		return
+	}
+	t.order.Remove(el)
+	delete(t.m, k)
+}
+
 // reset forgets k.
 func (t *failureTable[K]) reset(k K) {
 	if el, ok := t.m[k]; ok {
@@ -103,31 +117,47 @@ type throttle struct {
 	logins                *failureTable[[sha256.Size]byte]
 }
 
-// check returns the failures already counted against the source and the
-// login (the larger of the two), and whether either is over its limit.
-func (t *throttle) check(src netip.Prefix, login [sha256.Size]byte, now time.Time) (prior int, refused bool) {
+// reservation is an attempt counted by reserve before its password is
+// checked.
+type reservation struct {
+	prior              int  // failures counted before it (the larger of source and login)
+	srcFull, loginFull bool // it brought the source or the login to its limit
+}
+
+// reserve counts an attempt as a failure of the source and the login before
+// its password is checked, so that attempts arriving together cannot all pass
+// the limit before the first failure is counted: per window, a source or a
+// login gets at most its limit of verifications, however many connections
+// try at once. It refuses (counting nothing) when either is at its limit.
+// A failure stays counted; succeeded and refund settle the other outcomes.
+func (t *throttle) reserve(src netip.Prefix, login [sha256.Size]byte, now time.Time) (r reservation, refused bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	a := t.addrs.count(src, now)
 	l := t.logins.count(login, now)
-	refused = t.addrLimit >= 0 && a >= t.addrLimit || t.loginLimit >= 0 && l >= t.loginLimit
-	return max(a, l), refused
+	if t.addrLimit >= 0 && a >= t.addrLimit || t.loginLimit >= 0 && l >= t.loginLimit {
+		return reservation{prior: max(a, l)}, true
+	}
+	a, l = t.addrs.add(src, now), t.logins.add(login, now)
+	return reservation{prior: max(a, l) - 1, srcFull: a == t.addrLimit, loginFull: l == t.loginLimit}, false
 }
 
-// failed counts a failure and reports whether it brought the source or the
-// login to its limit just now.
-func (t *throttle) failed(src netip.Prefix, login [sha256.Size]byte, now time.Time) (srcLimited, loginLimited bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	a := t.addrs.add(src, now)
-	l := t.logins.add(login, now)
-	return a == t.addrLimit, l == t.loginLimit
-}
-
-// succeeded forgets the source's failures. The login's are kept: a client
-// that logs in often must not reset a guessing attack on its login.
-func (t *throttle) succeeded(src netip.Prefix) {
+// succeeded settles a reserved attempt whose password was right: it forgets
+// the source's failures and takes the attempt back from the login. The
+// login's earlier failures are kept: a client that logs in often must not
+// reset a guessing attack on its login.
+func (t *throttle) succeeded(src netip.Prefix, login [sha256.Size]byte, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.addrs.reset(src)
+	t.logins.sub(login, now)
+}
+
+// refund takes back a reserved attempt that got no verdict (the client went
+// away while it waited, or the stored hash is unusable).
+func (t *throttle) refund(src netip.Prefix, login [sha256.Size]byte, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.addrs.sub(src, now)
+	t.logins.sub(login, now)
 }

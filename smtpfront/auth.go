@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -60,10 +61,14 @@ func (s *session) login(login, password, mech string) error {
 	}
 	release, err := s.srv.slots.acquire(s.cc.ctx, acct.Identity, s.srv.opts.UpstreamWait)
 	if err != nil {
-		s.log.Info("login", "result", "error", "login", login, "mech", mech, "identity", acct.Identity,
-			"reason", "every upstream session of this identity stayed in use",
-			"max_upstream_per_identity", s.srv.opts.MaxUpstreamPerIdentity, "waited", s.srv.opts.UpstreamWait.String(),
-			"fix", "fewer clients sending at once for this identity, or more identities")
+		proxy.AuditLogin(s.cc.ctx, s.log, proxy.LoginAudit{Result: proxy.LoginError, Login: login, Identity: acct.Identity,
+			Reason: "every upstream session of this identity stayed in use", Attrs: []slog.Attr{
+				slog.String("mech", mech),
+				slog.Int("max_upstream_per_identity", s.srv.opts.MaxUpstreamPerIdentity),
+				slog.String("waited", s.srv.opts.UpstreamWait.String()),
+				slog.String("why", "Every upstream session of "+acct.Identity+" stayed in use. Have fewer clients send at once "+
+					"for this identity, or spread them over more identities."),
+			}})
 		s.cc.hangUp("")
 		return replyTooManySessions
 	}
@@ -76,21 +81,27 @@ func (s *session) login(login, password, mech string) error {
 	}
 	s.acct, s.release = acct, release
 	s.setUpstream(up)
-	s.log = s.log.With("login", login, "identity", acct.Identity)
 	s.cc.loggedIn()
-	s.log.Info("login", "result", "success", "mech", mech, "upstream", up.addr)
+	// The protocol trace ends here: messages are never traced.
+	s.cc.stopTrace()
+	proxy.AuditLogin(s.cc.ctx, s.log, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: login, Identity: acct.Identity,
+		Attrs: []slog.Attr{slog.String("mech", mech), slog.String("mailbox", acct.Mailbox), slog.String("upstream", up.addr)}})
+	s.log = s.log.With("login", login, "identity", acct.Identity)
 	return nil
 }
 
 // loginRefused logs one audit line for a failed login and returns the
-// client's reply. After maxAuthFailures the connection is closed.
+// client's reply. After maxAuthFailures the connection is closed. The audit
+// line carries why: the cause and the fix, from package diagnose.
 func (s *session) loginRefused(login, mech string, acct proxy.Account, err error) error {
 	reply, result, reason := classifyLogin(err)
 	s.authFailures++
-	attrs := []any{"result", result, "login", login, "mech", mech, "identity", acct.Identity, "reason", reason}
-	attrs = append(attrs, causeAttrs(err)...)
-	attrs = append(attrs, "err", err)
-	s.log.Info("login", attrs...)
+	attrs := []slog.Attr{slog.String("mech", mech), slog.Any("err", err)}
+	if text, ok := why(err, diagnoseAccount(acct, "")); ok {
+		attrs = append(attrs, slog.String("why", text))
+	}
+	proxy.AuditLogin(s.cc.ctx, s.log, proxy.LoginAudit{Result: result, Login: login, Identity: acct.Identity,
+		Reason: reason, Attrs: attrs})
 	if s.authFailures >= maxAuthFailures {
 		s.cc.hangUp(replyLine(replyAuthLimit))
 	}
@@ -108,37 +119,16 @@ func (s *session) loginRefused(login, mech string, acct proxy.Account, err error
 func classifyLogin(err error) (reply *smtp.SMTPError, result, reason string) {
 	switch {
 	case errors.Is(err, proxy.ErrBadCredentials):
-		return replyAuthInvalid, "failure", "bad local credentials"
+		return replyAuthInvalid, proxy.LoginFailure, "bad local credentials"
 	case errors.Is(err, proxy.ErrThrottled):
-		return replyAuthTemporary, "failure", "too many failed logins, throttled"
+		return replyAuthTemporary, proxy.LoginFailure, "too many failed logins, throttled"
 	case errors.Is(err, tokens.ErrNeedsLogin):
-		return replyAuthInvalid, "failure", "the identity needs a new interactive login"
+		return replyAuthInvalid, proxy.LoginFailure, "the identity needs a new interactive login"
 	case errors.Is(err, proxy.ErrUpstreamRejected):
-		return replyAuthInvalid, "failure", "the upstream refused the token"
+		return replyAuthInvalid, proxy.LoginFailure, "the upstream refused the token"
 	case errors.Is(err, tokens.ErrConfiguration):
-		return replyAuthTemporary, "error", "the identity provider refused the configuration"
+		return replyAuthTemporary, proxy.LoginError, "the identity provider refused the configuration"
 	default:
-		return replyAuthTemporary, "error", "identity provider or upstream unavailable"
+		return replyAuthTemporary, proxy.LoginError, "identity provider or upstream unavailable"
 	}
-}
-
-// causeAttrs returns log attributes with the cause and fix found in err: a
-// token error's, or the upstream's reply with the table's explanation.
-func causeAttrs(err error) []any {
-	var nl *tokens.NeedsLoginError
-	var ce *tokens.ConfigError
-	var se *smtp.SMTPError
-	switch {
-	case errors.As(err, &nl):
-		return []any{"cause", nl.Meaning, "code", nl.Code, "fix", nl.Fix}
-	case errors.As(err, &ce):
-		return []any{"cause", ce.Meaning, "code", ce.Code, "fix", ce.Fix}
-	case errors.As(err, &se):
-		attrs := []any{"upstream_reply", fmt.Sprintf("%d %s %s", se.Code, enhancedString(se.EnhancedCode), se.Message)}
-		if c, ok := explainUpstream(se); ok {
-			attrs = append(attrs, "cause", c.Meaning, "fix", c.Fix)
-		}
-		return attrs
-	}
-	return nil
 }

@@ -140,13 +140,16 @@ func TestLoginFailureMapping(t *testing.T) {
 			[]string{"result=failure", "throttled"}, 0},
 		{"token needs login", func(h *harness) {
 			h.tokens.setErr(&tokens.NeedsLoginError{Identity: testIdentity, Code: "AADSTS700082", Meaning: "refresh token expired", Fix: "run xoauthd login " + testIdentity})
-		}, "535 5.7.8", []string{"result=failure", "AADSTS700082", "fix=\"run xoauthd login"}, 0},
+		}, "535 5.7.8", []string{"result=failure", `why="Refresh token expired (AADSTS700082). Run xoauthd login alice@example.com."`}, 0},
 		{"identity provider down", func(h *harness) {
 			h.tokens.setErr(&tokens.TemporaryError{Identity: testIdentity, Meaning: "token endpoint unreachable", Err: errors.New("dial tcp: connection refused")})
 		}, "454 4.7.0 Temporary authentication failure", []string{"result=error"}, 0},
 		{"upstream refuses every token", func(h *harness) { h.up.set(func(f *fakeUpstream) { f.authFail = rejected }) },
 			"535 5.7.8 Authentication credentials invalid",
-			[]string{"result=failure", "5.7.139", "Set-CASMailbox"}, 1},
+			// The cause and fix of package diagnose, with the identity filled in.
+			[]string{"result=failure", `why="SMTP AUTH is disabled for this tenant (535 5.7.139). An admin enables it with ` +
+				"`Set-TransportConfig -SmtpClientAuthenticationDisabled $false`, or per mailbox with " +
+				"`Set-CASMailbox alice@example.com -SmtpClientAuthenticationDisabled $false`; allow 15–60 minutes.\""}, 1},
 		{"upstream refuses a stale token once", func(h *harness) {
 			h.up.set(func(f *fakeUpstream) { f.rejectToken["tok-"+testIdentity+"-0"] = true })
 		}, "235 2.0.0", []string{"result=success"}, 1},

@@ -17,12 +17,22 @@ import (
 // every read deadline of the connection (go-smtp's ReadTimeout stays zero),
 // so a cancelled context, the pre-auth deadline and the idle timeout cannot
 // be undone by a later deadline, and it tells ServeConn when go-smtp closed it.
+//
+// The layers, from go-smtp down: go-smtp's own TLS after STARTTLS, then
+// clientConn, then the protocol trace (when on), then the front's TLS for
+// implicit TLS, then the accepted connection.
 type clientConn struct {
-	net.Conn                 // the accepted *proxy.Conn
+	net.Conn                 // what clientConn reads and writes (see above)
 	pc       *proxy.Conn     // set at accept; id, remote address, drain signal
 	log      *slog.Logger    // pc.Log, or the server's when it has none
 	ctx      context.Context // the session's; done when it must end at once
 	idle     time.Duration   // inactivity bound of one read
+	// implicitTLS: the front terminated TLS under this connection; set at
+	// accept. go-smtp cannot see it (see ehloProfile.secure).
+	implicitTLS bool
+	// stopTrace ends the protocol trace (proxy.StopTrace on the traced
+	// connection); set at accept.
+	stopTrace func()
 
 	// preAuthDeadline bounds the whole dialogue before a successful AUTH, as
 	// unix nanoseconds; zero once the client has logged in.
@@ -32,16 +42,25 @@ type clientConn struct {
 	// then reports the end of input: go-smtp closes the connection.
 	farewell     atomic.Pointer[string]
 	farewellSent atomic.Bool
+	// upgraded: go-smtp began a STARTTLS handshake over this connection;
+	// from then on nothing may be written to it but TLS records. top is
+	// go-smtp's TLS connection, known from the first session after it.
+	upgraded atomic.Bool
+	top      atomic.Pointer[tls.Conn]
+
+	mu      sync.Mutex
+	inData  bool // a message is being relayed upstream (DATA or BDAT)
+	closing bool // a reload ended the session (proxy.Sessions.Close)
 
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
 }
 
-func newClientConn(ctx context.Context, pc *proxy.Conn, log *slog.Logger, idle, preAuth time.Duration) *clientConn {
+func newClientConn(ctx context.Context, pc *proxy.Conn, conn net.Conn, log *slog.Logger, idle, preAuth time.Duration) *clientConn {
 	if pc.Log != nil {
 		log = pc.Log
 	}
-	c := &clientConn{Conn: pc, pc: pc, log: log, ctx: ctx, idle: idle, done: make(chan struct{})}
+	c := &clientConn{Conn: conn, pc: pc, log: log, ctx: ctx, idle: idle, stopTrace: func() {}, done: make(chan struct{})}
 	if preAuth > 0 {
 		c.preAuthDeadline.Store(time.Now().Add(preAuth).UnixNano())
 	}
@@ -51,16 +70,12 @@ func newClientConn(ctx context.Context, pc *proxy.Conn, log *slog.Logger, idle, 
 // Read reads with a deadline of min(now+idle, pre-auth deadline), or fails at
 // once when the session was cancelled or is to be hung up.
 func (c *clientConn) Read(b []byte) (int, error) {
-	if f := c.farewell.Load(); f != nil {
-		if *f != "" && c.farewellSent.CompareAndSwap(false, true) {
-			c.Conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			io.WriteString(c.Conn, *f)
-		}
-		return 0, io.EOF
+	if c.farewell.Load() != nil {
+		return c.sayFarewell()
 	}
 	if c.draining() && !c.authenticated() {
 		c.hangUp(replyLine(replyShuttingDown))
-		return c.Read(b)
+		return c.sayFarewell()
 	}
 	var dl time.Time
 	if c.idle > 0 {
@@ -72,12 +87,38 @@ func (c *clientConn) Read(b []byte) (int, error) {
 		}
 	}
 	c.Conn.SetReadDeadline(dl)
-	// Checked after setting the deadline: cancel sets its own past deadline
-	// after raising the flag, so one of the two always wins.
+	// Checked after setting the deadline: cancel and sessionClosed set their
+	// own past deadline after raising their flag, so one of the two wins.
 	if c.cancelled.Load() {
 		return 0, errCancelled
 	}
-	return c.Conn.Read(b)
+	if c.farewell.Load() != nil {
+		return c.sayFarewell()
+	}
+	n, err := c.Conn.Read(b)
+	if n == 0 && err != nil && !c.cancelled.Load() && c.farewell.Load() != nil {
+		return c.sayFarewell() // the read was interrupted to hang up
+	}
+	return n, err
+}
+
+// sayFarewell writes the farewell line once (if any) and reports the end
+// of input. After go-smtp's STARTTLS the line goes through go-smtp's TLS
+// connection; while that is not known yet, nothing is written.
+func (c *clientConn) sayFarewell() (int, error) {
+	f := c.farewell.Load()
+	if *f == "" || !c.farewellSent.CompareAndSwap(false, true) {
+		return 0, io.EOF
+	}
+	var w net.Conn = c.Conn
+	if c.upgraded.Load() {
+		if w = c.top.Load(); w == nil {
+			return 0, io.EOF
+		}
+	}
+	w.SetWriteDeadline(time.Now().Add(writeTimeout))
+	io.WriteString(w, *f)
+	return 0, io.EOF
 }
 
 // cancel makes the current and every later Read fail; it is called when the
@@ -91,6 +132,38 @@ func (c *clientConn) cancel() {
 // "") is written first.
 func (c *clientConn) hangUp(line string) {
 	c.farewell.CompareAndSwap(nil, &line)
+}
+
+// sessionClosed is the session's proxy.OnSessionClose: a reload removed the
+// account or changed its password. A waiting read is interrupted so the
+// client gets "421 4.7.0" at once; a message being relayed is finished
+// first (endData says goodbye after its reply).
+func (c *clientConn) sessionClosed(error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closing = true
+	if c.inData {
+		return
+	}
+	c.hangUp(replyLine(replyAccountChanged))
+	c.Conn.SetReadDeadline(time.Now())
+}
+
+// beginData and endData bracket the relay of one message.
+func (c *clientConn) beginData() {
+	c.mu.Lock()
+	c.inData = true
+	c.mu.Unlock()
+}
+
+func (c *clientConn) endData() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inData = false
+	if c.closing {
+		// Written at the next read, after go-smtp sent the message's reply.
+		c.hangUp(replyLine(replyAccountChanged))
+	}
 }
 
 // loggedIn lifts the pre-auth deadline.
@@ -116,13 +189,21 @@ func (c *clientConn) Close() error {
 }
 
 // clientConnOf finds the clientConn under the net.Conn go-smtp hands to the
-// backend (a *tls.Conn wraps it once local STARTTLS exists).
+// backend (a *tls.Conn wraps it after STARTTLS) and records that TLS
+// connection as the one to write to.
 func clientConnOf(nc net.Conn) (*clientConn, bool) {
+	var top *tls.Conn
 	for range 4 {
 		switch v := nc.(type) {
 		case *clientConn:
+			if top != nil {
+				v.top.CompareAndSwap(nil, top)
+			}
 			return v, true
 		case *tls.Conn:
+			if top == nil {
+				top = v
+			}
 			nc = v.NetConn()
 		default:
 			return nil, false

@@ -8,9 +8,11 @@
 // (RFC 6531) when the upstream has it, CHUNKING (RFC 3030: BDAT is relayed
 // as DATA) and AUTH PLAIN (RFC 4616) and LOGIN (draft-murchison-sasl-login)
 // per RFC 4954, offered only over TLS or when Options.AllowInsecureAuth is
-// set for a loopback listener. It does not offer DSN, BINARYMIME,
-// REQUIRETLS, DELIVERBY, MT-PRIORITY, VRFY or EXPN, nor local STARTTLS yet
-// (see Options).
+// set for a loopback listener. With Options.TLS it offers STARTTLS (RFC
+// 3207, go-smtp's, which drops whatever the client sent behind STARTTLS
+// before the handshake) or serves implicit TLS (RFC 8314, port 465 style;
+// the front's own handshake, under go-smtp). It does not offer DSN,
+// BINARYMIME, REQUIRETLS, DELIVERBY, MT-PRIORITY, VRFY or EXPN.
 //
 // Towards the upstream it says EHLO, STARTTLS (or uses implicit TLS), EHLO
 // and AUTH XOAUTH2 with user= the token's own identity: Exchange Online
@@ -22,27 +24,43 @@
 //   - One upstream session per client session, opened at AUTH and reused
 //     for every message; RSET is passed on when a transaction is open; the
 //     end of the client session (QUIT or close) QUITs upstream.
+//
 //   - Upstream sessions per identity are limited (Exchange allows 3
 //     concurrent submissions per mailbox). The slot is taken at AUTH, after
 //     the local password check, and held until the client session ends;
 //     a session that finds none free waits up to Options.UpstreamWait and
 //     then gets "421 4.3.2" and is closed. The slot is given back after the
 //     upstream has closed the connection, so the upstream never counts more.
+//
 //   - The upstream is dialled only after AUTH, but a client reads EHLO
 //     before: its SIZE and SMTPUTF8 come from what earlier sessions learnt
 //     from the upstream's EHLO. A fresh process advertises SIZE
 //     Options.MaxMessageBytes and no SMTPUTF8 until the first login.
+//
 //   - Upstream replies (code, enhanced code, text) reach the client
-//     unchanged; the log adds the cause and fix of known Exchange replies.
+//     unchanged; the log adds their cause and fix from package diagnose
+//     (why=...), as it does for failed logins.
 //     DATA streams through a fixed buffer. A client whose data breaks off
 //     never completes the upstream message: the upstream connection is
 //     dropped instead. An upstream that fails at any point gives the client
 //     a 4xx ("451 4.4.2" or the upstream's own reply), never a 250.
+//
 //   - After an upstream failure the upstream session is dropped and the
 //     next MAIL dials a new one with a fresh token (keeping the slot); an
 //     idle upstream session that the upstream closed is replaced at MAIL
 //     without the client noticing. After three failed redials in a row the
 //     session ends with 421.
+//
+//   - A configuration reload that removes the account or changes its
+//     password (proxy.Sessions.Close) ends the session with "421 4.7.0" at
+//     its next command; a message being relayed is finished first and
+//     acknowledged with the upstream's reply.
+//
+//   - The protocol trace (proxy.Server.Trace) shows the dialogue up to a
+//     successful AUTH with the credentials hidden, never a message; with
+//     STARTTLS it ends at the handshake, because go-smtp's TLS layer sits
+//     above the traced connection (implicit TLS is traced in full, being
+//     the front's own layer below it).
 //
 // proxy.Server accepts the connections; ServeConn hands each to a
 // long-lived go-smtp server through an in-memory listener, and wraps it so

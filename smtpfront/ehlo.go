@@ -33,6 +33,10 @@ func parseSize(param string) int64 {
 type ehloProfile struct {
 	size     int64 // SIZE limit, > 0
 	smtputf8 bool
+	// secure: the front terminated TLS under the connection (implicit
+	// TLS), which go-smtp cannot see: its server offers AUTH without
+	// STARTTLS and no STARTTLS.
+	secure bool
 }
 
 // extCache remembers the EHLO extensions of each upstream, learnt by the

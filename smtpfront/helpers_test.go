@@ -229,8 +229,9 @@ const (
 	upstreamNoTLS                        // no STARTTLS offered at all
 )
 
-// newHarness starts a harness; opts are func(*Options) for the front and an
-// upstreamMode for the fake upstream.
+// newHarness starts a harness; opts are func(*Options) for the front,
+// func(*proxy.Server) for the listener and an upstreamMode for the fake
+// upstream.
 func newHarness(t testing.TB, opts ...any) *harness {
 	t.Helper()
 	pki := newTestPKI(t)
@@ -239,12 +240,15 @@ func newHarness(t testing.TB, opts ...any) *harness {
 	h.log, logger = newTestLog(t)
 	mode := upstreamStartTLS
 	var frontOpts []func(*Options)
+	var serverOpts []func(*proxy.Server)
 	for _, o := range opts {
 		switch o := o.(type) {
 		case upstreamMode:
 			mode = o
 		case func(*Options):
 			frontOpts = append(frontOpts, o)
+		case func(*proxy.Server):
+			serverOpts = append(serverOpts, o)
 		default:
 			t.Fatalf("newHarness: unknown option %T", o)
 		}
@@ -276,6 +280,9 @@ func newHarness(t testing.TB, opts ...any) *harness {
 	h.addr = ln.Addr().String()
 	h.psrv = &proxy.Server{Protocol: "smtp", Handler: h.front, Log: logger,
 		OnPanic: func(v any) { t.Errorf("panic: %v", v) }}
+	for _, o := range serverOpts {
+		o(h.psrv)
+	}
 	served := make(chan struct{})
 	go func() { defer close(served); h.psrv.Serve(context.Background(), ln) }()
 	t.Cleanup(func() {

@@ -40,6 +40,9 @@ var (
 	replyInternal     = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Internal error, try again later"}
 	replyBusy         = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Too many connections, try again later"}
 	replyAuthLimit    = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed authentication attempts, closing connection"}
+	// A reload removed the account or changed its password: the session
+	// ends at its next command (a message being relayed is finished first).
+	replyAccountChanged = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Account changed, closing connection"}
 )
 
 // replyLine formats e as one reply line with its CRLF, for the rare replies

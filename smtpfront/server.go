@@ -2,6 +2,7 @@ package smtpfront
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -68,18 +69,21 @@ type Options struct {
 	// UpstreamWait bounds that wait; then the client gets 421 4.3.2.
 	UpstreamWait time.Duration
 	// AllowInsecureAuth offers AUTH without TLS. Set it only for a listener
-	// on a loopback address: the password then never crosses a network.
+	// on a loopback address (the password then never crosses a network) or
+	// where allow_plaintext is configured.
 	AllowInsecureAuth bool
+	// TLS, when set, offers STARTTLS (RFC 3207), or with ImplicitTLS starts
+	// every connection with a TLS handshake (SMTPS, port 465 style, RFC
+	// 8314). AUTH is offered over TLS whatever AllowInsecureAuth says.
+	TLS *tls.Config
+	// ImplicitTLS: TLS from the first byte; TLS must be set.
+	ImplicitTLS bool
 	// MaxMessageBytes is the largest message accepted; the advertised SIZE
 	// is the smaller of it and the upstream's limit once that is known.
 	MaxMessageBytes int64
 	// Log receives the server's own events (not per-connection ones); nil
 	// means slog.Default().
 	Log *slog.Logger
-
-	// Local STARTTLS comes with TLS for listeners: it is one field here,
-	// copied to smtp.Server.TLSConfig in newProfileServer. Sessions already
-	// find their connection under a *tls.Conn (clientConnOf).
 }
 
 func (o Options) withDefaults() Options {
@@ -148,10 +152,16 @@ func New(opts Options) *Server {
 
 // ServeConn runs one client session and returns when it has ended.
 func (s *Server) ServeConn(ctx context.Context, c *proxy.Conn) {
-	cc := newClientConn(ctx, c, s.opts.Log, s.opts.IdleTimeout, s.opts.PreAuthTimeout)
+	cc, ok := s.clientConn(ctx, c)
+	if !ok {
+		return
+	}
 	stop := context.AfterFunc(ctx, cc.cancel)
 	defer stop()
-	ps, err := s.profileServer()
+	// A reload that removes the account or changes its password ends the
+	// session politely at its next command.
+	proxy.OnSessionClose(ctx, cc.sessionClosed)
+	ps, err := s.profileServer(cc.implicitTLS)
 	if err != nil {
 		writeReply(c, replyShuttingDown)
 		return
@@ -190,9 +200,11 @@ func (s *Server) Close() error {
 var errClosed = errors.New("smtp front closed")
 
 // profileServer returns the go-smtp server for the EHLO profile in force,
-// starting it on first use.
-func (s *Server) profileServer() (*profileServer, error) {
+// starting it on first use. secure: the connection is under the front's
+// implicit TLS.
+func (s *Server) profileServer(secure bool) (*profileServer, error) {
 	p := s.exts.profile(s.opts.MaxMessageBytes)
+	p.secure = secure
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -202,7 +214,7 @@ func (s *Server) profileServer() (*profileServer, error) {
 		return ps, nil
 	}
 	if len(s.profiles) >= maxProfiles {
-		p = ehloProfile{size: s.opts.MaxMessageBytes}
+		p = ehloProfile{size: s.opts.MaxMessageBytes, secure: secure}
 		if ps, ok := s.profiles[p]; ok {
 			return ps, nil
 		}
@@ -221,7 +233,14 @@ func (s *Server) newProfileServer(p ehloProfile) *smtp.Server {
 	srv.EnableSMTPUTF8 = p.smtputf8
 	srv.MaxLineLength = maxLineLength
 	srv.MaxRecipients = maxRecipients
-	srv.AllowInsecureAuth = s.opts.AllowInsecureAuth
+	if p.secure {
+		// TLS is the front's, under the connection go-smtp reads: AUTH is
+		// safe, STARTTLS has nothing left to do.
+		srv.AllowInsecureAuth = true
+	} else {
+		srv.AllowInsecureAuth = s.opts.AllowInsecureAuth
+		srv.TLSConfig = s.startTLSConfig()
+	}
 	srv.WriteTimeout = writeTimeout
 	srv.ReadTimeout = 0 // clientConn owns the read deadlines
 	srv.ErrorLog = errorLog{s.opts.Log}

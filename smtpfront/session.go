@@ -55,10 +55,11 @@ type session struct {
 	release func()    // gives back the identity's slot; nil before AUTH and after Logout
 	up      *upstream // nil between an upstream failure and the next MAIL
 
-	inTx           bool // a MAIL was accepted upstream and the transaction is open there
-	authFailures   int  // failed AUTH commands
-	redialFailures int  // failed redials in a row
-	messages       int  // messages the upstream accepted
+	inTx           bool   // a MAIL was accepted upstream and the transaction is open there
+	from           string // the envelope sender of the transaction, for the log's explanations
+	authFailures   int    // failed AUTH commands
+	redialFailures int    // failed redials in a row
+	messages       int    // messages the upstream accepted
 	bytes          int64
 }
 
@@ -81,11 +82,14 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.release == nil {
 		return replyAuthRequired
 	}
+	if err := s.closedByReload(); err != nil {
+		return err
+	}
 	if s.cc.draining() {
 		s.cc.hangUp("")
 		return replyShuttingDown
 	}
-	s.inTx = false
+	s.inTx, s.from = false, from
 	for attempt := 0; ; attempt++ {
 		up, dialled, err := s.ensureUpstream()
 		if err != nil {
@@ -124,6 +128,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.release == nil {
 		return replyAuthRequired
 	}
+	if err := s.closedByReload(); err != nil {
+		return err
+	}
 	if s.up == nil || !s.inTx {
 		return replyUpstreamLost
 	}
@@ -155,8 +162,11 @@ func (s *session) Data(r io.Reader) error {
 		return s.upstreamFailed("DATA", err)
 	}
 	s.inTx = false // the final reply ends the transaction, whatever it is
+	// A reload that ends the session now lets this message finish.
+	s.cc.beginData()
+	defer s.cc.endData()
 	bp := dataBufs.Get().(*[]byte)
-	n, rerr, werr := copyData(w, r, *bp)
+	n, rerr, werr := copyData(w, r, *bp, func(n int64) { proxy.RecordRelayed(s.cc.ctx, proxy.ClientToUpstream, n) })
 	dataBufs.Put(bp)
 	switch {
 	case rerr != nil:
@@ -217,6 +227,20 @@ func (s *session) Logout() error {
 	return nil
 }
 
+// closedByReload returns the reply that ends a session a reload closed (its
+// account was removed or its password changed), nil otherwise. The caller
+// holds mu.
+func (s *session) closedByReload() error {
+	if proxy.SessionClosed(s.cc.ctx) == nil {
+		return nil
+	}
+	// This reply is the 421: the next read ends the session without
+	// writing another.
+	s.cc.hangUp("")
+	s.cc.farewellSent.Store(true)
+	return replyAccountChanged
+}
+
 // ensureUpstream returns the session's upstream, dialling a new one after a
 // failure (dialled says so). The caller holds mu.
 func (s *session) ensureUpstream() (up *upstream, dialled bool, err error) {
@@ -228,7 +252,10 @@ func (s *session) ensureUpstream() (up *upstream, dialled bool, err error) {
 	up, err = s.srv.connect(ctx, s.acct)
 	if err != nil {
 		s.redialFailures++
-		attrs := append([]any{"err", err, "failures_in_a_row", s.redialFailures}, causeAttrs(err)...)
+		attrs := []any{"err", err, "failures_in_a_row", s.redialFailures}
+		if text, ok := why(err, s.account()); ok {
+			attrs = append(attrs, "why", text)
+		}
 		s.log.Warn("opening a new upstream session failed", attrs...)
 		if s.redialFailures >= maxRedialFailures {
 			s.cc.hangUp("")
@@ -275,8 +302,8 @@ func (s *session) upstreamFailed(cmd string, err error) error {
 		return replyUpstreamLost
 	}
 	attrs := []any{"cmd", cmd, "code", se.Code, "enhanced", enhancedString(se.EnhancedCode), "text", se.Message}
-	if c, ok := explainUpstream(se); ok {
-		attrs = append(attrs, "cause", c.Meaning, "fix", c.Fix)
+	if text, ok := why(se, s.account()); ok {
+		attrs = append(attrs, "why", text)
 	}
 	s.log.Warn("upstream refused", attrs...)
 	if se.Code == 421 {

@@ -2,6 +2,7 @@ package smtpfront
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -113,6 +114,12 @@ func (s *Server) helloUpstream(uc *upstreamConn, d *proxy.Dialer) (*smtp.Client,
 	c.CommandTimeout = loginStepTimeout(d)
 	if err := c.Hello(s.opts.Domain); err != nil {
 		c.Close()
+		// In starttls mode the handshake runs with this EHLO: a refused
+		// certificate gets its cause and fix, as with implicit TLS.
+		var verr *tls.CertificateVerificationError
+		if errors.As(err, &verr) {
+			return nil, d.HandshakeError(err)
+		}
 		return nil, fmt.Errorf("EHLO at %s: %w (%w: check the network, the upstream's certificate and upstream_tls)", d.Addr, err, proxy.ErrUpstreamUnavailable)
 	}
 	return c, nil
@@ -169,13 +176,14 @@ func (c *upstreamConn) Close() error {
 
 // copyData streams r (the client's message) into w (the upstream's DATA)
 // through buf, telling apart the side that failed: rerr from the client,
-// werr from the upstream.
-func copyData(w io.Writer, r io.Reader, buf []byte) (n int64, rerr, werr error) {
+// werr from the upstream. relayed is told the bytes of each write.
+func copyData(w io.Writer, r io.Reader, buf []byte, relayed func(int64)) (n int64, rerr, werr error) {
 	for {
 		nr, er := r.Read(buf)
 		if nr > 0 {
 			nw, ew := w.Write(buf[:nr])
 			n += int64(nw)
+			relayed(int64(nw))
 			if ew != nil {
 				return n, nil, ew
 			}

@@ -39,6 +39,9 @@ func LoadKey(s config.Store) (key []byte, created bool, err error) {
 	}
 	text, err := readBounded(s.KeyFile, maxKeyFile)
 	if errors.Is(err, fs.ErrNotExist) {
+		if err := storeWithoutKey(s); err != nil {
+			return nil, false, err
+		}
 		key, cerr := createKeyFile(s.KeyFile)
 		if !errors.Is(cerr, fs.ErrExist) {
 			return key, cerr == nil, cerr
@@ -54,6 +57,23 @@ func LoadKey(s config.Store) (key []byte, created bool, err error) {
 		return nil, false, fmt.Errorf("store key file %s: %w", s.KeyFile, err)
 	}
 	return key, false, nil
+}
+
+// storeWithoutKey returns an error when the key file is missing but the
+// token store it encrypted exists: a new key could not decrypt it, and
+// creating one would turn a missing file into a confusing "wrong key" and
+// hide the real fix.
+func storeWithoutKey(s config.Store) error {
+	if s.Path == "" {
+		return nil
+	}
+	fi, err := os.Stat(s.Path)
+	if err != nil || fi.Size() == 0 {
+		return nil
+	}
+	return fmt.Errorf("store key file %s is missing but the token store %s exists (hint: restore the key file from your backup: "+
+		"a new key cannot decrypt the stored tokens; or, to start over, move the token store away and run xoauthd login for each identity)",
+		s.KeyFile, s.Path)
 }
 
 func keySource(s config.Store) string {

@@ -43,6 +43,34 @@ type Options struct {
 	HTTPClient     *http.Client     // nil: http.DefaultClient
 	Logger         *slog.Logger     // nil: discard
 	Now            func() time.Time // nil: time.Now; tests move the clock
+	// OnRefresh, when set, is called after every request to the identity
+	// provider for an identity's access token with RefreshSuccess,
+	// RefreshNeedsLogin or RefreshError, and the new expiry on success (the
+	// metrics count it). It must not block.
+	OnRefresh func(identity, result string, expiry time.Time)
+}
+
+// Results passed to Options.OnRefresh.
+const (
+	RefreshSuccess    = "success"     // a new access token
+	RefreshNeedsLogin = "needs_login" // the refresh token was refused: a person must log in
+	RefreshError      = "error"       // the provider was unreachable or refused the configuration
+)
+
+// reportRefresh passes the outcome of one request to the provider to
+// Options.OnRefresh.
+func (m *Manager) reportRefresh(identity string, err error, expiry time.Time) {
+	if m.opts.OnRefresh == nil {
+		return
+	}
+	result := RefreshSuccess
+	switch {
+	case errors.Is(err, ErrNeedsLogin):
+		result = RefreshNeedsLogin
+	case err != nil:
+		result = RefreshError
+	}
+	m.opts.OnRefresh(identity, result, expiry)
 }
 
 // Manager hands out access tokens per identity: from the store while they
@@ -301,10 +329,12 @@ func (m *Manager) refreshSucceeded(key string, old record, tok *oauth2.Token) (s
 	})
 	if err != nil {
 		m.log.Error("saving a refreshed token failed", "identity", old.Identity, "err", err)
+		m.reportRefresh(old.Identity, err, time.Time{})
 		return "", fmt.Errorf("saving the refreshed token of %s: %w", old.Identity, err)
 	}
 	m.clearBackoff(key)
 	m.log.Info("token refreshed", "identity", old.Identity, "expires", expiry.Format(time.RFC3339))
+	m.reportRefresh(old.Identity, nil, expiry)
 	return tok.AccessToken, nil
 }
 
@@ -314,6 +344,7 @@ func (m *Manager) refreshSucceeded(key string, old record, tok *oauth2.Token) (s
 func (m *Manager) refreshFailed(key string, p *provider, rec record, stale string, err error) (string, error) {
 	now := m.opts.Now()
 	cerr := classify(err, rec.Identity, p.name, now)
+	m.reportRefresh(rec.Identity, cerr, time.Time{})
 	m.noteFailure(key, rec.RefreshToken, cerr)
 	le := lastErrorOf(cerr, now)
 	m.log.Warn("token refresh failed", "identity", rec.Identity, "class", le.Class, "code", le.Code, "err", cerr.Error())
@@ -429,6 +460,7 @@ func (m *Manager) appFetch(identity string, p *provider, stale string) func(cont
 		now := m.opts.Now()
 		if err != nil {
 			cerr := classify(err, identity, p.name, now)
+			m.reportRefresh(identity, cerr, time.Time{})
 			m.noteFailure(key, "", cerr)
 			m.log.Warn("client credentials request failed", "identity", identity, "provider", p.name, "err", cerr.Error())
 			return m.cachedOr(tok0, exp0, stale, cerr)
@@ -437,6 +469,7 @@ func (m *Manager) appFetch(identity string, p *provider, stale string) func(cont
 		m.mu.Lock()
 		m.stateLocked(key).app = &appToken{token: tok.AccessToken, expiry: tokenExpiry(tok, now)}
 		m.mu.Unlock()
+		m.reportRefresh(identity, nil, tokenExpiry(tok, now))
 		return tok.AccessToken, nil
 	}
 }

@@ -485,3 +485,38 @@ func TestProviderChanged(t *testing.T) {
 		t.Errorf("%d refresh requests, want 0", n)
 	}
 }
+
+// TestOnRefreshReportsEachRequest: the hook sees a success with the new
+// expiry, then a needs-login after the user's grant is revoked.
+func TestOnRefreshReportsEachRequest(t *testing.T) {
+	type call struct {
+		identity, result string
+		expiry           time.Time
+	}
+	var mu sync.Mutex
+	var calls []call
+	f := newFixture(t, time.Now().Add(-time.Minute), Options{OnRefresh: func(id, result string, exp time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, call{id, result, exp})
+	}})
+	tok, err := f.m.Token(ctxT(t), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.idp.RevokeUser(alice)
+	if _, err := f.m.Refresh(ctxT(t), alice, tok); !errors.Is(err, ErrNeedsLogin) {
+		t.Fatalf("Refresh after revocation = %v, want ErrNeedsLogin", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != 2 {
+		t.Fatalf("OnRefresh called %d times (%+v), want 2", len(calls), calls)
+	}
+	if c := calls[0]; c.identity != alice || c.result != RefreshSuccess || !c.expiry.After(time.Now()) {
+		t.Errorf("first call %+v, want success with a future expiry", c)
+	}
+	if c := calls[1]; c.identity != alice || c.result != RefreshNeedsLogin || !c.expiry.IsZero() {
+		t.Errorf("second call %+v, want needs_login without expiry", c)
+	}
+}

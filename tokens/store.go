@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -201,11 +202,11 @@ func (s *Store) update(fn func(data map[string]record) (changed bool, err error)
 	defer s.writeMu.Unlock()
 	dir := filepath.Dir(s.path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating token store directory: %w", err)
+		return writeFailed(fmt.Errorf("creating token store directory: %w", err))
 	}
 	release, err := lockStoreFile(s.path + ".lock")
 	if err != nil {
-		return err
+		return writeFailed(err)
 	}
 	defer release()
 	data, fi, err := s.readFile()
@@ -218,13 +219,31 @@ func (s *Store) update(fn func(data map[string]record) (changed bool, err error)
 	}
 	if changed {
 		if fi, err = s.writeFile(data); err != nil {
-			return err
+			return writeFailed(err)
 		}
 	}
 	s.mu.Lock()
 	s.data, s.seen = data, fi
 	s.mu.Unlock()
 	return nil
+}
+
+// writeFailed adds the fix to an error writing the store when the file
+// system refused the write. The file on disk is unchanged then: it is only
+// ever replaced whole.
+func writeFailed(err error) error {
+	var hint string
+	switch {
+	case errors.Is(err, syscall.EROFS):
+		hint = "the token store's file system is read-only: make it writable for xoauthd"
+	case errors.Is(err, syscall.ENOSPC):
+		hint = "the token store's file system is full: free some space"
+	case errors.Is(err, fs.ErrPermission):
+		hint = "xoauthd may not write the token store's directory: give the user it runs as write access"
+	default:
+		return err
+	}
+	return fmt.Errorf("%w (hint: %s; the stored tokens are unchanged)", err, hint)
 }
 
 // reloadLocked re-reads the file when it is not the one data came from.

@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xoauthd/xoauthd/config"
+	"github.com/xoauthd/xoauthd/internal/daemon"
+	"github.com/xoauthd/xoauthd/internal/passhash"
+	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testupstream"
+	"github.com/xoauthd/xoauthd/tokens"
+)
+
+// Test accounts: the local logins a legacy client would type.
+const (
+	alice      = "alice@contoso.test" // identity and mailbox
+	aliceLogin = "erp-alice"
+	alicePass  = "local pw 1"
+	bob        = "bob@contoso.test"
+	bobLogin   = "erp-bob"
+	bobPass    = "local pw 2"
+	clientID   = "7d1c7bde-0f1a-4c3e-9a55-5b0f7e3f6a11"
+)
+
+// rig is one Dovecot, one identity provider and one xoauthd daemon.
+type rig struct {
+	t    *testing.T
+	idp  *testidp.IdP
+	dc   *testupstream.Dovecot
+	d    *daemon.Daemon
+	dir  string
+	cfg  *config.Config
+	logs *syncBuffer
+
+	imap, pop3, smtp string // xoauthd's listen addresses
+}
+
+// newRig starts everything and signs alice and bob in through the
+// authorization code flow, the way `xoauthd login` does.
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	r := &rig{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
+	r.idp = testidp.New(t, testidp.Options{})
+	r.idp.AddClient(testidp.Client{ID: clientID, Public: true})
+	r.idp.AddUser(alice)
+	r.idp.AddUser(bob)
+	r.dc = testupstream.New(t, testupstream.Options{JWTKey: r.idp.SigningKey()})
+
+	r.imap, r.pop3, r.smtp = freeAddr(t), freeAddr(t), freeAddr(t)
+	path := r.configPath()
+	if err := os.WriteFile(path, []byte(r.configYAML()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("loading the test configuration: %v", err)
+	}
+	r.cfg = cfg
+	for _, id := range []string{alice, bob} {
+		r.login(id)
+	}
+	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r.d, err = daemon.New(cfg, daemon.Options{Log: log, OnPanic: func(v any) { t.Errorf("recovered panic: %v", v) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := r.d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		_ = r.d.Shutdown(sctx)
+		cancel()
+		if t.Failed() {
+			t.Logf("xoauthd log:\n%s", r.logs.String())
+			t.Logf("dovecot log:\n%s", r.dc.Log())
+		}
+	})
+	return r
+}
+
+func (r *rig) configYAML() string {
+	hashA, err := passhash.Hash(alicePass)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	hashB, err := passhash.Hash(bobPass)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return r.configWith([]rigAccount{{aliceLogin, hashA, alice}, {bobLogin, hashB, bob}})
+}
+
+// rigAccount is one entry of accounts: in the test configuration.
+type rigAccount struct{ login, passwordHash, identity string }
+
+// configWith is the test configuration with the given accounts.
+func (r *rig) configWith(accounts []rigAccount) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `log: {level: debug}
+store:
+  path: %[1]s/tokens.json
+  key: ${file:%[1]s/store.key}
+providers:
+  test:
+    type: microsoft
+    tenant: %[2]s
+    client_id: %[3]s
+    flow: authcode
+    authority: %[4]s
+servers:
+  - {protocol: imap, listen: "%[5]s", upstream: "%[6]s", ca_file: "%[7]s"}
+  - {protocol: pop3, listen: "%[8]s", upstream: "%[9]s", ca_file: "%[7]s"}
+  - {protocol: smtp, listen: "%[10]s", upstream: "%[11]s", upstream_tls: starttls, ca_file: "%[7]s"}
+accounts:
+`, r.dir, r.idp.Tenant(), clientID, r.idp.Authority(),
+		r.imap, r.dc.IMAPAddr, r.dc.CAFile,
+		r.pop3, r.dc.POP3Addr,
+		r.smtp, r.dc.SubmissionAddr)
+	for _, a := range accounts {
+		fmt.Fprintf(&b, "  - {login: %s, password_hash: \"%s\", identity: %s, provider: test}\n", a.login, a.passwordHash, a.identity)
+	}
+	return b.String()
+}
+
+// configPath is the configuration file the daemon was loaded from.
+func (r *rig) configPath() string { return filepath.Join(r.dir, "xoauthd.yaml") }
+
+// replaceConfig replaces the file at path the way editors save: a new file
+// beside it, renamed over it.
+func (r *rig) replaceConfig(path, content string) {
+	r.t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// login signs identity in with the authorization code flow, the test IdP
+// playing the browser.
+func (r *rig) login(identity string) {
+	r.t.Helper()
+	key, _, err := tokens.LoadKey(r.cfg.Store)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	store, err := tokens.OpenStore(r.cfg.Store.Path, key)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	browser := func(u string) error {
+		redirect, err := r.idp.Authorize(u)
+		if err != nil {
+			return err
+		}
+		resp, err := http.Get(redirect)
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := tokens.Login(ctx, store, r.cfg.Providers["test"], identity, tokens.LoginOptions{OpenBrowser: browser})
+	if err != nil {
+		r.t.Fatalf("login %s: %v", identity, err)
+	}
+	if !strings.EqualFold(res.User, identity) {
+		r.t.Fatalf("login %s signed in %s", identity, res.User)
+	}
+}
+
+// freeAddr returns a loopback address with a port that was free just now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// b64 is standard base64 with padding.
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }

@@ -1,0 +1,145 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// sendViaXoauthd sends msg through xoauthd's SMTP listener with go-smtp's client.
+func sendViaXoauthd(t *testing.T, addr string, auth sasl.Client, from string, to []string, msgs ...[]byte) error {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello("erp.contoso.test"); err != nil {
+		return err
+	}
+	if err := c.Auth(auth); err != nil {
+		return err
+	}
+	for _, msg := range msgs {
+		if err := c.SendMail(from, to, bytes.NewReader(msg)); err != nil {
+			return err
+		}
+	}
+	return c.Quit()
+}
+
+func TestSMTPClientAuthFormsAndSizes(t *testing.T) {
+	r := newRig(t)
+	eightBit := []byte("From: alice@contoso.test\r\nTo: bob@contoso.test\r\nSubject: Grüße\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nÄrger mit der Übertragung? Nein.\r\n")
+	cases := []struct {
+		name string
+		auth sasl.Client
+		msgs [][]byte
+	}{
+		{"PLAIN 1 KiB", sasl.NewPlainClient("", aliceLogin, alicePass), [][]byte{message("one-kib", 1024)}},
+		{"LOGIN 8-bit", sasl.NewLoginClient(aliceLogin, alicePass), [][]byte{eightBit}},
+		{"PLAIN three in one session", sasl.NewPlainClient("", aliceLogin, alicePass), [][]byte{message("m1", 500), message("m2", 700), message("m3", 900)}},
+		{"PLAIN 25 MiB", sasl.NewPlainClient("", aliceLogin, alicePass), [][]byte{message("big", 25<<20)}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(r.dc.Sink.Messages())
+			if err := sendViaXoauthd(t, r.smtp, tc.auth, alice, []string{bob}, tc.msgs...); err != nil {
+				t.Fatalf("sending: %v", err)
+			}
+			got, err := r.dc.Sink.WaitFor(before+len(tc.msgs), 30*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range tc.msgs {
+				m := got[before+i]
+				if !bytes.Equal(stripReceived(m.Data), want) {
+					t.Errorf("message %d: sink has %d bytes, want the %d sent bytes unchanged", i, len(m.Data), len(want))
+				}
+				if m.From != alice || len(m.To) != 1 || m.To[0] != bob {
+					t.Errorf("message %d: envelope %s → %v", i, m.From, m.To)
+				}
+			}
+		})
+	}
+}
+
+func TestSMTPCurlSendThenIMAPFetch(t *testing.T) {
+	r := newRig(t)
+	msg := []byte("From: alice@contoso.test\r\nTo: bob@contoso.test\r\nSubject: via curl\r\nMessage-ID: <curl-1@contoso.test>\r\n\r\nsent by curl through xoauthd\r\n")
+	file := filepath.Join(t.TempDir(), "msg.eml")
+	if err := os.WriteFile(file, msg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := curl(t, "smtp://"+r.smtp, "--mail-from", alice, "--mail-rcpt", bob, "-u", aliceLogin+":"+alicePass, "-T", file); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.dc.Sink.WaitFor(1, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The sink delivered into bob's Maildir: bob reads it through xoauthd.
+	got, err := curl(t, "imap://"+r.imap+"/INBOX;UID=1", "-u", bobLogin+":"+bobPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(stripReceived([]byte(got))) != string(msg) {
+		t.Fatalf("bob fetched %q, want %q", got, msg)
+	}
+	if _, err := curl(t, "smtp://"+r.smtp, "--mail-from", alice, "--mail-rcpt", bob, "-u", aliceLogin+":bad", "-T", file); err == nil {
+		t.Fatal("curl with a wrong password sent mail")
+	}
+}
+
+func TestSMTPFailures(t *testing.T) {
+	r := newRig(t)
+	err := sendViaXoauthd(t, r.smtp, sasl.NewPlainClient("", aliceLogin, "wrong"), alice, []string{bob}, message("x", 10))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 535 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 8}) {
+		t.Errorf("wrong password: %v, want 535 5.7.8", err)
+	}
+	// The upstream refuses the message after DATA: the client sees the
+	// upstream's reply, and nothing is acknowledged.
+	r.dc.Sink.SetDataError(&smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "sink full"})
+	err = sendViaXoauthd(t, r.smtp, sasl.NewPlainClient("", aliceLogin, alicePass), alice, []string{bob}, message("refused", 100))
+	if !errors.As(err, &se) || se.Code/100 != 4 {
+		t.Errorf("upstream refusing DATA: %v, want a 4xx", err)
+	}
+	r.dc.Sink.SetDataError(nil)
+	if err := r.dc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	err = sendViaXoauthd(t, r.smtp, sasl.NewPlainClient("", aliceLogin, alicePass), alice, []string{bob}, message("down", 10))
+	if !errors.As(err, &se) || se.Code != 454 {
+		t.Errorf("upstream down: %v, want 454 4.7.0", err)
+	}
+	if strings.Contains(r.logs.String(), alicePass) {
+		t.Error("the log contains a local password")
+	}
+}
+
+// stripReceived removes the Received: trace header that Dovecot's submission
+// service puts in front of a message (RFC 5321 §4.4); everything after it
+// must be the client's bytes unchanged.
+func stripReceived(b []byte) []byte {
+	if !bytes.HasPrefix(b, []byte("Received:")) {
+		return b
+	}
+	for i := 0; i+2 < len(b); {
+		j := bytes.Index(b[i:], []byte("\r\n"))
+		if j < 0 {
+			return b
+		}
+		i += j + 2
+		if b[i] != ' ' && b[i] != '\t' {
+			return b[i:]
+		}
+	}
+	return b
+}

@@ -1,0 +1,295 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recMetrics records what it is told, as "event protocol [args]" counts.
+type recMetrics struct {
+	mu     sync.Mutex
+	counts map[string]int64
+	waits  map[string]int // latency observations by "kind protocol"
+}
+
+func newRecMetrics() *recMetrics {
+	return &recMetrics{counts: map[string]int64{}, waits: map[string]int{}}
+}
+
+func (m *recMetrics) add(key string, n int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.counts[key] += n
+}
+
+func (m *recMetrics) get(key string) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.counts[key]
+}
+
+func (m *recMetrics) observed(key string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.waits[key]
+}
+
+func (m *recMetrics) ConnOpened(p string)          { m.add("opened "+p, 1) }
+func (m *recMetrics) ConnClosed(p string)          { m.add("closed "+p, 1) }
+func (m *recMetrics) ConnRefused(p string)         { m.add("refused "+p, 1) }
+func (m *recMetrics) Login(p, result string)       { m.add("login "+p+" "+result, 1) }
+func (m *recMetrics) Throttled(p string)           { m.add("throttled "+p, 1) }
+func (m *recMetrics) Relayed(p, d string, n int64) { m.add("relayed "+p+" "+d, n) }
+func (m *recMetrics) UpstreamDialed(p string, d time.Duration) {
+	m.observe("dial "+p, d)
+}
+func (m *recMetrics) UpstreamAuthenticated(p string, d time.Duration) {
+	m.observe("auth "+p, d)
+}
+
+func (m *recMetrics) observe(key string, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d >= 0 {
+		m.waits[key]++
+	}
+}
+
+var _ Metrics = (*recMetrics)(nil)
+
+func newJSONLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func TestServerCountsConnections(t *testing.T) {
+	m := newRecMetrics()
+	release := make(chan struct{})
+	ended := make(chan struct{}, 4)
+	h := &testHandler{conns: make(chan *Conn, 4), serve: func(ctx context.Context, c *Conn) {
+		<-release
+		ended <- struct{}{}
+	}}
+	s := &Server{Protocol: "imap", Handler: h, MaxConns: 2, Metrics: m}
+	addr, _ := startServer(t, s, false)
+	c1, c2 := dial(t, addr), dial(t, addr)
+	<-h.conns
+	<-h.conns
+	if got := m.get("opened imap"); got != 2 {
+		t.Fatalf("opened = %d, want 2", got)
+	}
+	c3 := dial(t, addr)
+	if line, err := bufio.NewReader(c3).ReadString('\n'); line != "BUSY\r\n" {
+		t.Fatalf("third connection got %q, %v; want the busy reply", line, err)
+	}
+	if got := m.get("refused imap"); got != 1 {
+		t.Errorf("refused = %d, want 1", got)
+	}
+	close(release)
+	<-ended
+	<-ended
+	c1.Close()
+	c2.Close()
+	// Shutdown returns once every connection goroutine has ended, and each
+	// counts its close before that.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if opened, closed := m.get("opened imap"), m.get("closed imap"); opened != 2 || closed != 2 {
+		t.Errorf("opened %d, closed %d; want 2 and 2", opened, closed)
+	}
+}
+
+func TestServerPutsMetricsInContext(t *testing.T) {
+	m := newRecMetrics()
+	got := make(chan connMetrics, 1)
+	h := &testHandler{serve: func(ctx context.Context, c *Conn) { got <- metricsFrom(ctx) }}
+	addr, _ := startServer(t, &Server{Protocol: "pop3", Handler: h, Metrics: m}, false)
+	dial(t, addr)
+	cm := <-got
+	if cm.m != Metrics(m) || cm.proto != "pop3" {
+		t.Errorf("connection context metrics = %+v, want the server's with proto pop3", cm)
+	}
+	// Without Metrics, nothing is put in the context.
+	h2 := &testHandler{serve: func(ctx context.Context, c *Conn) { got <- metricsFrom(ctx) }}
+	addr2, _ := startServer(t, &Server{Protocol: "imap", Handler: h2}, false)
+	dial(t, addr2)
+	if cm := <-got; cm.m != nil {
+		t.Errorf("server without metrics put %+v in the context", cm)
+	}
+}
+
+func TestRelayCountsBytes(t *testing.T) {
+	for _, mode := range relayModes {
+		t.Run(mode, func(t *testing.T) {
+			m := newRecMetrics()
+			e := newRelayEnv(t, mode)
+			ctx := WithMetrics(context.Background(), m, "imap")
+			done := make(chan RelayStats, 1)
+			go func() {
+				r := newRelay(e.client, e.upstream, 0, e.splice)
+				r.c2u.m = metricsFrom(ctx)
+				r.u2c.m = metricsFrom(ctx)
+				done <- r.run(ctx, nil, nil, nil)
+			}()
+			io.WriteString(e.clientPeer, "a NOOP\r\n")
+			readN(t, e.upstreamPeer, 8)
+			io.WriteString(e.upstreamPeer, "a OK done\r\n")
+			readN(t, e.clientPeer, 11)
+			e.clientPeer.Close()
+			e.upstreamPeer.Close()
+			st := <-done
+			if got := m.get("relayed imap " + ClientToUpstream); got != 8 || st.ClientToUpstream != 8 {
+				t.Errorf("client to upstream: metric %d, stats %d; want 8", got, st.ClientToUpstream)
+			}
+			if got := m.get("relayed imap " + UpstreamToClient); got != 11 || st.UpstreamToClient != 11 {
+				t.Errorf("upstream to client: metric %d, stats %d; want 11", got, st.UpstreamToClient)
+			}
+		})
+	}
+}
+
+func TestRelayTakesMetricsFromContext(t *testing.T) {
+	m := newRecMetrics()
+	cp, c := tcpPair(t)
+	u, up := tcpPair(t)
+	ctx := WithMetrics(context.Background(), m, "pop3")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Relay(ctx, nil, c, bufio.NewReader(strings.NewReader("")), u, nil, 0)
+	}()
+	io.WriteString(cp, "STAT\r\n")
+	readN(t, up, 6)
+	cp.Close()
+	up.Close()
+	<-done
+	if got := m.get("relayed pop3 " + ClientToUpstream); got != 6 {
+		t.Errorf("relayed = %d, want 6", got)
+	}
+}
+
+func TestConnectObservesLatencies(t *testing.T) {
+	rejected := fmt.Errorf("no: %w", ErrUpstreamRejected)
+	tests := []struct {
+		name      string
+		results   []error
+		dials     int
+		auths     int
+		unreached bool
+	}{
+		{name: "success", results: []error{nil}, dials: 1, auths: 1},
+		{name: "retry then success", results: []error{rejected, nil}, dials: 2, auths: 1},
+		{name: "rejected twice", results: []error{rejected, rejected}, dials: 2, auths: 0},
+		{name: "dial fails", unreached: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newRecMetrics()
+			d := plainUpstream(t)
+			if tt.unreached {
+				d.Addr = "127.0.0.1:1"
+			}
+			g := &Gateway{Tokens: &fakeTokens{current: "tok1"}, Upstream: func(Account) (*Dialer, error) { return d, nil }}
+			attempt := 0
+			login := func(_ context.Context, conn net.Conn, _ *Dialer, _ Account, _ string) (net.Conn, error) {
+				err := tt.results[attempt]
+				attempt++
+				if err != nil {
+					conn.Close()
+					return nil, err
+				}
+				return conn, nil
+			}
+			ctx := WithMetrics(context.Background(), m, "imap")
+			if conn, err := Connect(ctx, g, Account{Identity: "a@b"}, login); err == nil {
+				conn.Close()
+			}
+			if got := m.observed("dial imap"); got != tt.dials {
+				t.Errorf("dial observations = %d, want %d", got, tt.dials)
+			}
+			if got := m.observed("auth imap"); got != tt.auths {
+				t.Errorf("auth observations = %d, want %d", got, tt.auths)
+			}
+		})
+	}
+}
+
+func TestCredentialsCountThrottled(t *testing.T) {
+	m := newRecMetrics()
+	e := newCredEnv(t, CredentialOptions{AddrLimit: 2, LoginLimit: -1, BaseDelay: -1})
+	ctx := WithMetrics(context.Background(), m, "smtp")
+	for range 2 {
+		if _, err := e.c.Authenticate(ctx, "alice", "wrong", addrA); err != ErrBadCredentials {
+			t.Fatalf("Authenticate = %v, want ErrBadCredentials", err)
+		}
+	}
+	if got := m.get("throttled smtp"); got != 0 {
+		t.Fatalf("throttled = %d before the limit", got)
+	}
+	if _, err := e.c.Authenticate(ctx, "alice", "secret", addrA); err != ErrThrottled {
+		t.Fatalf("Authenticate = %v, want ErrThrottled", err)
+	}
+	if got := m.get("throttled smtp"); got != 1 {
+		t.Errorf("throttled = %d, want 1", got)
+	}
+}
+
+func TestAuditLogin(t *testing.T) {
+	tests := []struct {
+		name  string
+		audit LoginAudit
+		want  map[string]any
+	}{
+		{
+			name:  "success",
+			audit: LoginAudit{Result: LoginSuccess, Login: "erp", Identity: "billing@contoso.com"},
+			want:  map[string]any{"result": "success", "login": "erp", "identity": "billing@contoso.com", "reason": ""},
+		},
+		{
+			name:  "failure with context",
+			audit: LoginAudit{Result: LoginFailure, Login: "erp", Reason: "bad local credentials", Attrs: nil},
+			want:  map[string]any{"result": "failure", "login": "erp", "identity": "", "reason": "bad local credentials"},
+		},
+		{
+			name:  "long login is cut",
+			audit: LoginAudit{Result: LoginFailure, Login: strings.Repeat("x", 100), Reason: "bad local credentials"},
+			want:  map[string]any{"login": strings.Repeat("x", maxLoggedLoginLength) + "..."},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := new(logBuffer)
+			m := newRecMetrics()
+			ctx := WithMetrics(context.Background(), m, "imap")
+			AuditLogin(ctx, newJSONLogger(logs).With("proto", "imap"), tt.audit)
+			recs := logs.records(t)
+			if len(recs) != 1 {
+				t.Fatalf("%d log records, want 1", len(recs))
+			}
+			r := recs[0]
+			if r["msg"] != "login" || r["level"] != "INFO" || r["proto"] != "imap" {
+				t.Errorf("record %v: want msg login at INFO with the logger's proto", r)
+			}
+			for k, v := range tt.want {
+				if r[k] != v {
+					t.Errorf("%s = %v, want %v", k, r[k], v)
+				}
+			}
+			if got := m.get("login imap " + tt.audit.Result); got != 1 {
+				t.Errorf("login metric %s = %d, want 1", tt.audit.Result, got)
+			}
+		})
+	}
+	// Without a logger or metrics nothing breaks.
+	AuditLogin(context.Background(), nil, LoginAudit{Result: LoginError})
+}

@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// maxTraceLine bounds one line of a protocol trace: the rest of a longer
+// line is not logged (the line is marked truncated), so the trace of a
+// client sending endless input stays small.
+const maxTraceLine = 512
+
+// Peers of a traced connection, logged as peer.
+const (
+	TracePeerClient   = "client"   // the local client; xoauthd answers it
+	TracePeerUpstream = "upstream" // the mail server; xoauthd sends it commands
+)
+
+// Redactor decides what a protocol trace shows of each line of one
+// connection. A front gives each traced connection a fresh one: it may keep
+// state, such as "an authentication exchange is in progress, so the
+// client's next lines are credentials". It must replace every credential
+// (password, SASL response, bearer token, XOAUTH2 blob) with "***"; when
+// unsure it should hide the line. Calls for one connection are serialised.
+type Redactor interface {
+	// Command returns a line sent by the side that issues commands (the
+	// local client, or xoauthd towards the upstream), without its line
+	// ending, as it may be logged.
+	Command(line string) string
+	// Reply returns a line sent by the side that answers (xoauthd towards
+	// the client, or the upstream) as it may be logged.
+	Reply(line string) string
+}
+
+// Traced returns conn wrapped so that every line read from or written to it
+// is logged at DEBUG on c.Log with the message "trace", through r, when the
+// Server traces (Server.Trace and a logger at DEBUG); otherwise it returns
+// conn itself. peer says what conn is connected to: TracePeerClient (c
+// itself, or a TLS layer over it) or TracePeerUpstream (a connection the
+// front dialled for c's login). A front uses the wrapper only before and
+// during login: after login it hands the unwrapped connections to Relay, so
+// a relayed session is not traced byte by byte (it gets Relay's "closed"
+// line with the byte counts). The wrapper must not be passed to a TLS
+// handshake: wrap the TLS connection instead, so the trace shows plain text.
+func (c *Conn) Traced(conn net.Conn, peer string, r Redactor) net.Conn {
+	if !c.trace || c.Log == nil || r == nil {
+		return conn
+	}
+	return &traceConn{Conn: conn, log: c.Log, peer: peer, r: r}
+}
+
+// traceConn logs the lines that pass through a connection.
+type traceConn struct {
+	net.Conn
+	log  *slog.Logger
+	peer string
+
+	stopped atomic.Bool // set by StopTrace
+
+	mu      sync.Mutex // serialises r and the line buffers
+	r       Redactor
+	in, out traceLine // partial lines read and written
+}
+
+// StopTrace ends the protocol trace of conn when Traced wrapped it: later
+// bytes pass through unlogged (a partial line is dropped). A front that
+// keeps using the wrapper after login, as SMTP does (its session runs
+// through go-smtp to the end), calls it once the login succeeded, so that
+// messages are never traced. Other connections are left alone.
+func StopTrace(conn net.Conn) {
+	if t, ok := conn.(*traceConn); ok {
+		t.stopped.Store(true)
+	}
+}
+
+// traceLine collects one line of a trace.
+type traceLine struct {
+	b         []byte // the line so far, at most maxTraceLine bytes
+	truncated bool   // bytes after maxTraceLine were dropped
+}
+
+func (t *traceConn) Read(p []byte) (int, error) {
+	n, err := t.Conn.Read(p)
+	if n > 0 && !t.stopped.Load() {
+		t.feed(&t.in, "in", p[:n])
+	}
+	return n, err
+}
+
+func (t *traceConn) Write(p []byte) (int, error) {
+	n, err := t.Conn.Write(p)
+	if n > 0 && !t.stopped.Load() {
+		t.feed(&t.out, "out", p[:n])
+	}
+	return n, err
+}
+
+// feed adds bytes moving in dir ("in": read by xoauthd, "out": written by
+// it) and logs each line they complete.
+func (t *traceConn) feed(l *traceLine, dir string, p []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		if room := maxTraceLine - len(l.b); len(chunk) > room {
+			chunk, l.truncated = chunk[:room], true
+		}
+		l.b = append(l.b, chunk...)
+		if i < 0 {
+			return
+		}
+		t.emit(dir, l)
+		p = p[i+1:]
+	}
+}
+
+// emit logs the complete line in l through the redactor and resets l.
+func (t *traceConn) emit(dir string, l *traceLine) {
+	line := string(bytes.TrimSuffix(l.b, []byte("\r")))
+	// On a client connection xoauthd reads the commands; on an upstream
+	// connection it writes them.
+	if (t.peer == TracePeerClient) == (dir == "in") {
+		line = t.r.Command(line)
+	} else {
+		line = t.r.Reply(line)
+	}
+	attrs := []slog.Attr{slog.String("peer", t.peer), slog.String("dir", dir), slog.String("line", line)}
+	if l.truncated {
+		attrs = append(attrs, slog.Bool("truncated", true))
+	}
+	t.log.LogAttrs(context.Background(), slog.LevelDebug, "trace", attrs...)
+	l.b, l.truncated = l.b[:0], false
+}

@@ -1,0 +1,193 @@
+package smtpfront
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xoauthd/xoauthd/proxy"
+)
+
+// fakeMetrics records what a proxy.Server's connections report.
+type fakeMetrics struct {
+	mu      sync.Mutex
+	logins  map[string]int   // by result
+	relayed map[string]int64 // by direction
+}
+
+func newFakeMetrics() *fakeMetrics {
+	return &fakeMetrics{logins: map[string]int{}, relayed: map[string]int64{}}
+}
+
+func (m *fakeMetrics) ConnOpened(string)                           {}
+func (m *fakeMetrics) ConnClosed(string)                           {}
+func (m *fakeMetrics) ConnRefused(string)                          {}
+func (m *fakeMetrics) Throttled(string)                            {}
+func (m *fakeMetrics) UpstreamDialed(string, time.Duration)        {}
+func (m *fakeMetrics) UpstreamAuthenticated(string, time.Duration) {}
+
+func (m *fakeMetrics) Login(_, result string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.logins[result]++
+}
+
+func (m *fakeMetrics) Relayed(_, direction string, n int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.relayed[direction] += n
+}
+
+func (m *fakeMetrics) get() (logins map[string]int, relayed map[string]int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	logins, relayed = map[string]int{}, map[string]int64{}
+	for k, v := range m.logins {
+		logins[k] = v
+	}
+	for k, v := range m.relayed {
+		relayed[k] = v
+	}
+	return logins, relayed
+}
+
+// withSessions registers the front's sessions in sessions.
+func withSessions(sessions *proxy.Sessions) func(*Options) {
+	return func(o *Options) { o.Gateway.Sessions = sessions }
+}
+
+func withMetrics(m proxy.Metrics) func(*proxy.Server) {
+	return func(s *proxy.Server) { s.Metrics = m }
+}
+
+var errAccountRemoved = errors.New("the account was removed from the configuration")
+
+// TestReloadClosesIdleSession: a reload that removes the account ends its
+// idle session at once with 421 4.7.0, and frees the upstream slot.
+func TestReloadClosesIdleSession(t *testing.T) {
+	sessions := &proxy.Sessions{}
+	h := newHarness(t, withSessions(sessions))
+	tc := h.transcript()
+	tc.cmd("EHLO client.test", "250 ")
+	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	waitUntil(t, "the session is registered", func() bool { return sessions.Count(testLogin) == 1 })
+	if n := sessions.Close(testLogin, errAccountRemoved); n != 1 {
+		t.Fatalf("Close ended %d sessions, want 1", n)
+	}
+	tc.expect("421 4.7.0 Account changed, closing connection")
+	tc.expectClosed()
+	waitUntil(t, "the upstream slot is free", func() bool { return h.front.slots.inUse(testIdentity) == 0 })
+	h.log.waitFor(t, "closing the session", "reason=\"the account was removed")
+}
+
+// TestReloadLetsDataFinish: a message being relayed when the reload comes
+// is finished and acknowledged with the upstream's reply; the next thing
+// the client hears is 421.
+func TestReloadLetsDataFinish(t *testing.T) {
+	sessions := &proxy.Sessions{}
+	m := newFakeMetrics()
+	h := newHarness(t, withSessions(sessions), withMetrics(m))
+	tc := h.transcript()
+	tc.cmd("EHLO client.test", "250 ")
+	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc.cmd("MAIL FROM:<billing@example.com>", "250")
+	tc.cmd("RCPT TO:<bob@example.net>", "250")
+	tc.cmd("DATA", "354")
+	// More than the relay's buffer, so that part of it reaches the
+	// upstream before the rest is sent.
+	first := "Subject: reload\r\n\r\n" + strings.Repeat("first part of a long message\r\n", 2*dataBufSize/30)
+	tc.write(first)
+	waitUntil(t, "the message streams upstream", func() bool {
+		_, relayed := m.get()
+		return relayed[proxy.ClientToUpstream] >= dataBufSize
+	})
+	sessions.Close(testLogin, errAccountRemoved)
+	tc.write("second part\r\n.\r\n")
+	tc.expect("250 ")
+	tc.expect("421 4.7.0 Account changed")
+	tc.expectClosed()
+	msgs := h.up.messages()
+	if len(msgs) != 1 || string(msgs[0].data) != first+"second part\r\n" {
+		t.Fatalf("upstream got %+v, want the whole message", msgs)
+	}
+}
+
+// TestReloadRefusesPipelinedCommands: commands pipelined behind a message
+// that was being relayed when the session was closed get 421, never 250.
+func TestReloadRefusesPipelinedCommands(t *testing.T) {
+	sessions := &proxy.Sessions{}
+	m := newFakeMetrics()
+	h := newHarness(t, withSessions(sessions), withMetrics(m))
+	tc := h.transcript()
+	tc.cmd("EHLO client.test", "250 ")
+	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc.cmd("MAIL FROM:<billing@example.com>", "250")
+	tc.cmd("RCPT TO:<bob@example.net>", "250")
+	tc.cmd("DATA", "354")
+	tc.write("Subject: pipelined\r\n\r\n" + strings.Repeat("x\r\n", dataBufSize))
+	waitUntil(t, "the message streams upstream", func() bool {
+		_, relayed := m.get()
+		return relayed[proxy.ClientToUpstream] >= dataBufSize
+	})
+	sessions.Close(testLogin, errAccountRemoved)
+	tc.write(".\r\nMAIL FROM:<billing@example.com>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n")
+	tc.expect("250 ")
+	rest := tc.expectClosed()
+	if rest == "" {
+		t.Fatal("no 421 after the message")
+	}
+	// MAIL gets the 421; go-smtp itself refuses what depended on it.
+	lines := strings.Split(strings.TrimSuffix(rest, "\r\n"), "\r\n")
+	if lines[0] != "421 4.7.0 Account changed, closing connection" {
+		t.Errorf("MAIL after the reload got %q, want 421 4.7.0", lines[0])
+	}
+	for _, line := range lines {
+		if line[0] == '2' || line[0] == '3' {
+			t.Errorf("after the reload the client got %q, want only refusals", line)
+		}
+	}
+	if n := len(h.up.messages()); n != 1 {
+		t.Fatalf("upstream got %d messages, want the one being relayed", n)
+	}
+}
+
+// TestAuditAndMetrics: one audit line per login attempt through
+// proxy.AuditLogin (counted in the login metric), and the DATA bytes in
+// the relayed metric.
+func TestAuditAndMetrics(t *testing.T) {
+	m := newFakeMetrics()
+	h := newHarness(t, withMetrics(m))
+	tc := h.transcript()
+	tc.cmd("EHLO client.test", "250 ")
+	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, "wrong"), "535 5.7.8")
+	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc.cmd("MAIL FROM:<billing@example.com>", "250")
+	tc.cmd("RCPT TO:<bob@example.net>", "250")
+	tc.cmd("DATA", "354")
+	msg := "Subject: metrics\r\n\r\nbody\r\n"
+	tc.write(msg + ".\r\n")
+	tc.expect("250 ")
+	tc.cmd("QUIT", "221")
+	logins, relayed := m.get()
+	if logins[proxy.LoginSuccess] != 1 || logins[proxy.LoginFailure] != 1 {
+		t.Errorf("login metric %v, want one success and one failure", logins)
+	}
+	if relayed[proxy.ClientToUpstream] != int64(len(msg)) {
+		t.Errorf("relayed %v, want %d bytes client to upstream", relayed, len(msg))
+	}
+	log := h.log.waitFor(t, "result=success", "result=failure")
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "msg=login") {
+			continue
+		}
+		// The keys of proxy.AuditLogin, in its order, after the connection's.
+		if !strings.Contains(line, "proto=smtp") || !strings.Contains(line, " result=") ||
+			strings.Index(line, " result=") > strings.Index(line, " login=") ||
+			strings.Index(line, " login=") > strings.Index(line, " identity=") ||
+			strings.Index(line, " identity=") > strings.Index(line, " reason=") {
+			t.Errorf("audit line not in proxy.AuditLogin's form: %s", line)
+		}
+	}
+}
