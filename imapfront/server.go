@@ -103,7 +103,12 @@ func New(opts Options) *Server {
 }
 
 // Refuse tells a connection over the listener's limit to come back later.
+// With implicit TLS nothing is written: a refusal is not worth a handshake
+// under load, and plaintext would only be garbage to the client.
 func (s *Server) Refuse(c net.Conn) {
+	if s.opts.ImplicitTLS {
+		return
+	}
 	_ = c.SetWriteDeadline(time.Now().Add(byeWriteTimeout))
 	_, _ = io.WriteString(c, replyBusy+"\r\n")
 }

@@ -128,7 +128,12 @@ func (s *Server) ServeConn(ctx context.Context, c *proxy.Conn) {
 
 // Refuse tells a client over the listener's connection limit to come back
 // later (RFC 3206 SYS/TEMP); the caller closes c.
+// With implicit TLS nothing is written: a refusal is not worth a handshake
+// under load, and plaintext would only be garbage to the client.
 func (s *Server) Refuse(c net.Conn) {
+	if s.opts.ImplicitTLS {
+		return
+	}
 	if err := c.SetWriteDeadline(time.Now().Add(finalWriteTimeout)); err != nil {
 		return
 	}

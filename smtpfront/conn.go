@@ -112,9 +112,11 @@ func (c *clientConn) sayFarewell() (int, error) {
 	}
 	var w net.Conn = c.Conn
 	if c.upgraded.Load() {
-		if w = c.top.Load(); w == nil {
+		top := c.top.Load()
+		if top == nil {
 			return 0, io.EOF
 		}
+		w = top
 	}
 	w.SetWriteDeadline(time.Now().Add(writeTimeout))
 	io.WriteString(w, *f)

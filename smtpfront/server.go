@@ -163,12 +163,12 @@ func (s *Server) ServeConn(ctx context.Context, c *proxy.Conn) {
 	proxy.OnSessionClose(ctx, cc.sessionClosed)
 	ps, err := s.profileServer(cc.implicitTLS)
 	if err != nil {
-		writeReply(c, replyShuttingDown)
+		writeReply(cc.Conn, replyShuttingDown)
 		return
 	}
 	if !ps.ln.hand(ctx, cc) {
 		if ctx.Err() == nil {
-			writeReply(c, replyShuttingDown)
+			writeReply(cc.Conn, replyShuttingDown)
 		}
 		return
 	}
@@ -176,7 +176,13 @@ func (s *Server) ServeConn(ctx context.Context, c *proxy.Conn) {
 }
 
 // Refuse answers a connection over the listener's limit.
-func (s *Server) Refuse(c net.Conn) { writeReply(c, replyBusy) }
+// With implicit TLS nothing is written: a refusal is not worth a handshake
+// under load, and plaintext would only be garbage to the client.
+func (s *Server) Refuse(c net.Conn) {
+	if !s.opts.ImplicitTLS {
+		writeReply(c, replyBusy)
+	}
+}
 
 // writeReply writes one reply straight to c, bounded by writeTimeout.
 func writeReply(c net.Conn, e *smtp.SMTPError) {

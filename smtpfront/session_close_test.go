@@ -1,6 +1,8 @@
 package smtpfront
 
 import (
+	"bufio"
+	"crypto/tls"
 	"errors"
 	"strings"
 	"sync"
@@ -190,4 +192,27 @@ func TestAuditAndMetrics(t *testing.T) {
 			t.Errorf("audit line not in proxy.AuditLogin's form: %s", line)
 		}
 	}
+}
+
+// TestReloadClosesSessionAfterSTARTTLS: the 421 of a closed session goes
+// through go-smtp's TLS layer, never as plaintext into the TLS stream.
+func TestReloadClosesSessionAfterSTARTTLS(t *testing.T) {
+	sessions := &proxy.Sessions{}
+	server, client := localTLS(t)
+	h := newHarness(t, withSessions(sessions), withLocalTLS(server, false, false))
+	tc := h.transcript()
+	tc.cmd("EHLO client.test", "250 ")
+	tc.cmd("STARTTLS", "220 ")
+	tlsConn := tls.Client(tc.conn, client)
+	tlsConn.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tlsConn.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	tc.conn, tc.r = tlsConn, bufio.NewReader(tlsConn)
+	tc.cmd("EHLO client.test", "250 ")
+	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	waitUntil(t, "the session is registered", func() bool { return sessions.Count(testLogin) == 1 })
+	sessions.Close(testLogin, errAccountRemoved)
+	tc.expect("421 4.7.0 Account changed, closing connection")
+	tc.expectClosed()
 }

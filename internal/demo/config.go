@@ -80,8 +80,14 @@ func writeConfig(dir string, up upstreams, listeners []Listener, listen []string
 		case config.ProtoSMTP:
 			upstream, mode = up.smtp, "starttls"
 		}
-		fmt.Fprintf(&b, "  - {protocol: %s, listen: %s, upstream: %s, upstream_tls: %s, ca_file: %s}\n",
-			l.Protocol, strconv.Quote(listen[i]), strconv.Quote(upstream), mode, memupstream.CAFileName)
+		// The demo has no local TLS: off loopback (--listen-host 0.0.0.0) it
+		// says so plainly in the config, as a person's config would have to.
+		plain := ""
+		if !config.IsLoopbackListen(listen[i]) {
+			plain = ", allow_plaintext: true"
+		}
+		fmt.Fprintf(&b, "  - {protocol: %s, listen: %s, upstream: %s, upstream_tls: %s, ca_file: %s%s}\n",
+			l.Protocol, strconv.Quote(listen[i]), strconv.Quote(upstream), mode, memupstream.CAFileName, plain)
 	}
 	fmt.Fprintf(&b, "accounts:\n  - login: %s\n    password_hash: '%s'\n    identity: %s\n    mailbox: %s\n    provider: %s\n",
 		Login, passwordHash, Identity, Identity, providerName)

@@ -116,11 +116,16 @@ func (r *rig) hasLog(parts ...string) bool {
 	return false
 }
 
-// refreshTimeout bounds one request to the identity provider in the
-// identity provider fault test (the daemon's default is 30 s).
-const refreshTimeout = 2 * time.Second
+// refreshTimeout bounds one request to the identity provider, and
+// refreshBackoff is the first pause after a failed refresh, in the identity
+// provider fault test (the daemon's defaults are 30 s and 2 s).
+const (
+	refreshTimeout = 2 * time.Second
+	refreshBackoff = 500 * time.Millisecond
+)
 
 func TestFaultIdentityProvider(t *testing.T) {
+	t.Parallel()
 	// The daemon's token manager, with a short request timeout so that a
 	// hanging identity provider costs the test seconds, not minutes.
 	withManager := func(r *rig, log *slog.Logger) proxy.TokenSource {
@@ -133,7 +138,7 @@ func TestFaultIdentityProvider(t *testing.T) {
 			r.t.Fatal(err)
 		}
 		providers := func(string) (*config.Provider, error) { return r.cfg.Providers["test"], nil }
-		return tokens.NewManager(store, providers, tokens.Options{Logger: log, RequestTimeout: refreshTimeout})
+		return tokens.NewManager(store, providers, tokens.Options{Logger: log, RequestTimeout: refreshTimeout, BackoffMin: refreshBackoff})
 	}
 	r := newRigWith(t, rigOptions{tokens: withManager})
 	faults := []struct {
@@ -142,7 +147,7 @@ func TestFaultIdentityProvider(t *testing.T) {
 		log     []string // a log line contains these
 	}{
 		{"500", testidp.Failure{Status: 500}, []string{"token refresh failed", "identity=bob@contoso.test", "500"}},
-		{"429 with Retry-After", testidp.Failure{Status: 429, RetryAfter: 3 * time.Second}, []string{"token refresh failed", "identity=bob@contoso.test", "retries after"}},
+		{"429 with Retry-After", testidp.Failure{Status: 429, RetryAfter: 2 * time.Second}, []string{"token refresh failed", "identity=bob@contoso.test", "retries after"}},
 		{"malformed JSON", testidp.Failure{MalformedJSON: true}, []string{"token refresh failed", "identity=bob@contoso.test"}},
 		{"hanging", testidp.Failure{Hang: true}, []string{"token refresh failed", "identity=bob@contoso.test"}},
 	}
@@ -192,6 +197,7 @@ func TestFaultIdentityProvider(t *testing.T) {
 }
 
 func TestFaultUpstreamDown(t *testing.T) {
+	t.Parallel()
 	r := newRigWith(t, rigOptions{})
 	before := r.storeDigest()
 	if err := r.dc.Stop(); err != nil {
@@ -209,6 +215,7 @@ func TestFaultUpstreamDown(t *testing.T) {
 }
 
 func TestFaultUpstreamTLS(t *testing.T) {
+	t.Parallel()
 	r := newRigWith(t, rigOptions{})
 	pki, other := newTestPKI(t, "fault-ca"), newTestPKI(t, "other-ca")
 	now := time.Now()
@@ -288,6 +295,7 @@ type certSMTPUpstream struct {
 }
 
 func TestFaultUpstreamCuts(t *testing.T) {
+	t.Parallel()
 	pki := newTestPKI(t, "cut-ca")
 	var imapProxy, popProxy *faultProxy
 	r := newRigWith(t, rigOptions{upstreams: func(r *rig) map[string]upstreamConf {
@@ -462,6 +470,7 @@ func popCount(t *testing.T, p *pop3Client) int {
 const smtpKills = 100
 
 func TestFaultSMTPKillsDuringData(t *testing.T) {
+	t.Parallel()
 	pki := newTestPKI(t, "smtp-ca")
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("random seed %d", seed)
@@ -550,6 +559,7 @@ func remount(t *testing.T, dir, mode string) {
 }
 
 func TestFaultTokenStoreDisk(t *testing.T) {
+	t.Parallel()
 	storeDir := mountTmpfs(t, 64<<10)
 	r := newRigWith(t, rigOptions{storeDir: storeDir})
 	faults := []struct {
@@ -615,6 +625,7 @@ func fillDisk(t *testing.T, dir string) {
 }
 
 func TestFaultTokenStoreKey(t *testing.T) {
+	t.Parallel()
 	r := newRigWith(t, rigOptions{})
 	keyFile := r.cfg.Store.KeyFile
 	goodKey, err := os.ReadFile(keyFile)

@@ -84,6 +84,7 @@ func (rec *tokenRecorder) tokens() []string {
 // and in the token store file: raw, base64 and as XOAUTH2 strings. It
 // expects 0 hits.
 func TestSecretsNeverLogged(t *testing.T) {
+	t.Parallel()
 	const clientSecret = "e2e~Client.Secret-Value_9f8e7d6c5b4a3210"
 	var rec *tokenRecorder
 	r := newRigWith(t, rigOptions{

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -159,8 +160,26 @@ func TestTLSImplicitWithCA(t *testing.T) {
 	r := newRigWith(t, rigOptions{serverYAML: fmt.Sprintf("tls: {cert: %q, key: %q, mode: implicit}", certFile, keyFile)})
 	checkCurlTLS(t, r, caFile, [3]string{"imaps", "pop3s", "smtps"})
 	t.Run("plaintext client", func(t *testing.T) {
-		if _, err := curl(t, "imap://"+r.imap+"/", "-u", aliceLogin+":"+alicePass); err == nil {
-			t.Fatal("a plaintext IMAP client logged in on the implicit-TLS port")
+		// A plaintext client that speaks first gets no greeting: what it
+		// sent is no TLS handshake, and the connection is closed.
+		for _, addr := range []string{r.imap, r.pop3, r.smtp} {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			if _, err := c.Write([]byte("a LOGIN " + aliceLogin + " x\r\nEHLO x\r\nUSER x\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(io.LimitReader(c, 4096))
+			c.Close()
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("%s: the connection stayed open", addr)
+			}
+			// A reset is a close too: the server stops reading.
+			if strings.Contains(string(got), "OK") || strings.Contains(string(got), "220") {
+				t.Fatalf("%s answered a plaintext client on the implicit-TLS port: %q", addr, got)
+			}
 		}
 	})
 }

@@ -1,0 +1,70 @@
+package imapfront
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xoauthd/xoauthd/proxy"
+)
+
+// fuzzToken is the access token of the upstream fuzz target; it must never
+// appear in an error.
+const fuzzToken = "eyJ0eXAiOiJKV1QifQ.fuzz-token-value.sig"
+
+// FuzzUpstreamLogin plays an IMAP upstream that answers the XOAUTH2 login
+// with arbitrary bytes (greeting, continuations, untagged data, literals,
+// tagged replies) and then closes. The login must end (the upstream's
+// bytes are finite), never panic, never put the token in an error, and
+// succeed only after a tagged OK.
+func FuzzUpstreamLogin(f *testing.F) {
+	for _, seed := range []string{
+		"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] ready\r\nt1 OK [CAPABILITY IMAP4rev1 IDLE] done\r\nx1 OK LIST done\r\n",
+		"* OK ready\r\n+ \r\nt1 OK done\r\nx1 CAPABILITY\r\n* CAPABILITY IMAP4rev1\r\nx1 OK\r\nx2 OK\r\n",
+		"* OK ready\r\n+ eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIiwic2NvcGUiOiJtYWlsIn0=\r\nt1 NO [AUTHENTICATIONFAILED] failed\r\n",
+		"* OK ready\r\nt1 OK done\r\nx1 BAD User is authenticated but not connected.\r\n",
+		"* PREAUTH hi\r\n",
+		"* BYE go away\r\n",
+		"* OK ready\r\n* 1 FETCH (BODY[] {99999999999}\r\n",
+		"* OK ready\r\n* CAPABILITY {5}\r\nIMAP4\r\nt1 OK\r\n",
+		"+OK POP3 here\r\n",
+		"",
+		strings.Repeat("* OK ", 5000),
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		client, server := net.Pipe()
+		go func() {
+			// The upstream reads everything xoauthd sends, writes its
+			// bytes, then hangs up.
+			go io.Copy(io.Discard, server)
+			server.Write(data)
+			server.Close()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		acct := proxy.Account{Login: "erp", Identity: "billing@contoso.test", Mailbox: "billing@contoso.test"}
+		up, err := loginUpstream("t1", slog.New(slog.DiscardHandler))(ctx, client, nil, acct, fuzzToken)
+		if ctx.Err() != nil {
+			t.Fatalf("the login did not end with the upstream's bytes: %v", err)
+		}
+		if err != nil {
+			if up != nil {
+				t.Fatal("an error with an upstream")
+			}
+			if strings.Contains(err.Error(), fuzzToken) {
+				t.Fatalf("the error holds the token: %v", err)
+			}
+			return
+		}
+		defer up.conn.Close()
+		if !strings.Contains(string(data), "t1 OK") {
+			t.Fatalf("logged in without a tagged OK from the upstream: %q", data)
+		}
+	})
+}
