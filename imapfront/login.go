@@ -54,7 +54,11 @@ func (s *session) login(ctx context.Context, tag, user, pass string, stop func()
 	// What the client pipelined after its login is still in s.br and what
 	// the upstream sent after its last reply in up.br: Relay flushes both
 	// before it copies.
-	proxy.Relay(ctx, log, s.client, s.br, up.conn, up.br, s.srv.opts.IdleTimeout)
+	// The session keeps no reference to its reader during the relay, so an
+	// idle relayed session does not pin the pre-auth line buffer.
+	br := s.br
+	s.br, s.r = nil, cmdReader{}
+	proxy.Relay(ctx, log, s.client, br, up.conn, up.br, s.srv.opts.IdleTimeout)
 	return false
 }
 

@@ -63,7 +63,11 @@ func (s *session) relay(ctx context.Context, up *upstream) {
 		s.log.Debug("clearing pre-auth deadline", "error", err)
 		return
 	}
-	proxy.Relay(ctx, s.log, s.client, s.r, up.conn, up.r, s.srv.opts.IdleTimeout)
+	// The session keeps no reference to its reader during the relay, so an
+	// idle relayed session does not pin the pre-auth line buffer.
+	r := s.r
+	s.r = nil
+	proxy.Relay(ctx, s.log, s.client, r, up.conn, up.r, s.srv.opts.IdleTimeout)
 }
 
 // loginUpstream is the session's proxy.LoginFunc: loginUpstream with the

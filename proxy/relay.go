@@ -29,6 +29,8 @@ const (
 	// relayBufSize is the copy buffer of each direction when the kernel
 	// cannot move the bytes itself (TLS on either side).
 	relayBufSize = 32 << 10
+	// idleReadSize is the buffer a direction waits for data with.
+	idleReadSize = 1 << 10
 	// spliceTicks is how often per idle period a spliced copy comes back to
 	// report its progress to the idle watchdog.
 	spliceTicks = 4
@@ -272,20 +274,57 @@ func flushBuffered(dst io.Writer, buf *bufio.Reader) (int64, error) {
 }
 
 // bufferedCopy copies through a pooled buffer, recording traffic as it goes.
+// It waits for data with a small buffer of its own and takes a pooled one
+// only while data streams, so an idle direction holds idleReadSize bytes.
 func (r *relay) bufferedCopy(dst, src net.Conn, count *dirCount, srcName, dstName string) dirResult {
-	bp := relayBufs.Get().(*[]byte)
-	defer relayBufs.Put(bp)
-	b := *bp
+	_, isTLS := src.(*tls.Conn)
+	tcp, isTCP := src.(*net.TCPConn)
+	var small []byte
+	if !isTCP {
+		small = make([]byte, idleReadSize)
+	}
 	for {
-		n, rerr := src.Read(b)
-		if n > 0 {
+		var (
+			b    []byte
+			bp   *[]byte
+			rerr error
+		)
+		if isTCP {
+			// Wait without a buffer, then read what is there.
+			if rerr = waitReadable(tcp); rerr == nil {
+				bp = relayBufs.Get().(*[]byte)
+				var n int
+				n, rerr = src.Read(*bp)
+				b = (*bp)[:n]
+			}
+		} else {
+			var n int
+			n, rerr = src.Read(small)
+			b = small[:n]
+			if n == len(small) && rerr == nil {
+				// More may be buffered in the TLS connection: take it
+				// without waiting for the network.
+				bp = relayBufs.Get().(*[]byte)
+				big := *bp
+				copy(big, b)
+				n, rerr = r.gather(src, big, n, isTLS)
+				b = big[:n]
+			}
+		}
+		if len(b) > 0 {
 			r.touch()
-			w, werr := dst.Write(b[:n])
+			w, werr := dst.Write(b)
 			count.add(int64(w))
 			if werr != nil {
+				if bp != nil {
+					relayBufs.Put(bp)
+				}
 				return dirResult{by: dstName, err: werr}
 			}
 			r.touch()
+		}
+		if bp != nil {
+			relayBufs.Put(bp)
 		}
 		if rerr == io.EOF {
 			return dirResult{by: srcName}
@@ -295,6 +334,35 @@ func (r *relay) bufferedCopy(dst, src net.Conn, count *dirCount, srcName, dstNam
 		}
 	}
 }
+
+// gather appends to b[n:] what src has buffered already (for TLS: the rest
+// of the current record and further complete records), without waiting for
+// the network, so that one write carries several records.
+func (r *relay) gather(src net.Conn, b []byte, n int, isTLS bool) (int, error) {
+	src.SetReadDeadline(pastDeadline)
+	var err error
+	for n < len(b) && !r.aborted.Load() {
+		var m int
+		m, err = src.Read(b[n:])
+		n += m
+		if err != nil || m == 0 || !isTLS {
+			break
+		}
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = nil
+	}
+	src.SetReadDeadline(time.Time{})
+	// abort stores the flag before its deadline: checking after ours
+	// means ours cannot have overwritten it unseen.
+	if r.aborted.Load() {
+		return n, os.ErrDeadlineExceeded
+	}
+	return n, err
+}
+
+// pastDeadline makes a read return at once with what is buffered.
+var pastDeadline = time.Unix(1, 0)
 
 // spliceCopy lets io.Copy move the bytes in the kernel. A read deadline
 // brings it back a few times per idle period to report progress.
