@@ -118,7 +118,10 @@ func (r *cmdReader) read() (*command, error) {
 	if err != nil {
 		return nil, p.fail(cmd.tag, "Invalid command name")
 	}
-	cmd.name = strings.ToUpper(name)
+	// ASCII-only: command names are ASCII (RFC 3501 §9), and strings.ToUpper
+	// would turn each invalid UTF-8 byte into a 3-byte U+FFFD, so a name
+	// could outgrow the line it came from (found by FuzzPreAuth).
+	cmd.name = upperASCII(name)
 	literals, depth := 0, 0
 	for {
 		lit, err := p.args(cmd, &depth)
@@ -361,3 +364,20 @@ func isAtomChar(c byte, withBracket bool) bool {
 type syntaxError string
 
 func (e syntaxError) Error() string { return string(e) }
+
+// upperASCII upper-cases the ASCII letters of s and leaves every other byte
+// as it is.
+func upperASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'a' <= s[i] && s[i] <= 'z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'a' <= b[j] && b[j] <= 'z' {
+					b[j] -= 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}

@@ -239,7 +239,7 @@ func checkCommand(t *testing.T, cmd *command) {
 	if cmd.tag == "" || strings.ContainsAny(cmd.tag, "+ (){%*\"\\\r\n") {
 		t.Fatalf("invalid tag %q", cmd.tag)
 	}
-	if cmd.name == "" || cmd.name != strings.ToUpper(cmd.name) {
+	if cmd.name == "" || strings.ContainsAny(cmd.name, "abcdefghijklmnopqrstuvwxyz") {
 		t.Fatalf("invalid command name %q", cmd.name)
 	}
 	literals, depth := 0, 0

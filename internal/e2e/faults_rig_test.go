@@ -273,6 +273,7 @@ type smtpFaultUpstream struct {
 	mu        sync.Mutex
 	rng       *mrand.Rand
 	killProb  float64
+	killAuth  bool            // break the connection at AUTH
 	stored    map[string]bool // Message-IDs of messages kept (acknowledged or not)
 	kills     int             // connections broken during DATA
 	killsLate int             // of which after the message was kept, before the reply
@@ -320,6 +321,13 @@ func (s *faultSession) Auth(mech string) (sasl.Server, error) {
 	}
 	if _, ok := s.c.TLSConnectionState(); !ok {
 		return nil, &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required"}
+	}
+	s.u.mu.Lock()
+	killAuth := s.u.killAuth
+	s.u.mu.Unlock()
+	if killAuth {
+		s.c.Conn().Close()
+		return nil, errors.New("killed at AUTH")
 	}
 	return saslServerFunc(func(resp []byte) ([]byte, bool, error) {
 		parts := strings.Split(string(resp), "\x01")
@@ -395,6 +403,35 @@ func (s *faultSession) Data(r io.Reader) error {
 
 func (s *faultSession) Reset()        {}
 func (s *faultSession) Logout() error { return nil }
+
+// setKillAuth makes the upstream break every connection at AUTH.
+func (u *smtpFaultUpstream) setKillAuth(on bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.killAuth = on
+}
+
+// serveHalfGreeting accepts connections and sends half an SMTP greeting
+// before closing each: an upstream that breaks mid-greeting.
+func serveHalfGreeting(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "220 upstream.contoso.te")
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
 
 // counts returns the kills so far and whether id was kept.
 func (u *smtpFaultUpstream) counts() (kills, late int) {

@@ -535,6 +535,34 @@ func TestFaultSMTPKillsDuringData(t *testing.T) {
 	r.expectLog(t, "proto=smtp")
 }
 
+func TestFaultSMTPUpstreamCuts(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t, "smtp-cut-ca")
+	up := newSMTPFaultUpstream(t, pki, 1, 0)
+	half := serveHalfGreeting(t)
+	r := newRigWith(t, rigOptions{upstreams: func(*rig) map[string]upstreamConf {
+		return map[string]upstreamConf{"smtp": {half, pki.caFile, "starttls"}}
+	}})
+	// Mid-greeting.
+	if got := r.attemptLogin("smtp", bobLogin, bobPass, sourceAddr(honestNet, 80)); !strings.HasPrefix(got, temporaryReply["smtp"]) {
+		t.Errorf("SMTP login with the upstream cut mid-greeting: %q", got)
+	}
+	r.expectLog(t, "proto=smtp", "result=error", "identity=bob@contoso.test", "EOF", "why=")
+	// Mid-login: the upstream breaks the connection at AUTH.
+	r.reconfigure(rigOptions{upstreams: func(*rig) map[string]upstreamConf {
+		return map[string]upstreamConf{"smtp": {up.addr, pki.caFile, "starttls"}}
+	}})
+	up.setKillAuth(true)
+	if got := r.attemptLogin("smtp", bobLogin, bobPass, sourceAddr(honestNet, 81)); !strings.HasPrefix(got, temporaryReply["smtp"]) {
+		t.Errorf("SMTP login with the upstream cut at AUTH: %q", got)
+	}
+	r.expectLog(t, "proto=smtp", "result=error", "identity=bob@contoso.test", "AUTH XOAUTH2", "why=")
+	up.setKillAuth(false)
+	if got := r.attemptLogin("smtp", bobLogin, bobPass, sourceAddr(honestNet, 82)); !strings.HasPrefix(got, successReply["smtp"]) {
+		t.Errorf("SMTP login once the upstream works: %q", got)
+	}
+}
+
 // mountTmpfs mounts a tmpfs of size bytes at a new directory, or skips the
 // test when this process may not (mounting needs root).
 func mountTmpfs(t *testing.T, size int) string {
