@@ -270,7 +270,7 @@ func (u *upLogin) probe(caps []string) ([]string, error) {
 	listTag := u.nextTag()
 	cmds += listTag + ` LIST "" ""` + "\r\n"
 	if _, err := io.WriteString(u.rw, cmds); err != nil {
-		return nil, fmt.Errorf("writing to upstream: %v: %w", err, proxy.ErrUpstreamUnavailable)
+		return nil, fmt.Errorf("writing to upstream: %w: %w", err, proxy.ErrUpstreamUnavailable)
 	}
 	onUntagged := func(line string) error {
 		if c, ok := untaggedCaps(line); ok {
@@ -352,7 +352,7 @@ func (u *upLogin) checkBye(line string) error {
 // send writes one line to the upstream.
 func (u *upLogin) send(line string) error {
 	if _, err := io.WriteString(u.rw, line+"\r\n"); err != nil {
-		return fmt.Errorf("writing to upstream: %v: %w", err, proxy.ErrUpstreamUnavailable)
+		return fmt.Errorf("writing to upstream: %w: %w", err, proxy.ErrUpstreamUnavailable)
 	}
 	return nil
 }
@@ -374,7 +374,7 @@ func (u *upLogin) readResponse() (string, error) {
 			return "", fmt.Errorf("upstream literal of %d bytes during login: %w", n, proxy.ErrUpstreamUnavailable)
 		}
 		if _, err := u.br.Discard(int(n)); err != nil {
-			return "", fmt.Errorf("reading upstream: %v: %w", err, proxy.ErrUpstreamUnavailable)
+			return "", fmt.Errorf("reading upstream: %w: %w", err, proxy.ErrUpstreamUnavailable)
 		}
 		if line, err = u.readLine(); err != nil {
 			return "", err
@@ -389,7 +389,7 @@ func (u *upLogin) readLine() (string, error) {
 		if errors.Is(err, bufio.ErrBufferFull) {
 			return "", fmt.Errorf("upstream line longer than %d bytes: %w", upstreamBufSize, proxy.ErrUpstreamUnavailable)
 		}
-		return "", fmt.Errorf("reading upstream: %v: %w", err, proxy.ErrUpstreamUnavailable)
+		return "", fmt.Errorf("reading upstream: %w: %w", err, proxy.ErrUpstreamUnavailable)
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
