@@ -2,12 +2,8 @@ package pop3front
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
-	"os"
 
 	"github.com/xoauthd/xoauthd/proxy"
 )
@@ -80,11 +76,7 @@ func (s *session) startTLS(cmd command) (done bool) {
 	if s.writeErr != nil {
 		return true
 	}
-	if n := s.r.Buffered(); n > 0 {
-		_, _ = s.r.Discard(n)
-		s.log.Warn("discarded what the client sent after STLS before the TLS handshake (a client bug or a command injection attempt)",
-			"bytes", n)
-	}
+	proxy.DiscardBeforeTLS(s.log, s.r, "STLS")
 	return !s.handshake()
 }
 
@@ -96,25 +88,11 @@ func (s *session) handshake() bool {
 		s.log.Error("closing connection", "err", errNoTLSConfig)
 		return false
 	}
-	tc := tls.Server(s.conn.Conn, s.srv.opts.TLS)
-	if err := tc.Handshake(); err != nil {
-		logHandshakeFailure(s.log, err)
+	tc, err := proxy.ServerHandshake(s.log, s.conn.Conn, s.srv.opts.TLS)
+	if err != nil {
 		return false
 	}
 	s.tls = tc
 	s.useClient(tc)
-	st := tc.ConnectionState()
-	s.log.Debug("TLS started", "version", tls.VersionName(st.Version), "cipher", tls.CipherSuiteName(st.CipherSuite))
 	return true
-}
-
-// logHandshakeFailure logs a failed handshake: a client that hung up at
-// DEBUG, anything else (a client that does not trust the certificate, or
-// that speaks plaintext to the TLS port) at INFO.
-func logHandshakeFailure(log *slog.Logger, err error) {
-	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
-		log.Debug("TLS handshake with the client did not complete", "err", err)
-		return
-	}
-	log.Info("TLS handshake with the client failed (does the client trust the certificate, and use TLS on this port?)", "err", err)
 }

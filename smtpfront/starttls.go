@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
-	"os"
 	"time"
 
 	"github.com/xoauthd/xoauthd/proxy"
@@ -60,20 +57,17 @@ func (s *Server) handshake(ctx context.Context, c *proxy.Conn) (*tls.Conn, error
 		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { c.Conn.SetDeadline(time.Now()) })
-	tc := tls.Server(c.Conn, s.opts.TLS)
-	err := tc.Handshake()
+	tc, err := proxy.ServerHandshake(log, c.Conn, s.opts.TLS)
 	if !stop() && err == nil {
 		err = ctx.Err()
+		proxy.LogHandshakeFailure(log, err)
 	}
 	if err != nil {
-		logHandshakeFailure(log, err)
 		return nil, err
 	}
 	if err := c.Conn.SetDeadline(time.Time{}); err != nil {
 		return nil, err
 	}
-	st := tc.ConnectionState()
-	log.Debug("TLS started", "version", tls.VersionName(st.Version), "cipher", tls.CipherSuiteName(st.CipherSuite))
 	return tc, nil
 }
 
@@ -99,16 +93,4 @@ func (s *Server) startTLSConfig() *tls.Config {
 		return nil, nil
 	}
 	return cfg
-}
-
-// logHandshakeFailure logs a failed handshake: a client that hung up at
-// DEBUG, anything else (a client that does not trust the certificate, or
-// that speaks plaintext to the TLS port) at INFO.
-func logHandshakeFailure(log *slog.Logger, err error) {
-	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) ||
-		errors.Is(err, context.Canceled) {
-		log.Debug("TLS handshake with the client did not complete", "err", err)
-		return
-	}
-	log.Info("TLS handshake with the client failed (does the client trust the certificate, and use TLS on this port?)", "err", err)
 }
