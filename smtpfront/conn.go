@@ -48,6 +48,15 @@ type clientConn struct {
 	upgraded atomic.Bool
 	top      atomic.Pointer[tls.Conn]
 
+	// The DATA tap (datatap.go), used only on the connection's goroutine
+	// (go-smtp's reads and the session's Data for DATA).
+	tap     tapState
+	tail    [3]byte // the last bytes handed to go-smtp, oldest first
+	pend    []byte  // bytes read from the client, not yet handed on; in pendBuf
+	pendBuf *[]byte // from rawBufs while pend is in use
+	pendErr error   // the read error behind pend, reported once pend is used up
+	broken  error   // the raw stream is unusable (set by the bulk relay): every Read fails
+
 	mu      sync.Mutex
 	inData  bool // a message is being relayed upstream (DATA or BDAT)
 	closing bool // a reload ended the session (proxy.Sessions.Close)
@@ -67,9 +76,40 @@ func newClientConn(ctx context.Context, pc *proxy.Conn, conn net.Conn, log *slog
 	return c
 }
 
-// Read reads with a deadline of min(now+idle, pre-auth deadline), or fails at
-// once when the session was cancelled or is to be hung up.
+// Read is what go-smtp reads: bytes left over from the DATA relay first
+// (see datatap.go), then the connection.
 func (c *clientConn) Read(b []byte) (int, error) {
+	if c.broken != nil {
+		return 0, c.broken
+	}
+	if c.farewell.Load() != nil {
+		return c.sayFarewell()
+	}
+	if c.cancelled.Load() {
+		return 0, errCancelled
+	}
+	switch c.tap {
+	case tapArmed:
+		return c.readArmed(b)
+	case tapTaken:
+		return 0, errTapHandoff
+	}
+	if len(c.pend) > 0 {
+		return c.handOn(b, len(c.pend)), nil
+	}
+	if c.pendErr != nil {
+		err := c.pendErr
+		c.pendErr = nil
+		return 0, err
+	}
+	n, err := c.read(b)
+	c.noteTail(b[:n])
+	return n, err
+}
+
+// read reads with a deadline of min(now+idle, pre-auth deadline), or fails at
+// once when the session was cancelled or is to be hung up.
+func (c *clientConn) read(b []byte) (int, error) {
 	if c.farewell.Load() != nil {
 		return c.sayFarewell()
 	}

@@ -17,7 +17,8 @@
 // Towards the upstream it says EHLO, STARTTLS (or uses implicit TLS), EHLO
 // and AUTH XOAUTH2 with user= the token's own identity: Exchange Online
 // refuses a shared mailbox as SMTP user, and sending as one is MAIL FROM
-// with Send As.
+// with Send As. The plaintext part up to the TLS handshake is the front's
+// own (upstreamtls.go); go-smtp's client takes over on the TLS connection.
 //
 // Design decisions:
 //
@@ -40,9 +41,18 @@
 //   - Upstream replies (code, enhanced code, text) reach the client
 //     unchanged; the log adds their cause and fix from package diagnose
 //     (why=...), as it does for failed logins.
-//     DATA streams through a fixed buffer. A client whose data breaks off
+//     DATA streams through fixed buffers. A client whose data breaks off
 //     never completes the upstream message: the upstream connection is
-//     dropped instead. An upstream that fails at any point gives the client
+//     dropped instead.
+//
+//   - The message data does not go through go-smtp's byte-at-a-time DATA
+//     reader and writer. A DATA message is taken from the client stream by
+//     the bulk relay (datatap.go: go-smtp keeps the dialogue and reads the
+//     end-of-data line itself), unstuffed and stuffed again in bulk
+//     (dotcodec.go) and written onto the upstream connection under
+//     go-smtp's client, whose DATA writer only ends it. The bytes the
+//     upstream receives are those go-smtp alone would send; the tests hold
+//     the codecs to go-smtp's and net/textproto's originals. An upstream that fails at any point gives the client
 //     a 4xx ("451 4.4.2" or the upstream's own reply), never a 250.
 //
 //   - After an upstream failure the upstream session is dropped and the

@@ -264,7 +264,9 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 		cc.hangUp("")
 		return nil, replyShuttingDown
 	}
-	return newSession(s, cc), nil
+	sess := newSession(s, cc)
+	sess.maxBytes = c.Server().MaxMessageBytes
+	return sess, nil
 }
 
 // errorLog passes go-smtp's internal messages to slog: recovered panics at

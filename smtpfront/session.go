@@ -17,16 +17,24 @@ import (
 
 // Bounds of a session.
 const (
-	// dataBufSize is the buffer of the DATA relay: the message streams
+	// dataBufSize is the buffer of what go-smtp's reader decodes (a BDAT
+	// message, or the start of a DATA message); the message streams
 	// through it, never held whole.
 	dataBufSize = 32 << 10
+	// encBufSize is the buffer of the stuffed message towards the upstream:
+	// each write is about half of it (two full TLS records).
+	encBufSize = 64 << 10
 	// maxRedialFailures is the number of failed redials in a row after which
 	// the session is closed with 421.
 	maxRedialFailures = 3
 )
 
-// dataBufs recycles DATA relay buffers between messages and sessions.
-var dataBufs = sync.Pool{New: func() any { b := make([]byte, dataBufSize); return &b }}
+// dataBufs and encBufs recycle the relay's buffers between messages and
+// sessions.
+var (
+	dataBufs = sync.Pool{New: func() any { b := make([]byte, dataBufSize); return &b }}
+	encBufs  = sync.Pool{New: func() any { b := make([]byte, encBufSize); return &b }}
+)
 
 // session relays one client session to one upstream session. go-smtp calls
 // its methods from the connection's goroutine, except Data for BDAT, which
@@ -40,8 +48,9 @@ var dataBufs = sync.Pool{New: func() any { b := make([]byte, dataBufSize); retur
 // fresh token; the slot stays held meanwhile. After maxRedialFailures failed
 // redials in a row the session ends with 421.
 type session struct {
-	srv *Server
-	cc  *clientConn
+	srv      *Server
+	cc       *clientConn
+	maxBytes int64 // the go-smtp server's message size limit (0: none)
 	// live is the upstream for the context watcher, which aborts it without
 	// taking mu when the session's context ends.
 	live      atomic.Pointer[upstream]
@@ -165,9 +174,14 @@ func (s *session) Data(r io.Reader) error {
 	// A reload that ends the session now lets this message finish.
 	s.cc.beginData()
 	defer s.cc.endData()
-	bp := dataBufs.Get().(*[]byte)
-	n, rerr, werr := copyData(w, r, *bp, func(n int64) { proxy.RecordRelayed(s.cc.ctx, proxy.ClientToUpstream, n) })
-	dataBufs.Put(bp)
+	// The message goes onto the upstream connection under go-smtp's client,
+	// stuffed by dotEncoder; only its final CRLF goes through the client's
+	// own DATA writer, which then ends the data and reads the reply.
+	bp := encBufs.Get().(*[]byte)
+	defer encBufs.Put(bp)
+	enc := newDotEncoder(up.conn, *bp, func(n int64) { proxy.RecordRelayed(s.cc.ctx, proxy.ClientToUpstream, n) })
+	n, bulk, rerr := s.readMessage(r, enc)
+	tail, werr := enc.finish()
 	switch {
 	case rerr != nil:
 		s.discard("client data ended early, dropping the unfinished upstream message", rerr)
@@ -182,14 +196,56 @@ func (s *session) Data(r io.Reader) error {
 	case werr != nil:
 		return s.upstreamFailed("DATA", werr)
 	}
+	if _, err := w.Write(tail); err != nil {
+		return s.upstreamFailed("DATA", err)
+	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
 		return s.upstreamFailed("DATA", err)
 	}
 	s.messages++
 	s.bytes += n
-	s.log.Info("message relayed", "bytes", n, "upstream_reply", resp.StatusText)
+	s.log.Info("message relayed", "bytes", n, "bulk_bytes", bulk, "upstream_reply", resp.StatusText)
 	return nil
+}
+
+// readMessage reads the client's message from r (go-smtp's DATA or BDAT
+// reader) into enc, to its end or the first read error; a write error stays
+// in enc and the rest is read but dropped. For DATA it lets the bulk relay
+// take over the client stream (datatap.go). n counts message bytes, bulk
+// those of them the bulk relay read.
+func (s *session) readMessage(r io.Reader, enc *dotEncoder) (n, bulk int64, err error) {
+	if s.cc.armTap(r) {
+		defer s.cc.disarmTap()
+	}
+	bp := dataBufs.Get().(*[]byte)
+	defer dataBufs.Put(bp)
+	buf := *bp
+	for {
+		k, err := r.Read(buf)
+		if k > 0 {
+			enc.Write(buf[:k])
+			n += int64(k)
+		}
+		switch {
+		case err == errTapHandoff:
+			limit := int64(-1)
+			if s.maxBytes > 0 {
+				limit = max(s.maxBytes-n, 0)
+			}
+			m, err := s.cc.relayMessage(enc, limit)
+			n += m
+			bulk += m
+			if err != nil {
+				return n, bulk, err
+			}
+			// go-smtp's reader now reads the end-of-data line and ends.
+		case err == io.EOF:
+			return n, bulk, nil
+		case err != nil:
+			return n, bulk, err
+		}
+	}
 }
 
 // Reset implements smtp.Session (RSET, a new EHLO, the end of DATA): an

@@ -2,7 +2,6 @@ package smtpfront
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -48,7 +47,7 @@ type upstream struct {
 
 // abort drops the connection at once: an unfinished DATA is not completed.
 // It is safe to call from any goroutine.
-func (u *upstream) abort() { u.conn.Conn.Close() }
+func (u *upstream) abort() { u.conn.raw.Close() }
 
 // quit ends the session politely and waits (bounded) for the upstream to
 // close the connection.
@@ -65,9 +64,8 @@ func (u *upstream) quit() {
 // identity (Exchange refuses a shared mailbox as SMTP user; sending as one
 // is MAIL FROM:<shared> with Send As). It closes conn on any error.
 func (s *Server) loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct proxy.Account, token string) (*upstream, error) {
-	uc := &upstreamConn{Conn: conn}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	c, err := s.helloUpstream(uc, d)
+	c, uc, err := s.helloUpstream(ctx, conn, d)
 	if err == nil {
 		// The two-step form ("AUTH XOAUTH2", "334 ", response): a token on the
 		// command line exceeds some servers' line limit (Dovecot's submission
@@ -95,34 +93,27 @@ func (s *Server) loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dial
 	return &upstream{c: c, conn: uc, addr: d.Addr, ext: ext}, nil
 }
 
-// helloUpstream reads the greeting and says EHLO, with STARTTLS and a second
-// EHLO in starttls mode (the TLS handshake, verified with d.TLS, runs with
-// the second EHLO).
-func (s *Server) helloUpstream(uc *upstreamConn, d *proxy.Dialer) (*smtp.Client, error) {
-	var (
-		c   *smtp.Client
-		err error
-	)
+// helloUpstream reads the greeting and says EHLO; in starttls mode it first
+// runs the plaintext part (greeting, EHLO, STARTTLS, the verified
+// handshake) itself, so that the session can write a message's data onto
+// the TLS connection under go-smtp's client (dotEncoder), and go-smtp's
+// client starts on the TLS connection with the greeting replayed.
+func (s *Server) helloUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer) (*smtp.Client, *upstreamConn, error) {
+	uc := &upstreamConn{Conn: conn, raw: conn}
 	if d.Mode == proxy.TLSStartTLS {
-		c, err = smtp.NewClientStartTLS(uc, d.TLS)
+		tc, greeting, err := startTLS(ctx, conn, d, s.opts.Domain)
 		if err != nil {
-			return nil, fmt.Errorf("greeting, EHLO and STARTTLS at %s: %w (%w: check that the upstream offers STARTTLS on this port, or set upstream_tls: implicit)", d.Addr, err, proxy.ErrUpstreamUnavailable)
+			return nil, nil, err
 		}
-	} else {
-		c = smtp.NewClient(uc)
+		uc.Conn, uc.replay = tc, greeting
 	}
+	c := smtp.NewClient(uc)
 	c.CommandTimeout = loginStepTimeout(d)
 	if err := c.Hello(s.opts.Domain); err != nil {
 		c.Close()
-		// In starttls mode the handshake runs with this EHLO: a refused
-		// certificate gets its cause and fix, as with implicit TLS.
-		var verr *tls.CertificateVerificationError
-		if errors.As(err, &verr) {
-			return nil, d.HandshakeError(err)
-		}
-		return nil, fmt.Errorf("EHLO at %s: %w (%w: check the network, the upstream's certificate and upstream_tls)", d.Addr, err, proxy.ErrUpstreamUnavailable)
+		return nil, nil, fmt.Errorf("EHLO at %s: %w (%w: check the network, the upstream's certificate and upstream_tls)", d.Addr, err, proxy.ErrUpstreamUnavailable)
 	}
-	return c, nil
+	return c, uc, nil
 }
 
 // loginStepTimeout bounds one reply during login, the TLS handshake included.
@@ -155,10 +146,22 @@ func hasExt(c *smtp.Client, name string) bool {
 
 // upstreamConn is the upstream connection under the go-smtp client: every
 // write has a deadline, and after QUIT, Close waits for the upstream to
-// close its side first.
+// close its side first. In starttls mode it begins by replaying the
+// greeting that startTLS read in plaintext.
 type upstreamConn struct {
-	net.Conn
+	net.Conn              // plaintext or TLS: what go-smtp's client speaks SMTP over
+	raw          net.Conn // the TCP connection, closed by abort
+	replay       []byte   // read before Conn
 	drainOnClose atomic.Bool
+}
+
+func (c *upstreamConn) Read(b []byte) (int, error) {
+	if len(c.replay) > 0 {
+		n := copy(b, c.replay)
+		c.replay = c.replay[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
 }
 
 func (c *upstreamConn) Write(b []byte) (int, error) {
@@ -172,27 +175,4 @@ func (c *upstreamConn) Close() error {
 		io.Copy(io.Discard, io.LimitReader(c.Conn, maxQuitDrain))
 	}
 	return c.Conn.Close()
-}
-
-// copyData streams r (the client's message) into w (the upstream's DATA)
-// through buf, telling apart the side that failed: rerr from the client,
-// werr from the upstream. relayed is told the bytes of each write.
-func copyData(w io.Writer, r io.Reader, buf []byte, relayed func(int64)) (n int64, rerr, werr error) {
-	for {
-		nr, er := r.Read(buf)
-		if nr > 0 {
-			nw, ew := w.Write(buf[:nr])
-			n += int64(nw)
-			relayed(int64(nw))
-			if ew != nil {
-				return n, nil, ew
-			}
-		}
-		if er == io.EOF {
-			return n, nil, nil
-		}
-		if er != nil {
-			return n, er, nil
-		}
-	}
 }

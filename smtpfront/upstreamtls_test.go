@@ -1,0 +1,155 @@
+package smtpfront
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/xoauthd/xoauthd/proxy"
+)
+
+func TestExpectReply(t *testing.T) {
+	tests := []struct {
+		in, err string // err: "" for success, else a part of the error
+		want    int
+		code    int // of an *smtp.SMTPError
+		enh     smtp.EnhancedCode
+		msg     string
+	}{
+		{in: "220 mail.example.com ESMTP\r\n", want: 220},
+		{in: "220-first\r\n220-second\r\n220 last\r\n", want: 220},
+		{in: "220\r\n", want: 220},
+		{in: "250-a\r\n250 b\r\n", want: 250},
+		{in: "554 5.7.1 no service for you\r\n", want: 220, code: 554, enh: smtp.EnhancedCode{5, 7, 1}, msg: "no service for you"},
+		{in: "421-4.3.2 busy\r\n421 4.3.2 try later\r\n", want: 220, code: 421, enh: smtp.EnhancedCode{4, 3, 2}, msg: "busy\ntry later"},
+		{in: "454 TLS not available\r\n", want: 220, code: 454, enh: smtp.NoEnhancedCode, msg: "TLS not available"},
+		{in: "220-a\r\n250 b\r\n", want: 220, err: "codes 220 and 250"},
+		{in: "hello\r\n", want: 220, err: "malformed"},
+		{in: "22\r\n", want: 220, err: "malformed"},
+		{in: "220xfoo\r\n", want: 220, err: "malformed"},
+		{in: "999 x\r\n", want: 220, err: "malformed"},
+		{in: "220 " + strings.Repeat("x", 2000) + "\r\n", want: 220, err: "longer than"},
+		{in: strings.Repeat("250-x\r\n", 200), want: 250, err: "longer than 100 lines"},
+		{in: "220 cut", want: 220, err: "EOF"},
+	}
+	for _, tt := range tests {
+		raw, err := expectReply(bufio.NewReaderSize(strings.NewReader(tt.in), 1024), tt.want)
+		var se *smtp.SMTPError
+		switch {
+		case tt.code != 0:
+			if !errors.As(err, &se) || se.Code != tt.code || se.EnhancedCode != tt.enh || se.Message != tt.msg {
+				t.Errorf("%q: err %#v, want code %d %v %q", tt.in, err, tt.code, tt.enh, tt.msg)
+			}
+		case tt.err != "":
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%q: err %v, want %q", tt.in, err, tt.err)
+			}
+		default:
+			if err != nil || string(raw) != tt.in {
+				t.Errorf("%q: got %q, %v", tt.in, raw, err)
+			}
+		}
+	}
+}
+
+func TestOffersStartTLS(t *testing.T) {
+	for in, want := range map[string]bool{
+		"250-mail.example.com\r\n250-SIZE 1000\r\n250 STARTTLS\r\n": true,
+		"250-mail.example.com\r\n250-starttls\r\n250 8BITMIME\r\n":   true,
+		"250-mail.example.com\r\n250 8BITMIME\r\n":                   false,
+		"250 STARTTLS\r\n":                                           false, // the first line is the host
+		"250-x\r\n250 STARTTLSX\r\n":                                 false,
+	} {
+		if got := offersStartTLS([]byte(in)); got != want {
+			t.Errorf("offersStartTLS(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func FuzzExpectReply(f *testing.F) {
+	for _, s := range []string{"220 ok\r\n", "250-a\r\n250 b\r\n", "554 5.7.1 no\r\n", "421-4.3.2 a\r\n421 4.3.2 b\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		raw, err := expectReply(bufio.NewReaderSize(strings.NewReader(string(in)), 1024), 250)
+		if err == nil && (len(raw) == 0 || len(raw) > len(in) || string(raw) != string(in[:len(raw)])) {
+			t.Fatalf("reply %q is not a prefix of the input", raw)
+		}
+		var se *smtp.SMTPError
+		if errors.As(err, &se) && (se.Code < 200 || se.Code > 599 || se.Code == 250) {
+			t.Fatalf("SMTPError with code %d", se.Code)
+		}
+	})
+}
+
+// scriptedUpstream answers the plaintext part of a STARTTLS session with
+// the given replies (one per expected command, the first is the greeting).
+func scriptedUpstream(t *testing.T, replies ...string) net.Conn {
+	t.Helper()
+	client, server := net.Pipe()
+	t.Cleanup(func() { client.Close(); server.Close() })
+	go func() {
+		br := bufio.NewReader(server)
+		for i, r := range replies {
+			if i > 0 {
+				if _, err := br.ReadString('\n'); err != nil {
+					return
+				}
+			}
+			if _, err := server.Write([]byte(r)); err != nil {
+				return
+			}
+		}
+		// Wait for the client to close (or a TLS ClientHello).
+		br.ReadByte()
+	}()
+	return client
+}
+
+func TestStartTLSFailures(t *testing.T) {
+	d := &proxy.Dialer{Addr: "smtp.example.test:587", Mode: proxy.TLSStartTLS, TLS: &tls.Config{ServerName: "smtp.example.test"}, HandshakeTimeout: time.Second}
+	tests := []struct {
+		name    string
+		replies []string
+		want    string
+	}{
+		{"refusing greeting", []string{"554 5.7.1 go away\r\n"}, "greeting: SMTP error 554"},
+		{"no STARTTLS", []string{"220 hi\r\n", "250-hi\r\n250 8BITMIME\r\n"}, "does not offer STARTTLS"},
+		{"STARTTLS refused", []string{"220 hi\r\n", "250-hi\r\n250 STARTTLS\r\n", "454 4.7.0 TLS not available\r\n"}, "STARTTLS: SMTP error 454"},
+		// A reply smuggled behind the STARTTLS reply would be read as if it
+		// came over TLS (the CVE-2011-0411 kind of injection).
+		{"injection", []string{"220 hi\r\n", "250-hi\r\n250 STARTTLS\r\n", "220 go ahead\r\n250 injected\r\n"}, "sent data behind its STARTTLS reply"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn := scriptedUpstream(t, tt.replies...)
+			_, _, err := startTLS(context.Background(), conn, d, "front.test")
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, proxy.ErrUpstreamUnavailable) {
+				t.Fatalf("err %v, want %q and ErrUpstreamUnavailable", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), "upstream_tls: implicit") {
+				t.Fatalf("err %v lacks the fix", err)
+			}
+		})
+	}
+}
+
+func TestStartTLSCancelled(t *testing.T) {
+	d := &proxy.Dialer{Addr: "smtp.example.test:587", Mode: proxy.TLSStartTLS, TLS: &tls.Config{ServerName: "smtp.example.test"}, HandshakeTimeout: time.Second}
+	client, server := net.Pipe()
+	defer server.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	// The upstream never greets.
+	_, _, err := startTLS(ctx, client, d, "front.test")
+	if err == nil || !errors.Is(err, proxy.ErrUpstreamUnavailable) {
+		t.Fatalf("err %v, want ErrUpstreamUnavailable", err)
+	}
+}
