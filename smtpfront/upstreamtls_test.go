@@ -62,10 +62,10 @@ func TestExpectReply(t *testing.T) {
 func TestOffersStartTLS(t *testing.T) {
 	for in, want := range map[string]bool{
 		"250-mail.example.com\r\n250-SIZE 1000\r\n250 STARTTLS\r\n": true,
-		"250-mail.example.com\r\n250-starttls\r\n250 8BITMIME\r\n":   true,
-		"250-mail.example.com\r\n250 8BITMIME\r\n":                   false,
-		"250 STARTTLS\r\n":                                           false, // the first line is the host
-		"250-x\r\n250 STARTTLSX\r\n":                                 false,
+		"250-mail.example.com\r\n250-starttls\r\n250 8BITMIME\r\n":  true,
+		"250-mail.example.com\r\n250 8BITMIME\r\n":                  false,
+		"250 STARTTLS\r\n":           false, // the first line is the host
+		"250-x\r\n250 STARTTLSX\r\n": false,
 	} {
 		if got := offersStartTLS([]byte(in)); got != want {
 			t.Errorf("offersStartTLS(%q) = %v, want %v", in, got, want)
