@@ -194,7 +194,7 @@ func (c *clientConn) releasePending() {
 // relayMessage is step 2: it decodes the rest of the message from the raw
 // stream (the tap is taken, the stream at a line start) into w, up to the
 // end-of-data line, which it leaves in pend for go-smtp. It counts the
-// message bytes and checks them against limit (no limit if <= 0) and every
+// message bytes and checks them against limit (no limit if < 0) and every
 // line against go-smtp's line limit. Past limit the rest is read but not
 // written (smtp.ErrDataTooLarge); a write error of w is w's to report (a
 // dotEncoder keeps it). A read error or a too long line ends the stream for
@@ -204,7 +204,7 @@ func (c *clientConn) relayMessage(w io.Writer, limit int64) (n int64, err error)
 	tooLarge := false
 	emit := func(run []byte) {
 		n += int64(len(run))
-		if limit > 0 && n > limit {
+		if limit >= 0 && n > limit {
 			tooLarge = true
 		}
 		if !tooLarge {

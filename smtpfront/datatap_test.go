@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-smtp"
 )
 
 func TestAtLineStart(t *testing.T) {
@@ -291,5 +293,39 @@ func TestDataTapSizeLimit(t *testing.T) {
 	msgs := h.up.messages()
 	if len(msgs) != 3 || len(msgs[0].data) != limit-1 || len(msgs[1].data) != limit-100 || len(msgs[2].data) != 100 {
 		t.Fatalf("upstream got %d messages, want the three within the limit", len(msgs))
+	}
+}
+
+// TestRelayMessageLimit checks the size bound of the bulk relay at its
+// edges: limit is what go-smtp's reader has left (0: nothing more may
+// come), -1 none.
+func TestRelayMessageLimit(t *testing.T) {
+	tests := []struct {
+		limit   int64
+		tooBig  bool
+		written string
+	}{
+		{-1, false, "ab\r\n..\r\n"},
+		{7, false, "ab\r\n..\r\n"}, // "ab\r\n" + ".\r\n" after unstuffing: 7 bytes
+		{6, true, ""},
+		{5, true, ""},
+		{0, true, ""},
+	}
+	for _, tt := range tests {
+		c := &clientConn{tap: tapTaken, pend: []byte("ab\r\n..\r\n.\r\nQUIT\r\n")}
+		var out bytes.Buffer
+		enc := newDotEncoder(&out, make([]byte, 64), nil)
+		n, err := c.relayMessage(enc, tt.limit)
+		tail, _ := enc.finish()
+		out.Write(tail)
+		if n != 7 || (err != nil) != tt.tooBig || tt.tooBig && err != smtp.ErrDataTooLarge {
+			t.Errorf("limit %d: n %d err %v, want 7 and too large %v", tt.limit, n, err, tt.tooBig)
+		}
+		if !tt.tooBig && out.String() != tt.written {
+			t.Errorf("limit %d: wrote %q, want %q", tt.limit, out.String(), tt.written)
+		}
+		if string(c.pend) != ".\r\nQUIT\r\n" || c.tap != tapOff {
+			t.Errorf("limit %d: left %q (tap %d), want the end line and QUIT for go-smtp", tt.limit, c.pend, c.tap)
+		}
 	}
 }
