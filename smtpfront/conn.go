@@ -42,6 +42,7 @@ type clientConn struct {
 	// then reports the end of input: go-smtp closes the connection.
 	farewell     atomic.Pointer[string]
 	farewellSent atomic.Bool
+	lastReply    atomic.Int32 // replyOpen, replyLast or replyMuted (see hangUp)
 	// upgraded: go-smtp began a STARTTLS handshake over this connection;
 	// from then on nothing may be written to it but TLS records. top is
 	// go-smtp's TLS connection, known from the first session after it.
@@ -171,9 +172,34 @@ func (c *clientConn) cancel() {
 }
 
 // hangUp ends the session at the next read: line (a full reply with CRLF, or
-// "") is written first.
+// "") is written first. "" means the reply go-smtp writes next is the last
+// one (a 421): replies to commands the client pipelined behind it are
+// dropped, since nothing may follow a 421 (RFC 5321 §3.8).
 func (c *clientConn) hangUp(line string) {
 	c.farewell.CompareAndSwap(nil, &line)
+	if line == "" {
+		c.lastReply.CompareAndSwap(replyOpen, replyLast)
+	}
+}
+
+// States of clientConn.lastReply.
+const (
+	replyOpen  = iota // replies go to the client
+	replyLast         // the next write is the last reply
+	replyMuted        // the last reply was written; later ones are dropped
+)
+
+// Write is what go-smtp writes (replies, or TLS records after its STARTTLS).
+func (c *clientConn) Write(b []byte) (int, error) {
+	switch c.lastReply.Load() {
+	case replyMuted:
+		return len(b), nil
+	case replyLast:
+		n, err := c.Conn.Write(b)
+		c.lastReply.Store(replyMuted)
+		return n, err
+	}
+	return c.Conn.Write(b)
 }
 
 // sessionClosed is the session's proxy.OnSessionClose: a reload removed the

@@ -117,7 +117,8 @@ func TestReloadLetsDataFinish(t *testing.T) {
 }
 
 // TestReloadRefusesPipelinedCommands: commands pipelined behind a message
-// that was being relayed when the session was closed get 421, never 250.
+// that was being relayed when the session was closed get one 421, and
+// nothing after it.
 func TestReloadRefusesPipelinedCommands(t *testing.T) {
 	sessions := &proxy.Sessions{}
 	m := newFakeMetrics()
@@ -140,15 +141,10 @@ func TestReloadRefusesPipelinedCommands(t *testing.T) {
 	if rest == "" {
 		t.Fatal("no 421 after the message")
 	}
-	// MAIL gets the 421; go-smtp itself refuses what depended on it.
-	lines := strings.Split(strings.TrimSuffix(rest, "\r\n"), "\r\n")
-	if lines[0] != "421 4.7.0 Account changed, closing connection" {
-		t.Errorf("MAIL after the reload got %q, want 421 4.7.0", lines[0])
-	}
-	for _, line := range lines {
-		if line[0] == '2' || line[0] == '3' {
-			t.Errorf("after the reload the client got %q, want only refusals", line)
-		}
+	// MAIL gets the 421; the replies go-smtp gives RCPT and DATA are not
+	// sent.
+	if rest != "421 4.7.0 Account changed, closing connection\r\n" {
+		t.Errorf("after the reload the client got %q, want one 421 4.7.0", rest)
 	}
 	if n := len(h.up.messages()); n != 1 {
 		t.Fatalf("upstream got %d messages, want the one being relayed", n)
