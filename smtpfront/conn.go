@@ -51,8 +51,10 @@ type clientConn struct {
 
 	// The DATA tap (datatap.go), used only on the connection's goroutine
 	// (go-smtp's reads and the session's Data for DATA).
-	tap     tapState
-	tail    [3]byte // the last bytes handed to go-smtp, oldest first
+	tap  tapState
+	tail [3]byte // the last bytes handed to go-smtp, oldest first
+	// What go-smtp's reader holds, for command pipelining (pipeline.go).
+	line    lineState
 	pend    []byte  // bytes read from the client, not yet handed on; in pendBuf
 	pendBuf *[]byte // from rawBufs while pend is in use
 	pendErr error   // the read error behind pend, reported once pend is used up
@@ -77,8 +79,11 @@ func newClientConn(ctx context.Context, pc *proxy.Conn, conn net.Conn, log *slog
 	return c
 }
 
-// Read is what go-smtp reads: bytes left over from the DATA relay first
-// (see datatap.go), then the connection.
+// Read is what go-smtp reads: bytes left over from the DATA relay or behind
+// a line first (see datatap.go), then the connection. Outside a bulk DATA
+// relay it hands on at most one line per call, so that what the client
+// pipelined behind a command stays in pend, where the session can see it
+// (pipeline.go).
 func (c *clientConn) Read(b []byte) (int, error) {
 	if c.broken != nil {
 		return 0, c.broken
@@ -96,7 +101,7 @@ func (c *clientConn) Read(b []byte) (int, error) {
 		return 0, errTapHandoff
 	}
 	if len(c.pend) > 0 {
-		return c.handOn(b, len(c.pend)), nil
+		return c.handOn(b, lineLen(c.pend)), nil
 	}
 	if c.pendErr != nil {
 		err := c.pendErr
@@ -104,7 +109,11 @@ func (c *clientConn) Read(b []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.read(b)
+	if !c.upgraded.Load() {
+		n, err = c.keepAfterLine(b, n, err)
+	}
 	c.noteTail(b[:n])
+	c.noteLine(b[:n])
 	return n, err
 }
 
@@ -191,6 +200,13 @@ const (
 
 // Write is what go-smtp writes (replies, or TLS records after its STARTTLS).
 func (c *clientConn) Write(b []byte) (int, error) {
+	if c.startsTLS(b) {
+		// What the client sent behind STARTTLS came before the handshake
+		// and is dropped, as go-smtp drops its own buffer (RFC 3207 §4.2,
+		// CVE-2011-0411).
+		c.pend = c.pend[:0]
+		c.releasePending()
+	}
 	switch c.lastReply.Load() {
 	case replyMuted:
 		return len(b), nil

@@ -94,6 +94,7 @@ func (c *clientConn) handOn(b []byte, n int) int {
 	n = copy(b, c.pend[:n])
 	c.pend = c.pend[n:]
 	c.noteTail(b[:n])
+	c.noteLine(b[:n])
 	if len(c.pend) == 0 && c.tap == tapOff {
 		c.releasePending()
 	}

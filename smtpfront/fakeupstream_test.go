@@ -45,25 +45,51 @@ type fakeUpstream struct {
 	ln   net.Listener
 
 	mu          sync.Mutex
-	rejectToken map[string]bool   // tokens refused at AUTH
-	authErr     *smtp.SMTPError   // final AUTH reply for a refused token (default 535 5.7.8)
-	authFail    *smtp.SMTPError   // when set, AUTH fails with it even for a good token
-	mailErr     *smtp.SMTPError   // MAIL reply instead of 250
-	rcptErr     *smtp.SMTPError   // RCPT reply instead of 250
-	dataErr     *smtp.SMTPError   // final DATA reply instead of 250
-	nextDrop    func() dropPlan   // consulted at each DATA
-	msgs        []fakeMsg         // accepted messages
-	users       []string          // user= of successful AUTHs
-	active      int               // sessions open now
-	maxActive   int               // most sessions open at once
-	conns       map[net.Conn]bool // live connections
-	dataStarted int               // DATA transfers begun
-	discardData bool              // count messages but do not keep them (benchmarks)
-	forgetAuth  bool              // RSET and EHLO end the login (as some servers might)
-	discarded   int               // messages accepted and dropped
+	rejectToken map[string]bool            // tokens refused at AUTH
+	authErr     *smtp.SMTPError            // final AUTH reply for a refused token (default 535 5.7.8)
+	authFail    *smtp.SMTPError            // when set, AUTH fails with it even for a good token
+	mailErr     *smtp.SMTPError            // MAIL reply instead of 250
+	rcptErr     *smtp.SMTPError            // RCPT reply instead of 250
+	dataErr     *smtp.SMTPError            // final DATA reply instead of 250
+	nextDrop    func() dropPlan            // consulted at each DATA
+	msgs        []fakeMsg                  // accepted messages
+	users       []string                   // user= of successful AUTHs
+	active      int                        // sessions open now
+	maxActive   int                        // most sessions open at once
+	conns       map[net.Conn]bool          // live connections
+	dataStarted int                        // DATA transfers begun
+	discardData bool                       // count messages but do not keep them (benchmarks)
+	forgetAuth  bool                       // RSET and EHLO end the login (as some servers might)
+	discarded   int                        // messages accepted and dropped
+	refuseRcpt  map[string]*smtp.SMTPError // RCPT replies for these recipients
+	wire        wireLog                    // what the upstream read, chunk by chunk (envelope commands only)
 }
 
-func newFakeUpstream(t testing.TB, tlsConfig *tls.Config, mode upstreamMode) *fakeUpstream {
+// wireLog keeps the chunks the fake upstream read that hold envelope
+// commands, one per read (one TLS record), to see what came in one write.
+type wireLog struct {
+	mu     sync.Mutex
+	chunks []string
+}
+
+func (w *wireLog) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("RCPT TO:")) || bytes.Contains(p, []byte("MAIL FROM:")) {
+		w.mu.Lock()
+		if len(w.chunks) < 10000 {
+			w.chunks = append(w.chunks, string(p[:min(len(p), 16<<10)]))
+		}
+		w.mu.Unlock()
+	}
+	return len(p), nil
+}
+
+func (w *wireLog) list() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.chunks...)
+}
+
+func newFakeUpstream(t testing.TB, tlsConfig *tls.Config, mode upstreamMode, recordWire bool) *fakeUpstream {
 	t.Helper()
 	f := &fakeUpstream{t: t, rejectToken: map[string]bool{}, conns: map[net.Conn]bool{}}
 	f.srv = smtp.NewServer(smtp.BackendFunc(f.newSession))
@@ -74,6 +100,9 @@ func newFakeUpstream(t testing.TB, tlsConfig *tls.Config, mode upstreamMode) *fa
 	f.srv.MaxMessageBytes = 30 << 20
 	f.srv.EnableSMTPUTF8 = true
 	f.srv.ErrorLog = log.New(io.Discard, "", 0)
+	if recordWire {
+		f.srv.Debug = &f.wire
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -215,6 +244,9 @@ func (s *fakeSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	defer s.f.mu.Unlock()
 	if s.f.rcptErr != nil {
 		return s.f.rcptErr
+	}
+	if e := s.f.refuseRcpt[to]; e != nil {
+		return e
 	}
 	s.to = append(s.to, to)
 	return nil

@@ -229,9 +229,14 @@ const (
 	upstreamNoTLS                        // no STARTTLS offered at all
 )
 
+// recordUpstreamWire, as an option of newHarness, has the fake upstream
+// keep the chunks of envelope commands it reads (fakeUpstream.wire).
+type recordUpstreamWire struct{}
+
 // newHarness starts a harness; opts are func(*Options) for the front,
-// func(*proxy.Server) for the listener and an upstreamMode for the fake
-// upstream.
+// func(*Server) for the front before it serves, func(*proxy.Server) for
+// the listener, an upstreamMode and
+// recordUpstreamWire for the fake upstream.
 func newHarness(t testing.TB, opts ...any) *harness {
 	t.Helper()
 	pki := newTestPKI(t)
@@ -239,21 +244,27 @@ func newHarness(t testing.TB, opts ...any) *harness {
 	var logger *slog.Logger
 	h.log, logger = newTestLog(t)
 	mode := upstreamStartTLS
+	recordWire := false
 	var frontOpts []func(*Options)
 	var serverOpts []func(*proxy.Server)
+	var frontHooks []func(*Server)
 	for _, o := range opts {
 		switch o := o.(type) {
 		case upstreamMode:
 			mode = o
+		case recordUpstreamWire:
+			recordWire = true
 		case func(*Options):
 			frontOpts = append(frontOpts, o)
 		case func(*proxy.Server):
 			serverOpts = append(serverOpts, o)
+		case func(*Server):
+			frontHooks = append(frontHooks, o)
 		default:
 			t.Fatalf("newHarness: unknown option %T", o)
 		}
 	}
-	h.up = newFakeUpstream(t, pki.server, mode)
+	h.up = newFakeUpstream(t, pki.server, mode, recordWire)
 	dialMode := proxy.TLSStartTLS
 	if mode == upstreamImplicit {
 		dialMode = proxy.TLSImplicit
@@ -273,6 +284,9 @@ func newHarness(t testing.TB, opts ...any) *harness {
 		o(&fo)
 	}
 	h.front = New(fo)
+	for _, o := range frontHooks {
+		o(h.front)
+	}
 	ln, err := proxy.Listen(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -123,6 +123,10 @@ type Server struct {
 	// connect opens a logged-in upstream session for acct; it is
 	// proxy.Connect with loginUpstream.
 	connect func(ctx context.Context, acct proxy.Account) (*upstream, error)
+	// maxRcpts is go-smtp's limit of recipients per message and
+	// maxPipelined that of the RCPTs sent upstream with a MAIL (pipeline.go);
+	// both maxRecipients, except in tests.
+	maxRcpts, maxPipelined int
 
 	mu       sync.Mutex
 	closed   bool                           // set by Close
@@ -142,6 +146,9 @@ func New(opts Options) *Server {
 		opts:     opts.withDefaults(),
 		exts:     newExtCache(),
 		profiles: make(map[ehloProfile]*profileServer),
+
+		maxRcpts:     maxRecipients,
+		maxPipelined: maxRecipients,
 	}
 	s.slots = newSlots(s.opts.MaxUpstreamPerIdentity)
 	s.connect = func(ctx context.Context, acct proxy.Account) (*upstream, error) {
@@ -238,7 +245,7 @@ func (s *Server) newProfileServer(p ehloProfile) *smtp.Server {
 	srv.MaxMessageBytes = p.size
 	srv.EnableSMTPUTF8 = p.smtputf8
 	srv.MaxLineLength = maxLineLength
-	srv.MaxRecipients = maxRecipients
+	srv.MaxRecipients = s.maxRcpts
 	if p.secure {
 		// TLS is the front's, under the connection go-smtp reads: AUTH is
 		// safe, STARTTLS has nothing left to do.

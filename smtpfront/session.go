@@ -64,11 +64,13 @@ type session struct {
 	release func()    // gives back the identity's slot; nil before AUTH and after Logout
 	up      *upstream // nil between an upstream failure and the next MAIL
 
-	inTx           bool   // a MAIL was accepted upstream and the transaction is open there
-	from           string // the envelope sender of the transaction, for the log's explanations
-	authFailures   int    // failed AUTH commands
-	redialFailures int    // failed redials in a row
-	messages       int    // messages the upstream accepted
+	inTx           bool              // a MAIL was accepted upstream and the transaction is open there
+	from           string            // the envelope sender of the transaction
+	mailOpts       *smtp.MailOptions // its MAIL parameters as relayed upstream
+	rcpts          []string          // its recipients the upstream accepted (for realign)
+	authFailures   int               // failed AUTH commands
+	redialFailures int               // failed redials in a row
+	messages       int               // messages the upstream accepted
 	bytes          int64
 }
 
@@ -98,7 +100,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		s.cc.hangUp("")
 		return replyShuttingDown
 	}
-	s.inTx, s.from = false, from
+	s.inTx, s.from, s.mailOpts, s.rcpts = false, from, upstreamMailOptions(opts), s.rcpts[:0]
+	// RCPTs the client pipelined behind this MAIL go upstream with it.
+	rcpts := s.cc.pipelinedRcpts(s.srv.maxPipelined)
 	for attempt := 0; ; attempt++ {
 		up, dialled, err := s.ensureUpstream()
 		if err != nil {
@@ -107,7 +111,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		if opts != nil && opts.UTF8 && !up.ext.smtputf8 {
 			return replyNoSMTPUTF8
 		}
-		err = up.c.Mail(from, upstreamMailOptions(opts))
+		up.conn.sendBehindMail(rcpts)
+		err = up.c.Mail(from, s.mailOpts)
+		up.conn.behindMail, up.conn.behindRcpts = nil, nil
 		if err == nil {
 			s.inTx = true
 			return nil
@@ -116,7 +122,12 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			s.discard("upstream session gone while idle, redialling", err)
 			continue
 		}
-		return s.upstreamFailed("MAIL", err)
+		err = s.upstreamFailed("MAIL", err)
+		// The RCPTs behind a refused MAIL were answered too.
+		if _, derr := s.drainAhead(); derr != nil {
+			s.discard("upstream connection lost after a refused MAIL", derr)
+		}
+		return err
 	}
 }
 
@@ -143,9 +154,20 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.up == nil || !s.inTx {
 		return replyUpstreamLost
 	}
+	if ahead := s.up.conn.ahead; len(ahead) > 0 && ahead[0] != to {
+		// go-smtp's server refused a recipient that went upstream.
+		if err := s.realign("RCPT"); err != nil {
+			return err
+		}
+		if s.up == nil || !s.inTx {
+			return replyUpstreamLost
+		}
+	}
+	// When to went upstream behind the MAIL, only its reply is read.
 	if err := s.up.c.Rcpt(to, nil); err != nil {
 		return s.upstreamFailed("RCPT", err)
 	}
+	s.rcpts = append(s.rcpts, to)
 	return nil
 }
 
@@ -159,6 +181,12 @@ func (s *session) Data(r io.Reader) error {
 	defer s.mu.Unlock()
 	if s.release == nil {
 		return replyAuthRequired
+	}
+	if s.up == nil || !s.inTx {
+		return replyUpstreamLost
+	}
+	if err := s.realign("DATA"); err != nil {
+		return err
 	}
 	up := s.up
 	if up == nil || !s.inTx {
@@ -253,6 +281,9 @@ func (s *session) readMessage(r io.Reader, enc *dotEncoder) (n, bulk int64, err 
 func (s *session) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, err := s.drainAhead(); err != nil {
+		s.discard("upstream session lost at RSET", err)
+	}
 	if !s.inTx || s.up == nil {
 		s.inTx = false
 		return
@@ -270,6 +301,7 @@ func (s *session) Logout() error {
 	s.stopWatch()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.settleAhead()
 	if s.up != nil {
 		s.up.quit()
 		s.up = nil

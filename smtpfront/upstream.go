@@ -153,6 +153,12 @@ type upstreamConn struct {
 	raw          net.Conn // the TCP connection, closed by abort
 	replay       []byte   // read before Conn
 	drainOnClose atomic.Bool
+
+	// Commands pipelined ahead of go-smtp's client (pipeline.go), used under
+	// the session's mu.
+	behindMail  []byte   // RCPT commands to write with the next MAIL command
+	behindRcpts []string // their recipients
+	ahead       []string // recipients whose RCPT went upstream before the client's, oldest first
 }
 
 func (c *upstreamConn) Read(b []byte) (int, error) {
@@ -164,9 +170,17 @@ func (c *upstreamConn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
+// Write is what go-smtp's client writes. The RCPTs pipelined with a MAIL
+// go out with it, and the client's own writes of them are dropped
+// (pipeline.go).
 func (c *upstreamConn) Write(b []byte) (int, error) {
-	c.Conn.SetWriteDeadline(time.Now().Add(upstreamWriteTimeout))
-	return c.Conn.Write(b)
+	switch {
+	case len(c.ahead) > 0:
+		return c.dropAhead(b)
+	case c.behindMail != nil && hasPrefixFoldASCII(b, mailPrefix):
+		return c.writeMail(b)
+	}
+	return c.write(b)
 }
 
 func (c *upstreamConn) Close() error {

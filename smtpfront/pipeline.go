@@ -1,0 +1,312 @@
+package smtpfront
+
+import (
+	"bytes"
+	"net"
+	"time"
+)
+
+// Command pipelining towards the upstream (RFC 2920).
+//
+// A client that pipelines sends MAIL, its RCPTs and DATA in one write and
+// waits for all the replies together. go-smtp's server hands the session
+// one command at a time and needs each reply before it reads the next, so
+// relayed one by one the envelope would cost the upstream round trip of
+// every command. Instead:
+//
+//  1. clientConn hands go-smtp at most one line per read, so what the client
+//     pipelined behind a command stays in clientConn's pend, and it tracks
+//     whether go-smtp's reader holds anything beyond the line it read last.
+//  2. When go-smtp passes the session a MAIL and its reader holds nothing
+//     more, the session reads the RCPT commands right behind it in pend
+//     (pipelinedRcpts), only those of a plain form that go-smtp certainly
+//     parses to the same address. upstreamConn writes them together with
+//     go-smtp's client's MAIL command, as one write, and remembers them.
+//  3. go-smtp's server then reads those RCPTs and passes them to the
+//     session, which relays each through go-smtp's client as usual:
+//     upstreamConn drops the client's write of a RCPT that already went
+//     upstream, and the client reads its reply, which is already on its
+//     way. The upstream's replies reach the client as before.
+//  4. Should go-smtp's server not pass on a recipient that went upstream
+//     (it refused it itself), the session notices at the next RCPT, DATA,
+//     RSET or QUIT: it reads the outstanding replies, and if the upstream
+//     accepted a recipient the client was told was refused, it resets the
+//     upstream transaction and replays MAIL and the recipients the client
+//     was told were accepted (realign). The upstream never holds a
+//     recipient the client does not know about when DATA starts.
+
+// lineState tracks what go-smtp's reader holds: the lines clientConn hands
+// on and whether the last hand-over ended exactly at the end of a line.
+type lineState struct {
+	head    [len(mailPrefix)]byte // the first bytes of the line last handed on
+	headLen int
+	ended   bool // the last byte handed on was '\n'
+	alone   bool // the last hand-over held exactly one '\n', at its end
+}
+
+const (
+	mailPrefix = "MAIL FROM:"
+	rcptPrefix = "RCPT TO:<"
+	rcptSuffix = ">\r\n"
+	// maxPathLen bounds a pipelined recipient (RFC 5321 §4.5.3.1.3).
+	maxPathLen = 256
+)
+
+// lineLen is the length of the first line of p, '\n' included, or len(p)
+// when p holds no complete line.
+func lineLen(p []byte) int {
+	if i := bytes.IndexByte(p, '\n'); i >= 0 {
+		return i + 1
+	}
+	return len(p)
+}
+
+// keepAfterLine keeps what follows the first line of the n bytes just read
+// into b in pend, for later reads, so that go-smtp gets one line at a time.
+// pend is empty when it is called.
+func (c *clientConn) keepAfterLine(b []byte, n int, err error) (int, error) {
+	i := bytes.IndexByte(b[:n], '\n')
+	if i < 0 || i+1 == n {
+		return n, err
+	}
+	if c.pendBuf == nil {
+		c.pendBuf = rawBufs.Get().(*[]byte)
+	}
+	c.pend = append((*c.pendBuf)[:0], b[i+1:n]...)
+	c.pendErr = err
+	return i + 1, nil
+}
+
+// noteLine records p, just handed to go-smtp, in c.line.
+func (c *clientConn) noteLine(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	l := &c.line
+	start := 0
+	if i := bytes.LastIndexByte(p[:len(p)-1], '\n'); i >= 0 {
+		start = i + 1
+		l.headLen = 0
+	} else if l.ended {
+		l.headLen = 0
+	}
+	l.headLen += copy(l.head[l.headLen:], p[start:])
+	l.ended = p[len(p)-1] == '\n'
+	l.alone = bytes.IndexByte(p, '\n') == len(p)-1
+}
+
+// startsTLS reports whether b is go-smtp's 220 to a STARTTLS command it
+// read last: the TLS handshake begins next.
+func (c *clientConn) startsTLS(b []byte) bool {
+	l := &c.line
+	return l.ended && l.headLen >= len("STARTTLS") && hasPrefixFoldASCII(l.head[:l.headLen], "STARTTLS") &&
+		bytes.HasPrefix(b, []byte("220"))
+}
+
+// pipelinedRcpts returns the recipients of the RCPT commands the client
+// pipelined right behind the MAIL command go-smtp's server is handling, in
+// order and as go-smtp will pass them to the session: at most max, up to
+// the first line that is incomplete or not of the form parseRcptLine
+// accepts. It returns nil unless go-smtp's reader holds nothing beyond
+// that MAIL line, and after go-smtp's own STARTTLS.
+func (c *clientConn) pipelinedRcpts(max int) []string {
+	l := &c.line
+	if c.upgraded.Load() || c.tap != tapOff || !l.alone || !l.ended ||
+		l.headLen != len(mailPrefix) || !hasPrefixFoldASCII(l.head[:], mailPrefix) {
+		return nil
+	}
+	var out []string
+	for p := c.pend; len(out) < max; {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			break
+		}
+		addr, ok := parseRcptLine(p[:i+1])
+		if !ok {
+			break
+		}
+		out = append(out, addr)
+		p = p[i+1:]
+	}
+	return out
+}
+
+// parseRcptLine returns the address of line when it is a RCPT command of
+// the plain form "RCPT TO:<local@domain>\r\n" (verb and "TO:" in any ASCII
+// case, no parameters), with a local part of RFC 5322 atext and dots and a
+// domain of letters, digits, hyphens and dots. go-smtp's server parses such
+// a line to exactly that address; anything else is left to be relayed in
+// turn.
+func parseRcptLine(line []byte) (string, bool) {
+	if len(line) < len(rcptPrefix)+len("a@b")+len(rcptSuffix) ||
+		len(line) > len(rcptPrefix)+maxPathLen+len(rcptSuffix) ||
+		!hasPrefixFoldASCII(line, rcptPrefix) || !bytes.HasSuffix(line, []byte(rcptSuffix)) {
+		return "", false
+	}
+	addr := line[len(rcptPrefix) : len(line)-len(rcptSuffix)]
+	at := bytes.IndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 {
+		return "", false
+	}
+	for _, b := range addr[:at] {
+		if !isAtext(b) && b != '.' {
+			return "", false
+		}
+	}
+	for _, b := range addr[at+1:] {
+		if !isLetDig(b) && b != '-' && b != '.' {
+			return "", false
+		}
+	}
+	return string(addr), true
+}
+
+func isLetDig(b byte) bool {
+	return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9'
+}
+
+// isAtext reports whether b is RFC 5322 atext.
+func isAtext(b byte) bool {
+	return isLetDig(b) || b != 0 && bytes.IndexByte([]byte("!#$%&'*+-/=?^_`{|}~"), b) >= 0
+}
+
+// hasPrefixFoldASCII reports whether p begins with prefix, ASCII letters
+// compared without case.
+func hasPrefixFoldASCII(p []byte, prefix string) bool {
+	if len(p) < len(prefix) {
+		return false
+	}
+	for i := range len(prefix) {
+		a, b := p[i], prefix[i]
+		if 'a' <= a && a <= 'z' {
+			a -= 'a' - 'A'
+		}
+		if 'a' <= b && b <= 'z' {
+			b -= 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
+}
+
+// rcptLine is the command go-smtp's client writes for Rcpt(to, nil).
+func rcptLine(to string) string { return rcptPrefix + to + rcptSuffix }
+
+// sendBehindMail has the RCPTs of rcpts written together with the next MAIL
+// command go-smtp's client writes (see upstreamConn.Write).
+func (c *upstreamConn) sendBehindMail(rcpts []string) {
+	if len(rcpts) == 0 {
+		return
+	}
+	var b []byte
+	for _, r := range rcpts {
+		b = append(b, rcptLine(r)...)
+	}
+	c.behindMail, c.behindRcpts = b, rcpts
+}
+
+// writeMail writes go-smtp's client's MAIL command b with the RCPTs of
+// sendBehindMail behind it, in one write; those are then ahead.
+func (c *upstreamConn) writeMail(b []byte) (int, error) {
+	out := make([]byte, 0, len(b)+len(c.behindMail))
+	out = append(append(out, b...), c.behindMail...)
+	c.ahead = c.behindRcpts
+	c.behindMail, c.behindRcpts = nil, nil
+	if _, err := c.write(out); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// dropAhead is Write while RCPTs are ahead: go-smtp's client's write of the
+// oldest one is dropped, since it went upstream already. Anything else is
+// out of step (the session reads what is ahead first) and fails.
+func (c *upstreamConn) dropAhead(b []byte) (int, error) {
+	if string(b) != rcptLine(c.ahead[0]) {
+		return 0, errOutOfStep
+	}
+	c.ahead = c.ahead[1:]
+	return len(b), nil
+}
+
+// errOutOfStep is a write of go-smtp's client while replies to commands
+// sent ahead of it are outstanding, other than the next of those commands.
+var errOutOfStep = &net.OpError{Op: "write", Net: "smtp", Err: errOutOfStepCause{}}
+
+type errOutOfStepCause struct{}
+
+func (errOutOfStepCause) Error() string {
+	return "smtpfront: command out of step with the commands pipelined upstream"
+}
+
+// drainAhead reads the upstream's replies to the RCPTs that went upstream
+// ahead and that go-smtp's server did not pass to the session, and reports
+// whether the upstream accepted any of them. err is set when the upstream
+// session is gone. The caller holds mu.
+func (s *session) drainAhead() (accepted bool, err error) {
+	for s.up != nil && len(s.up.conn.ahead) > 0 {
+		// Its write is dropped; go-smtp's client reads the reply.
+		err := s.up.c.Rcpt(s.up.conn.ahead[0], nil)
+		switch {
+		case err == nil:
+			accepted = true
+		case isConnectionGone(err):
+			return accepted, err
+		}
+	}
+	return accepted, nil
+}
+
+// realign makes the upstream transaction match what the client was told
+// before cmd goes upstream: the replies to recipients sent ahead are read,
+// and when the upstream accepted one the client was not told about, the
+// upstream transaction is reset and MAIL and the client's accepted
+// recipients are relayed again. When that fails, or the upstream is gone,
+// the transaction is lost (the client gets 451 and the next MAIL starts
+// afresh). The caller holds mu.
+func (s *session) realign(cmd string) error {
+	accepted, err := s.drainAhead()
+	if err != nil {
+		return s.upstreamFailed(cmd, err)
+	}
+	if !accepted {
+		return nil
+	}
+	s.log.Warn("the upstream accepted a pipelined recipient that the client was refused; restarting the upstream transaction",
+		"cmd", cmd, "recipients", len(s.rcpts))
+	up := s.up
+	err = up.c.Reset()
+	if err == nil {
+		err = up.c.Mail(s.from, s.mailOpts)
+	}
+	for _, to := range s.rcpts {
+		if err == nil {
+			err = up.c.Rcpt(to, nil)
+		}
+	}
+	if err != nil {
+		s.discard("restarting the upstream transaction failed", err)
+		return replyUpstreamLost
+	}
+	return nil
+}
+
+// settleAhead reads what is ahead before the upstream session quits,
+// bounded by quitTimeout. The caller holds mu.
+func (s *session) settleAhead() {
+	if s.up == nil || len(s.up.conn.ahead) == 0 {
+		return
+	}
+	s.up.c.CommandTimeout = quitTimeout
+	if _, err := s.drainAhead(); err != nil {
+		s.discard("upstream session lost while reading pipelined replies", err)
+	}
+}
+
+// write writes b to the connection with a deadline.
+func (c *upstreamConn) write(b []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(upstreamWriteTimeout))
+	return c.Conn.Write(b)
+}
