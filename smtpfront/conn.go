@@ -54,7 +54,10 @@ type clientConn struct {
 	tap  tapState
 	tail [3]byte // the last bytes handed to go-smtp, oldest first
 	// What go-smtp's reader holds, for command pipelining (pipeline.go).
-	line    lineState
+	line lineState
+	// corked holds replies to pipelined MAIL, RCPT and RSET commands, to be
+	// written with the next reply or before the next read (pipeline.go).
+	corked  []byte
 	pend    []byte  // bytes read from the client, not yet handed on; in pendBuf
 	pendBuf *[]byte // from rawBufs while pend is in use
 	pendErr error   // the read error behind pend, reported once pend is used up
@@ -120,6 +123,9 @@ func (c *clientConn) Read(b []byte) (int, error) {
 // read reads with a deadline of min(now+idle, pre-auth deadline), or fails at
 // once when the session was cancelled or is to be hung up.
 func (c *clientConn) read(b []byte) (int, error) {
+	if err := c.flushCorked(); err != nil {
+		return 0, err
+	}
 	if c.farewell.Load() != nil {
 		return c.sayFarewell()
 	}
@@ -169,6 +175,11 @@ func (c *clientConn) sayFarewell() (int, error) {
 		w = top
 	}
 	w.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if len(c.corked) > 0 && !c.upgraded.Load() {
+		w.Write(append(c.corked, *f...))
+		c.corked = c.corked[:0]
+		return 0, io.EOF
+	}
 	io.WriteString(w, *f)
 	return 0, io.EOF
 }
@@ -211,11 +222,14 @@ func (c *clientConn) Write(b []byte) (int, error) {
 	case replyMuted:
 		return len(b), nil
 	case replyLast:
-		n, err := c.Conn.Write(b)
+		n, err := c.writeOut(b)
 		c.lastReply.Store(replyMuted)
 		return n, err
 	}
-	return c.Conn.Write(b)
+	if c.cork(b) {
+		return len(b), nil
+	}
+	return c.writeOut(b)
 }
 
 // sessionClosed is the session's proxy.OnSessionClose: a reload removed the

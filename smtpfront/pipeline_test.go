@@ -3,8 +3,11 @@ package smtpfront
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -30,10 +33,11 @@ func findChunk(chunks []string, want string) (string, bool) {
 	return "", false
 }
 
-// TestPipelinedRcptsGoUpstreamWithMail: the RCPTs a client pipelines behind
-// MAIL reach the upstream in the same write as the MAIL, each RCPT still
-// gets the upstream's own reply (a refused one in the middle included), and
-// a client that waits for each reply gets its commands relayed one by one.
+// TestPipelinedRcptsGoUpstreamWithMail: the RCPTs and DATA a client
+// pipelines behind MAIL reach the upstream in the same write as the MAIL,
+// each RCPT still gets the upstream's own reply (a refused one in the
+// middle included), and a client that waits for each reply gets its
+// commands relayed one by one.
 func TestPipelinedRcptsGoUpstreamWithMail(t *testing.T) {
 	h := newHarness(t, recordUpstreamWire{})
 	h.up.set(func(f *fakeUpstream) {
@@ -71,8 +75,8 @@ func TestPipelinedRcptsGoUpstreamWithMail(t *testing.T) {
 	}
 	chunks := h.up.wire.list()
 	first, ok := findChunk(chunks, "MAIL FROM:<billing@example.com>")
-	if !ok || !strings.Contains(first, "\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<bad@example.net>\r\nRCPT TO:<B.c+d@Example.NET>\r\n") {
-		t.Fatalf("the pipelined RCPTs did not reach the upstream with the MAIL; upstream read %q", chunks)
+	if !ok || !strings.Contains(first, "\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<bad@example.net>\r\nRCPT TO:<B.c+d@Example.NET>\r\nDATA\r\n") {
+		t.Fatalf("the pipelined RCPTs and DATA did not reach the upstream with the MAIL; upstream read %q", chunks)
 	}
 	solo, ok := findChunk(chunks, "RCPT TO:<solo@example.net>")
 	if !ok || strings.Contains(solo, "MAIL FROM:") {
@@ -81,11 +85,12 @@ func TestPipelinedRcptsGoUpstreamWithMail(t *testing.T) {
 }
 
 // TestPipelinedRcptsOutOfStep: go-smtp's server refuses recipients past its
-// limit without asking the session, after they went upstream with the
-// MAIL. The upstream must end up with exactly the recipients the client was
-// told were accepted, whether the upstream accepted the extra ones (the
-// transaction is restarted) or refused them, and whether the client goes
-// on with DATA or RSET.
+// limit without asking the session, after they went upstream with the MAIL
+// (and DATA, which the upstream then answers 354). The upstream must end up
+// with exactly the recipients the client was told were accepted, whether
+// the upstream accepted the extra ones or refused them, and whether the
+// client goes on with DATA or RSET; nothing may be submitted on the
+// upstream session that is waiting for a message.
 func TestPipelinedRcptsOutOfStep(t *testing.T) {
 	const envelope = "MAIL FROM:<billing@example.com>\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<c@example.net>\r\nRCPT TO:<d@example.net>\r\n"
 	refusedUpstream := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 10}, Message: "Recipient not found"}
@@ -97,7 +102,7 @@ func TestPipelinedRcptsOutOfStep(t *testing.T) {
 		wantRestart bool
 	}{
 		{"upstream accepts the extra ones, DATA", false, false, []string{"a@example.net", "b@example.net"}, true},
-		{"upstream refuses the extra ones, DATA", true, false, []string{"a@example.net", "b@example.net"}, false},
+		{"upstream refuses the extra ones, DATA", true, false, []string{"a@example.net", "b@example.net"}, true},
 		{"upstream accepts the extra ones, RSET", false, true, []string{"e@example.net"}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -171,8 +176,85 @@ func TestPipelinedRcptsBehindRefusedMAIL(t *testing.T) {
 // TestRcptOutOfStepRealigns drives a session directly: go-smtp passes it a
 // recipient other than the next one that went upstream with the MAIL (as
 // it would after refusing one itself). The upstream transaction is
-// restarted and holds only what the client was told.
+// restarted, on a new upstream session when a pipelined DATA already made
+// the upstream wait for a message, and holds only what the client was told.
 func TestRcptOutOfStepRealigns(t *testing.T) {
+	for _, tt := range []struct {
+		data, redialFails bool
+	}{{false, false}, {true, false}, {true, true}} {
+		data := tt.data
+		t.Run(fmt.Sprintf("DATA pipelined %v, redial fails %v", data, tt.redialFails), func(t *testing.T) {
+			h := newHarness(t)
+			ctx := context.Background()
+			acct, err := h.auth.Authenticate(ctx, testLogin, testPassword, netip.MustParseAddr("127.0.0.1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			up, err := h.front.connect(ctx, acct)
+			if err != nil {
+				t.Fatal(err)
+			}
+			client, server := net.Pipe()
+			defer client.Close()
+			cc := newClientConn(ctx, &proxy.Conn{Conn: server}, server, h.front.opts.Log, 0, 0)
+			s := newSession(h.front, cc)
+			s.acct, s.release = acct, func() {}
+			s.setUpstream(up)
+
+			// go-smtp has just read the MAIL line; two RCPTs wait behind it.
+			cc.noteLine([]byte("MAIL FROM:<billing@example.com>\r\n"))
+			cc.pend = []byte("RCPT TO:<a@example.net>\r\nRCPT TO:<b@example.net>\r\n")
+			want := []string{"RCPT TO:<a@example.net>\r\n", "RCPT TO:<b@example.net>\r\n"}
+			if data {
+				cc.pend = append(cc.pend, "DATA\r\n"...)
+				want = append(want, "DATA\r\n")
+			}
+			if err := s.Mail("billing@example.com", nil); err != nil {
+				t.Fatal(err)
+			}
+			if got := up.conn.ahead; !slices.Equal(got, want) {
+				t.Fatalf("sent ahead %q, want %q", got, want)
+			}
+			if tt.redialFails {
+				h.tokens.setErr(proxy.ErrUpstreamUnavailable)
+				err := s.Rcpt("b@example.net", nil)
+				var se *smtp.SMTPError
+				if !errors.As(err, &se) || se.Code != 451 {
+					t.Fatalf("RCPT when the new upstream session fails: %v, want 451", err)
+				}
+				if err := s.Data(strings.NewReader(pipeBody)); err == nil {
+					t.Fatal("DATA accepted after the transaction was lost")
+				}
+				s.Logout()
+				if msgs := h.up.messages(); len(msgs) != 0 {
+					t.Fatalf("upstream got %+v, want nothing", msgs)
+				}
+				return
+			}
+			if err := s.Rcpt("b@example.net", nil); err != nil {
+				t.Fatalf("%v\n%s", err, h.log)
+			}
+			if (s.up != up) != data {
+				t.Fatalf("upstream session replaced: %v, want %v", s.up != up, data)
+			}
+			if err := s.Data(strings.NewReader(pipeBody)); err != nil {
+				t.Fatal(err)
+			}
+			s.Logout()
+			msgs := h.up.messages()
+			if len(msgs) != 1 || !slices.Equal(msgs[0].to, []string{"b@example.net"}) || string(msgs[0].data) != pipeBody {
+				t.Fatalf("upstream got %+v, want one message to b only", msgs)
+			}
+			if !strings.Contains(h.log.String(), "restarting the upstream transaction") {
+				t.Fatalf("no restart logged:\n%s", h.log)
+			}
+		})
+	}
+}
+
+// TestNoPipeliningUnlessOffered: an upstream that does not offer
+// PIPELINING gets one command at a time (RFC 2920 §3.1).
+func TestNoPipeliningUnlessOffered(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	acct, err := h.auth.Authenticate(ctx, testLogin, testPassword, netip.MustParseAddr("127.0.0.1"))
@@ -183,35 +265,65 @@ func TestRcptOutOfStepRealigns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !up.pipelining {
+		t.Fatal("the fake upstream offers PIPELINING, but the session did not see it")
+	}
+	up.pipelining = false
 	client, server := net.Pipe()
 	defer client.Close()
 	cc := newClientConn(ctx, &proxy.Conn{Conn: server}, server, h.front.opts.Log, 0, 0)
 	s := newSession(h.front, cc)
 	s.acct, s.release = acct, func() {}
 	s.setUpstream(up)
-
-	// go-smtp has just read the MAIL line; two RCPTs wait behind it.
 	cc.noteLine([]byte("MAIL FROM:<billing@example.com>\r\n"))
-	cc.pend = []byte("RCPT TO:<a@example.net>\r\nRCPT TO:<b@example.net>\r\n")
+	cc.pend = []byte("RCPT TO:<a@example.net>\r\nDATA\r\n")
 	if err := s.Mail("billing@example.com", nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := up.conn.ahead; !slices.Equal(got, []string{"a@example.net", "b@example.net"}) {
-		t.Fatalf("sent ahead %v, want both RCPTs", got)
+	if len(up.conn.ahead) != 0 {
+		t.Fatalf("sent ahead %q to an upstream without PIPELINING", up.conn.ahead)
 	}
-	if err := s.Rcpt("b@example.net", nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Data(strings.NewReader(pipeBody)); err != nil {
-		t.Fatal(err)
+	for _, err := range []error{s.Rcpt("a@example.net", nil), s.Data(strings.NewReader(pipeBody))} {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	s.Logout()
-	msgs := h.up.messages()
-	if len(msgs) != 1 || !slices.Equal(msgs[0].to, []string{"b@example.net"}) {
-		t.Fatalf("upstream got %+v, want one message to b only", msgs)
+	if msgs := h.up.messages(); len(msgs) != 1 || !slices.Equal(msgs[0].to, []string{"a@example.net"}) {
+		t.Fatalf("upstream got %+v", msgs)
 	}
-	if !strings.Contains(h.log.String(), "restarting the upstream transaction") {
-		t.Fatalf("no restart logged:\n%s", h.log)
+}
+
+// TestPipelinedDATAWithNoRecipientLeft: every pipelined recipient is
+// refused upstream, so go-smtp's server refuses the DATA itself; the DATA
+// that went upstream was refused there too, and the session goes on in
+// step on the same upstream session.
+func TestPipelinedDATAWithNoRecipientLeft(t *testing.T) {
+	h := newHarness(t)
+	refused := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 10}, Message: "Recipient not found"}
+	h.up.set(func(f *fakeUpstream) {
+		f.refuseRcpt = map[string]*smtp.SMTPError{"x@example.net": refused, "y@example.net": refused}
+	})
+	tc := h.transcript()
+	tc.cmd("EHLO client.test", "250 ")
+	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc.write("MAIL FROM:<billing@example.com>\r\nRCPT TO:<x@example.net>\r\nRCPT TO:<y@example.net>\r\nDATA\r\n")
+	for _, want := range []string{"250 ", "550 ", "550 ", "502 "} {
+		tc.expect(want)
+	}
+	tc.write("RSET\r\nMAIL FROM:<billing@example.com>\r\nRCPT TO:<z@example.net>\r\nDATA\r\n")
+	for _, want := range []string{"250 ", "250 ", "250 ", "354 "} {
+		tc.expect(want)
+	}
+	tc.write(pipeBody + ".\r\nQUIT\r\n")
+	tc.expect("250 ")
+	tc.expect("221 ")
+	msgs := h.up.messages()
+	if len(msgs) != 1 || !slices.Equal(msgs[0].to, []string{"z@example.net"}) {
+		t.Fatalf("upstream got %+v", msgs)
+	}
+	if l := h.log.String(); strings.Contains(l, "dropping the upstream session") || strings.Count(l, "new upstream session") > 1 {
+		t.Fatalf("the upstream session was replaced:\n%s", l)
 	}
 }
 
@@ -324,3 +436,68 @@ func (r *rcptRecorder) Rcpt(to string, _ *smtp.RcptOptions) error {
 func (r *rcptRecorder) Data(io.Reader) error { return nil }
 func (r *rcptRecorder) Reset()               {}
 func (r *rcptRecorder) Logout() error        { return nil }
+
+// recConn records each write; reads end at once.
+type recConn struct {
+	net.Conn
+	writes []string
+}
+
+func (r *recConn) Write(b []byte) (int, error) {
+	r.writes = append(r.writes, string(b))
+	return len(b), nil
+}
+func (r *recConn) Read([]byte) (int, error)         { return 0, io.EOF }
+func (r *recConn) SetReadDeadline(time.Time) error  { return nil }
+func (r *recConn) SetWriteDeadline(time.Time) error { return nil }
+
+// TestCorkedReplies: replies to pipelined MAIL and RCPT wait for the next
+// reply that is not held (here the 354), and go out with it in one write;
+// held replies go out before clientConn waits for the client; replies
+// that end the session, or answer anything else, are never held.
+func TestCorkedReplies(t *testing.T) {
+	type step struct {
+		read  bool   // go-smtp reads a line (from pend, else the connection)
+		reply string // go-smtp writes this reply
+	}
+	for _, tt := range []struct {
+		name   string
+		pend   string
+		steps  []step
+		writes []string
+	}{
+		{"pipelined envelope", "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\n",
+			[]step{{true, "250 mail\r\n"}, {true, "250 rcpt\r\n"}, {true, "550 rcpt\r\n"}, {true, "354 go\r\n"}},
+			[]string{"250 mail\r\n250 rcpt\r\n550 rcpt\r\n354 go\r\n"}},
+		{"not pipelined", "MAIL FROM:<a@b>\r\n",
+			[]step{{true, "250 mail\r\n"}},
+			[]string{"250 mail\r\n"}},
+		{"held replies go out before a read from the client", "MAIL FROM:<a@b>\r\nRCPT TO:<c",
+			[]step{{true, "250 mail\r\n"}, {true, ""}, {true, ""}},
+			[]string{"250 mail\r\n"}},
+		{"RSET and a closing reply", "RSET\r\nMAIL FROM:<a@b>\r\nQUIT\r\n",
+			[]step{{true, "250 reset\r\n"}, {true, "421 bye\r\n"}},
+			[]string{"250 reset\r\n421 bye\r\n"}},
+		{"NOOP is answered at once", "NOOP\r\nNOOP\r\n",
+			[]step{{true, "250 noop\r\n"}, {true, "250 noop\r\n"}},
+			[]string{"250 noop\r\n", "250 noop\r\n"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := &recConn{}
+			cc := newClientConn(context.Background(), &proxy.Conn{Conn: rc}, rc, slog.New(slog.DiscardHandler), 0, 0)
+			cc.pend = []byte(tt.pend)
+			buf := make([]byte, 4096)
+			for _, st := range tt.steps {
+				if st.read {
+					cc.Read(buf)
+				}
+				if st.reply != "" {
+					cc.Write([]byte(st.reply))
+				}
+			}
+			if !slices.Equal(rc.writes, tt.writes) {
+				t.Fatalf("writes %q, want %q", rc.writes, tt.writes)
+			}
+		})
+	}
+}

@@ -22,8 +22,9 @@ const (
 	// through it, never held whole.
 	dataBufSize = 32 << 10
 	// encBufSize is the buffer of the stuffed message towards the upstream:
-	// each write is about half of it (two full TLS records).
-	encBufSize = 64 << 10
+	// each write is about half of it (four full TLS records, sent together
+	// in starttls mode: recordBatcher).
+	encBufSize = 128 << 10
 	// maxRedialFailures is the number of failed redials in a row after which
 	// the session is closed with 421.
 	maxRedialFailures = 3
@@ -101,8 +102,16 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return replyShuttingDown
 	}
 	s.inTx, s.from, s.mailOpts, s.rcpts = false, from, upstreamMailOptions(opts), s.rcpts[:0]
-	// RCPTs the client pipelined behind this MAIL go upstream with it.
-	rcpts := s.cc.pipelinedRcpts(s.srv.maxPipelined)
+	// The RCPTs (and DATA) the client pipelined behind this MAIL go
+	// upstream with it.
+	rcpts, data := s.cc.pipelinedEnvelope(s.srv.maxPipelined)
+	if opts != nil && opts.Body == smtp.BodyBinaryMIME {
+		data = false // go-smtp refuses DATA for it
+	}
+	var behind []string
+	if len(rcpts) > 0 {
+		behind = pipelinedCommands(rcpts, data)
+	}
 	for attempt := 0; ; attempt++ {
 		up, dialled, err := s.ensureUpstream()
 		if err != nil {
@@ -111,9 +120,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		if opts != nil && opts.UTF8 && !up.ext.smtputf8 {
 			return replyNoSMTPUTF8
 		}
-		up.conn.sendBehindMail(rcpts)
+		if up.pipelining {
+			up.conn.behind = behind
+		}
 		err = up.c.Mail(from, s.mailOpts)
-		up.conn.behindMail, up.conn.behindRcpts = nil, nil
+		up.conn.behind = nil
 		if err == nil {
 			s.inTx = true
 			return nil
@@ -154,7 +165,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.up == nil || !s.inTx {
 		return replyUpstreamLost
 	}
-	if ahead := s.up.conn.ahead; len(ahead) > 0 && ahead[0] != to {
+	if next := s.up.conn.nextAhead(); next != "" && next != rcptLine(to) {
 		// go-smtp's server refused a recipient that went upstream.
 		if err := s.realign("RCPT"); err != nil {
 			return err
@@ -185,13 +196,16 @@ func (s *session) Data(r io.Reader) error {
 	if s.up == nil || !s.inTx {
 		return replyUpstreamLost
 	}
-	if err := s.realign("DATA"); err != nil {
-		return err
+	if next := s.up.conn.nextAhead(); next != "" && next != dataLine {
+		if err := s.realign("DATA"); err != nil {
+			return err
+		}
 	}
 	up := s.up
 	if up == nil || !s.inTx {
 		return replyUpstreamLost
 	}
+	// When DATA went upstream with the MAIL, only its reply is read.
 	w, err := up.c.Data()
 	if err != nil {
 		// The transaction stays open upstream: go-smtp's Reset after DATA

@@ -43,6 +43,9 @@ type upstream struct {
 	conn *upstreamConn // the connection under c, for abort and quit
 	addr string
 	ext  upstreamExt
+	// pipelining: the upstream offers PIPELINING (RFC 2920), so commands
+	// may be sent without waiting for each reply (pipeline.go).
+	pipelining bool
 }
 
 // abort drops the connection at once: an unfinished DATA is not completed.
@@ -90,7 +93,7 @@ func (s *Server) loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dial
 		ext.size = parseSize(param)
 	}
 	s.exts.learn(d.Addr, ext)
-	return &upstream{c: c, conn: uc, addr: d.Addr, ext: ext}, nil
+	return &upstream{c: c, conn: uc, addr: d.Addr, ext: ext, pipelining: hasExt(c, "PIPELINING")}, nil
 }
 
 // helloUpstream reads the greeting and says EHLO; in starttls mode it first
@@ -101,11 +104,11 @@ func (s *Server) loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dial
 func (s *Server) helloUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer) (*smtp.Client, *upstreamConn, error) {
 	uc := &upstreamConn{Conn: conn, raw: conn}
 	if d.Mode == proxy.TLSStartTLS {
-		tc, greeting, err := startTLS(ctx, conn, d, s.opts.Domain)
+		tc, batch, greeting, err := startTLS(ctx, conn, d, s.opts.Domain)
 		if err != nil {
 			return nil, nil, err
 		}
-		uc.Conn, uc.replay = tc, greeting
+		uc.Conn, uc.batch, uc.replay = tc, batch, greeting
 	}
 	c := smtp.NewClient(uc)
 	c.CommandTimeout = loginStepTimeout(d)
@@ -149,16 +152,16 @@ func hasExt(c *smtp.Client, name string) bool {
 // close its side first. In starttls mode it begins by replaying the
 // greeting that startTLS read in plaintext.
 type upstreamConn struct {
-	net.Conn              // plaintext or TLS: what go-smtp's client speaks SMTP over
-	raw          net.Conn // the TCP connection, closed by abort
-	replay       []byte   // read before Conn
+	net.Conn                    // plaintext or TLS: what go-smtp's client speaks SMTP over
+	raw          net.Conn       // the TCP connection, closed by abort
+	replay       []byte         // read before Conn
+	batch        *recordBatcher // under Conn in starttls mode, else nil
 	drainOnClose atomic.Bool
 
 	// Commands pipelined ahead of go-smtp's client (pipeline.go), used under
 	// the session's mu.
-	behindMail  []byte   // RCPT commands to write with the next MAIL command
-	behindRcpts []string // their recipients
-	ahead       []string // recipients whose RCPT went upstream before the client's, oldest first
+	behind []string // commands to write with the next MAIL command
+	ahead  []string // commands that went upstream before the client wrote them, oldest first
 }
 
 func (c *upstreamConn) Read(b []byte) (int, error) {
@@ -170,14 +173,14 @@ func (c *upstreamConn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
-// Write is what go-smtp's client writes. The RCPTs pipelined with a MAIL
-// go out with it, and the client's own writes of them are dropped
+// Write is what go-smtp's client writes. The commands pipelined with a
+// MAIL go out with it, and the client's own writes of them are dropped
 // (pipeline.go).
 func (c *upstreamConn) Write(b []byte) (int, error) {
 	switch {
 	case len(c.ahead) > 0:
 		return c.dropAhead(b)
-	case c.behindMail != nil && hasPrefixFoldASCII(b, mailPrefix):
+	case len(c.behind) > 0 && hasPrefixFoldASCII(b, mailPrefix):
 		return c.writeMail(b)
 	}
 	return c.write(b)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -27,9 +28,9 @@ const (
 // returns the TLS connection and the greeting, for go-smtp's client to
 // read first. Bytes the upstream sends behind its STARTTLS reply are
 // refused (they would be taken as sent over TLS).
-func startTLS(ctx context.Context, conn net.Conn, d *proxy.Dialer, domain string) (net.Conn, []byte, error) {
-	fail := func(err error) (net.Conn, []byte, error) {
-		return nil, nil, fmt.Errorf("greeting, EHLO and STARTTLS at %s: %w (%w: check that the upstream offers STARTTLS on this port, or set upstream_tls: implicit)", d.Addr, err, proxy.ErrUpstreamUnavailable)
+func startTLS(ctx context.Context, conn net.Conn, d *proxy.Dialer, domain string) (net.Conn, *recordBatcher, []byte, error) {
+	fail := func(err error) (net.Conn, *recordBatcher, []byte, error) {
+		return nil, nil, nil, fmt.Errorf("greeting, EHLO and STARTTLS at %s: %w (%w: check that the upstream offers STARTTLS on this port, or set upstream_tls: implicit)", d.Addr, err, proxy.ErrUpstreamUnavailable)
 	}
 	conn.SetDeadline(time.Now().Add(loginStepTimeout(d)))
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
@@ -62,11 +63,56 @@ func startTLS(ctx context.Context, conn net.Conn, d *proxy.Dialer, domain string
 		return fail(ctx.Err())
 	}
 	conn.SetDeadline(time.Time{})
-	tc, err := d.StartTLS(ctx, conn)
+	batch := &recordBatcher{Conn: conn}
+	tc, err := d.StartTLS(ctx, batch)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return tc, greeting, nil
+	return tc, batch, greeting, nil
+}
+
+// recordBatcher is the connection under the upstream TLS layer in starttls
+// mode. crypto/tls sends each record (at most 16 KiB of data) with a write
+// of its own; while collecting (see upstreamConn.write), the batcher keeps
+// the records of one large write and sends them together, so that a 64 KiB
+// piece of a message costs one write instead of four. Used by one
+// goroutine at a time (the session's, under its mu).
+type recordBatcher struct {
+	net.Conn
+	buf *[]byte // collected records; from batchBufs while collecting
+}
+
+// batchBufs recycle the batcher's buffers: one holds the records of a
+// write of up to encBufSize/2 bytes.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, encBufSize/2+8<<10); return &b }}
+
+// collect starts collecting records.
+func (b *recordBatcher) collect() {
+	b.buf = batchBufs.Get().(*[]byte)
+}
+
+func (b *recordBatcher) Write(p []byte) (int, error) {
+	if b.buf == nil {
+		return b.Conn.Write(p)
+	}
+	*b.buf = append(*b.buf, p...)
+	return len(p), nil
+}
+
+// flush sends the collected records in one write and stops collecting.
+func (b *recordBatcher) flush() error {
+	bp := b.buf
+	if bp == nil {
+		return nil
+	}
+	b.buf = nil
+	var err error
+	if len(*bp) > 0 {
+		_, err = b.Conn.Write(*bp)
+	}
+	*bp = (*bp)[:0]
+	batchBufs.Put(bp)
+	return err
 }
 
 // expectReply reads one reply and returns it as sent (every line, CRLF

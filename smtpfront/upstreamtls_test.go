@@ -2,11 +2,14 @@ package smtpfront
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,7 +133,7 @@ func TestStartTLSFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			conn := scriptedUpstream(t, tt.replies...)
-			_, _, err := startTLS(context.Background(), conn, d, "front.test")
+			_, _, _, err := startTLS(context.Background(), conn, d, "front.test")
 			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, proxy.ErrUpstreamUnavailable) {
 				t.Fatalf("err %v, want %q and ErrUpstreamUnavailable", err, tt.want)
 			}
@@ -148,8 +151,75 @@ func TestStartTLSCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	// The upstream never greets.
-	_, _, err := startTLS(ctx, client, d, "front.test")
+	_, _, _, err := startTLS(ctx, client, d, "front.test")
 	if err == nil || !errors.Is(err, proxy.ErrUpstreamUnavailable) {
 		t.Fatalf("err %v, want ErrUpstreamUnavailable", err)
+	}
+}
+
+// countConn counts the writes that reach the connection.
+type countConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countConn) Write(b []byte) (int, error) { c.writes.Add(1); return c.Conn.Write(b) }
+
+// TestRecordBatcher: a large write of the message leaves as one write of
+// TLS records instead of one per record, and arrives intact; small writes
+// and what TLS sends on its own (close_notify) pass straight through.
+func TestRecordBatcher(t *testing.T) {
+	pki := newTestPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		b, _ := io.ReadAll(tls.Server(c, pki.server))
+		got <- b
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &countConn{Conn: raw}
+	batch := &recordBatcher{Conn: cc}
+	tc := tls.Client(batch, &tls.Config{RootCAs: pki.roots, ServerName: "localhost"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	uc := &upstreamConn{Conn: tc, raw: raw, batch: batch}
+	want := bigMessage(encBufSize / 2)
+	for _, tt := range []struct {
+		size   int
+		writes int64
+	}{{encBufSize / 2, 1}, {100, 1}, {maxTLSRecord + 1, 1}, {encBufSize / 2, 1}} {
+		before := cc.writes.Load()
+		if n, err := uc.Write(want[:tt.size]); err != nil || n != tt.size {
+			t.Fatalf("write of %d: %d, %v", tt.size, n, err)
+		}
+		if w := cc.writes.Load() - before; w != tt.writes {
+			t.Fatalf("a write of %d bytes took %d writes, want %d", tt.size, w, tt.writes)
+		}
+	}
+	before := cc.writes.Load()
+	tc.Close()
+	if cc.writes.Load() == before {
+		t.Fatal("close_notify was held back")
+	}
+	var all []byte
+	for _, n := range []int{encBufSize / 2, 100, maxTLSRecord + 1, encBufSize / 2} {
+		all = append(all, want[:n]...)
+	}
+	if b := <-got; !bytes.Equal(b, all) {
+		t.Fatalf("the other side got %d bytes, want %d as sent", len(b), len(all))
 	}
 }
