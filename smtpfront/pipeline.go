@@ -360,7 +360,7 @@ func (s *session) settleAhead() {
 // large b go out in one write (recordBatcher).
 func (c *upstreamConn) write(b []byte) (int, error) {
 	c.Conn.SetWriteDeadline(time.Now().Add(upstreamWriteTimeout))
-	if c.batch == nil || len(b) <= maxTLSRecord {
+	if c.held || c.batch == nil || len(b) <= maxTLSRecord {
 		return c.Conn.Write(b)
 	}
 	c.batch.collect()
@@ -369,6 +369,26 @@ func (c *upstreamConn) write(b []byte) (int, error) {
 		return 0, ferr
 	}
 	return n, err
+}
+
+// holdWrites has the TLS records of everything written from now on
+// collected, up to the next read (the end of a message: its last piece,
+// the end-of-data line, then the wait for the reply), so that they leave
+// in one write.
+func (c *upstreamConn) holdWrites() {
+	if c.batch != nil && !c.held {
+		c.held = true
+		c.batch.collect()
+	}
+}
+
+// releaseWrites sends what holdWrites collected.
+func (c *upstreamConn) releaseWrites() error {
+	if !c.held {
+		return nil
+	}
+	c.held = false
+	return c.batch.flush()
 }
 
 // maxTLSRecord is the most data one TLS record carries.

@@ -223,6 +223,10 @@ func (s *session) Data(r io.Reader) error {
 	defer encBufs.Put(bp)
 	enc := newDotEncoder(up.conn, *bp, func(n int64) { proxy.RecordRelayed(s.cc.ctx, proxy.ClientToUpstream, n) })
 	n, bulk, rerr := s.readMessage(r, enc)
+	if rerr == nil {
+		// The last piece and the end of data leave together.
+		up.conn.holdWrites()
+	}
 	tail, werr := enc.finish()
 	switch {
 	case rerr != nil:

@@ -156,6 +156,7 @@ type upstreamConn struct {
 	raw          net.Conn       // the TCP connection, closed by abort
 	replay       []byte         // read before Conn
 	batch        *recordBatcher // under Conn in starttls mode, else nil
+	held         bool           // batch collects until the next Read (holdWrites)
 	drainOnClose atomic.Bool
 
 	// Commands pipelined ahead of go-smtp's client (pipeline.go), used under
@@ -165,6 +166,9 @@ type upstreamConn struct {
 }
 
 func (c *upstreamConn) Read(b []byte) (int, error) {
+	if err := c.releaseWrites(); err != nil {
+		return 0, err
+	}
 	if len(c.replay) > 0 {
 		n := copy(b, c.replay)
 		c.replay = c.replay[n:]
@@ -187,6 +191,7 @@ func (c *upstreamConn) Write(b []byte) (int, error) {
 }
 
 func (c *upstreamConn) Close() error {
+	c.releaseWrites()
 	if c.drainOnClose.Load() {
 		c.Conn.SetReadDeadline(time.Now().Add(quitTimeout))
 		io.Copy(io.Discard, io.LimitReader(c.Conn, maxQuitDrain))

@@ -210,15 +210,33 @@ func TestRecordBatcher(t *testing.T) {
 			t.Fatalf("a write of %d bytes took %d writes, want %d", tt.size, w, tt.writes)
 		}
 	}
+	// The end of a message: its last piece and the end-of-data line leave
+	// together when the reply is read.
 	before := cc.writes.Load()
+	uc.holdWrites()
+	for _, p := range [][]byte{want[:maxTLSRecord+1], want[:10], []byte("\r\n.\r\n")} {
+		if _, err := uc.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w := cc.writes.Load() - before; w != 0 {
+		t.Fatalf("%d writes while held", w)
+	}
+	tc.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	uc.Read(make([]byte, 10)) // times out: the other side only reads
+	if w := cc.writes.Load() - before; w != 1 {
+		t.Fatalf("held writes left in %d writes, want 1", w)
+	}
+	before = cc.writes.Load()
 	tc.Close()
 	if cc.writes.Load() == before {
 		t.Fatal("close_notify was held back")
 	}
 	var all []byte
-	for _, n := range []int{encBufSize / 2, 100, maxTLSRecord + 1, encBufSize / 2} {
+	for _, n := range []int{encBufSize / 2, 100, maxTLSRecord + 1, encBufSize / 2, maxTLSRecord + 1, 10} {
 		all = append(all, want[:n]...)
 	}
+	all = append(all, "\r\n.\r\n"...)
 	if b := <-got; !bytes.Equal(b, all) {
 		t.Fatalf("the other side got %d bytes, want %d as sent", len(b), len(all))
 	}
