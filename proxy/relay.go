@@ -28,7 +28,7 @@ const (
 	halfClosedIdle = time.Minute
 	// relayBufSize is the copy buffer of each direction when the kernel
 	// cannot move the bytes itself (TLS on either side).
-	relayBufSize = 32 << 10
+	relayBufSize = 128 << 10
 	// idleReadSize is the buffer a direction waits for data with.
 	idleReadSize = 1 << 10
 	// spliceTicks is how often per idle period a spliced copy comes back to

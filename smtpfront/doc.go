@@ -52,8 +52,21 @@
 //     (dotcodec.go) and written onto the upstream connection under
 //     go-smtp's client, whose DATA writer only ends it. The bytes the
 //     upstream receives are those go-smtp alone would send; the tests hold
-//     the codecs to go-smtp's and net/textproto's originals. An upstream that fails at any point gives the client
-//     a 4xx ("451 4.4.2" or the upstream's own reply), never a 250.
+//     the codecs to go-smtp's and net/textproto's originals. An upstream
+//     that fails at any point gives the client a 4xx ("451 4.4.2" or the
+//     upstream's own reply), never a 250.
+//
+//   - Commands a client pipelines are pipelined upstream too, when the
+//     upstream offers PIPELINING (pipeline.go). go-smtp's server passes
+//     them to the session one at a time; clientConn hands go-smtp one line
+//     per read, so the RCPTs and DATA the client sent behind a MAIL are in
+//     view, and those go-smtp certainly parses as they stand go upstream in
+//     the same write as the MAIL. go-smtp's client then only reads their
+//     replies. Should go-smtp refuse one of them itself, the upstream
+//     transaction is rebuilt with exactly what the client was told before
+//     a message starts. Replies to pipelined MAIL, RCPT and RSET go to the
+//     client together (RFC 2920 §3.2), and in starttls mode the TLS records
+//     of one write leave together (recordBatcher).
 //
 //   - After an upstream failure the upstream session is dropped and the
 //     next MAIL dials a new one with a fresh token (keeping the slot); an

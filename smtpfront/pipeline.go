@@ -68,16 +68,20 @@ func lineLen(p []byte) int {
 
 // keepAfterLine keeps what follows the first line of the n bytes just read
 // into b in pend, for later reads, so that go-smtp gets one line at a time.
-// pend is empty when it is called.
+// pend is empty when it is called. What is kept is at most one read of
+// go-smtp's (4 KiB), in pend's own small array: a client that pipelines
+// behind a slow command (a failing AUTH is slowed down on purpose) holds
+// no large buffer.
 func (c *clientConn) keepAfterLine(b []byte, n int, err error) (int, error) {
 	i := bytes.IndexByte(b[:n], '\n')
 	if i < 0 || i+1 == n {
 		return n, err
 	}
-	if c.pendBuf == nil {
-		c.pendBuf = rawBufs.Get().(*[]byte)
+	if c.pendBuf != nil {
+		c.pend = append((*c.pendBuf)[:0], b[i+1:n]...)
+	} else {
+		c.pend = append(c.pend[:0], b[i+1:n]...)
 	}
-	c.pend = append((*c.pendBuf)[:0], b[i+1:n]...)
 	c.pendErr = err
 	return i + 1, nil
 }
