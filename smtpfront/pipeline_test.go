@@ -501,3 +501,118 @@ func TestCorkedReplies(t *testing.T) {
 		})
 	}
 }
+
+// TestPipelinedTransactionsKeepTheirWord sends random pipelined
+// transactions: recipients the upstream accepts or refuses, RCPT lines in
+// forms go-smtp accepts but the pipelining leaves to be relayed in turn,
+// lines go-smtp refuses, more recipients than go-smtp's limit, groups split
+// over two writes, RSET instead of DATA. Whatever happens, every message
+// the upstream accepted must have exactly the recipients the client got a
+// 250 for, in order, and only messages the client got a 250 for may exist.
+func TestPipelinedTransactionsKeepTheirWord(t *testing.T) {
+	refused := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 10}, Message: "Recipient not found"}
+	h := newHarness(t, func(s *Server) { s.maxRcpts, s.maxPipelined = 3, 6 })
+	h.up.set(func(f *fakeUpstream) {
+		f.refuseRcpt = map[string]*smtp.SMTPError{"r1@example.net": refused, "r2@example.net": refused}
+	})
+	tc := h.transcript()
+	tc.cmd("EHLO client.test", "250 ")
+	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	rng := newRand(2920)
+	type rcptForm struct {
+		line string // %s: the address
+		ok   bool   // go-smtp passes the address on
+	}
+	forms := []rcptForm{
+		{"RCPT TO:<%s>\r\n", true}, {"rcpt to:<%s>\r\n", true}, {"RCPT TO: <%s>\r\n", true},
+		{"RCPT TO:<%s> \r\n", true}, {"RCPT TO:%s\r\n", true}, {"RCPT TO:<%s\r\n", false},
+		{"RCPT FROM:<%s>\r\n", false}, {"RCPT TO:<%s> X-UNKNOWN\r\n", false},
+	}
+	addrs := []string{"a@example.net", "b@example.net", "c@example.net", "r1@example.net", "r2@example.net"}
+	var want [][]string // recipients of each message the client was told was accepted
+	for tx := range 300 {
+		k := rng.IntN(7)
+		group := "MAIL FROM:<billing@example.com>\r\n"
+		var sent []string // addresses go-smtp passes on, in order
+		for range k {
+			f := forms[rng.IntN(len(forms))]
+			if rng.IntN(3) > 0 {
+				f = forms[0]
+			}
+			a := addrs[rng.IntN(len(addrs))]
+			group += fmt.Sprintf(f.line, a)
+			if f.ok {
+				sent = append(sent, a)
+			} else {
+				sent = append(sent, "")
+			}
+		}
+		rset := rng.IntN(8) == 0
+		if rset {
+			group += "RSET\r\n"
+		} else {
+			group += "DATA\r\n"
+		}
+		if cut := rng.IntN(len(group) + 20); cut < len(group) {
+			tc.write(group[:cut])
+			time.Sleep(time.Millisecond)
+			tc.write(group[cut:])
+		} else {
+			tc.write(group)
+		}
+		tc.expect("250 ") // MAIL
+		var accepted []string
+		for i, a := range sent {
+			r, err := tc.reply()
+			if err != nil {
+				t.Fatalf("transaction %d: %v", tx, err)
+			}
+			switch {
+			case strings.HasPrefix(r, "250 "):
+				if a == "" {
+					t.Fatalf("transaction %d: RCPT %d in a refused form got %q", tx, i, r)
+				}
+				accepted = append(accepted, a)
+			case a != "" && len(accepted) < 3 && a[0] != 'r':
+				t.Fatalf("transaction %d: RCPT %d (%s) refused: %q", tx, i, a, r)
+			}
+		}
+		end, err := tc.reply()
+		if err != nil {
+			t.Fatalf("transaction %d: %v", tx, err)
+		}
+		switch {
+		case rset:
+			if !strings.HasPrefix(end, "250 ") {
+				t.Fatalf("transaction %d: RSET got %q", tx, end)
+			}
+			continue
+		case len(accepted) == 0:
+			if !strings.HasPrefix(end, "502 ") {
+				t.Fatalf("transaction %d: DATA without recipients got %q", tx, end)
+			}
+			tc.cmd("RSET", "250 ")
+			continue
+		case !strings.HasPrefix(end, "354 "):
+			t.Fatalf("transaction %d: DATA got %q", tx, end)
+		}
+		tc.write(fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n.\r\n", tx))
+		if r := tc.expect("250 "); r == "" {
+			t.Fatalf("transaction %d: no reply to the message", tx)
+		}
+		want = append(want, accepted)
+	}
+	tc.cmd("QUIT", "221 ")
+	msgs := h.up.messages()
+	if len(msgs) != len(want) {
+		t.Fatalf("upstream accepted %d messages, the client was told %d", len(msgs), len(want))
+	}
+	for i, m := range msgs {
+		if !slices.Equal(m.to, want[i]) {
+			t.Fatalf("message %d went to %v, the client was told %v", i, m.to, want[i])
+		}
+	}
+	if !strings.Contains(h.log.String(), "restarting the upstream transaction") {
+		t.Fatal("no transaction went out of step: the test does not reach realign")
+	}
+}
