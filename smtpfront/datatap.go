@@ -223,6 +223,10 @@ func (c *clientConn) relayMessage(w io.Writer, limit int64) (n int64, err error)
 		if done {
 			break
 		}
+		if f, ok := w.(interface{ flushRecords() }); ok && !tooLarge {
+			// What has come so far goes on before waiting for more.
+			f.flushRecords()
+		}
 		if err := c.fillPending(); err != nil {
 			c.broken = err
 			break

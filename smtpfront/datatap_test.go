@@ -329,3 +329,26 @@ func TestRelayMessageLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayStreamsBeforeTheEnd: while the client's message is still coming,
+// what has arrived goes on to the upstream, so that the upstream works on
+// the message meanwhile instead of waiting for its end.
+func TestRelayStreamsBeforeTheEnd(t *testing.T) {
+	h := newHarness(t)
+	tc := h.transcript()
+	tc.cmd("EHLO client.test", "250 ")
+	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc.write("MAIL FROM:<billing@example.com>\r\nRCPT TO:<a@example.net>\r\nDATA\r\n")
+	for _, want := range []string{"250 ", "250 ", "354 "} {
+		tc.expect(want)
+	}
+	first := "Subject: streamed\r\n\r\n" + strings.Repeat("the first part, sent before a pause\r\n", 1000)
+	tc.write(first)
+	waitUntil(t, "the upstream has the first part", func() bool { return h.up.dataRead.Load() >= int64(maxTLSRecord) })
+	tc.write("the rest\r\n.\r\n")
+	tc.expect("250 ")
+	tc.cmd("QUIT", "221 ")
+	if msgs := h.up.messages(); len(msgs) != 1 || string(msgs[0].data) != first+"the rest\r\n" {
+		t.Fatalf("upstream got %d messages, or not the message sent", len(msgs))
+	}
+}

@@ -209,6 +209,15 @@ func (e *dotEncoder) encode(p []byte) {
 }
 
 // flush writes all but the last two buffered bytes.
+// flushRecords writes what is buffered when it fills at least one TLS
+// record: the relay calls it before it reads more from the client, so that
+// the upstream can work on the message while the rest arrives.
+func (e *dotEncoder) flushRecords() {
+	if len(e.buf)-2 >= maxTLSRecord {
+		e.flush()
+	}
+}
+
 func (e *dotEncoder) flush() {
 	if len(e.buf) <= 2 || e.err != nil {
 		return

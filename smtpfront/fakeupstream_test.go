@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/emersion/go-sasl"
@@ -63,6 +64,19 @@ type fakeUpstream struct {
 	discarded   int                        // messages accepted and dropped
 	refuseRcpt  map[string]*smtp.SMTPError // RCPT replies for these recipients
 	wire        wireLog                    // what the upstream read, chunk by chunk (envelope commands only)
+	dataRead    atomic.Int64               // message bytes read so far, over all messages
+}
+
+// countingReader counts what is read through it.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // wireLog keeps the chunks the fake upstream read that hold envelope
@@ -275,7 +289,7 @@ func (s *fakeSession) Data(r io.Reader) error {
 		s.conn.Close()
 		return io.ErrUnexpectedEOF
 	}
-	if _, err := io.Copy(&buf, r); err != nil {
+	if _, err := io.Copy(&buf, countingReader{r, &s.f.dataRead}); err != nil {
 		return err
 	}
 	s.f.mu.Lock()
