@@ -209,6 +209,7 @@ func (e *env) smtpRun(ctx context.Context, s side, n, total int, msg []byte) (tr
 		}
 		return err
 	}
+	relayed := e.sinkCount()
 	took, err := parallel(n, setupAll, func(i int) error {
 		share := total/n + btoi(i < total%n)
 		for k := range share {
@@ -225,7 +226,20 @@ func (e *env) smtpRun(ctx context.Context, s side, n, total int, msg []byte) (tr
 	for _, w := range conns {
 		_ = w.smtpCmd("QUIT", "221")
 	}
+	// Each 250 means Dovecot relayed the message to the sink first.
+	if got := e.sinkCount() - relayed; e.dc != nil && got != total {
+		return transfer{}, fmt.Errorf("smtp %s: the sink got %d of %d messages", s, got, total)
+	}
 	return t, nil
+}
+
+// sinkCount is how many messages Dovecot has relayed to its sink (0 without
+// Dovecot).
+func (e *env) sinkCount() int {
+	if e.dc == nil {
+		return 0
+	}
+	return e.dc.Sink.Discarded()
 }
 
 // runSMTP measures SMTP submission in one session and in

@@ -3,9 +3,11 @@ package smtpfront
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,15 +125,25 @@ func (c *clientConn) Read(b []byte) (int, error) {
 // read reads with a deadline of min(now+idle, pre-auth deadline), or fails at
 // once when the session was cancelled or is to be hung up.
 func (c *clientConn) read(b []byte) (int, error) {
+	n, err, _ := c.readWithin(b, 0)
+	return n, err
+}
+
+// readWithin is read, except that with soon > 0 it gives up after soon
+// (stalled: no byte came and the deadline was not the session's own), so
+// that the caller can do something before it waits longer.
+func (c *clientConn) readWithin(b []byte, soon time.Duration) (n int, err error, stalled bool) {
 	if err := c.flushCorked(); err != nil {
-		return 0, err
+		return 0, err, false
 	}
 	if c.farewell.Load() != nil {
-		return c.sayFarewell()
+		n, err := c.sayFarewell()
+		return n, err, false
 	}
 	if c.draining() && !c.authenticated() {
 		c.hangUp(replyLine(replyShuttingDown))
-		return c.sayFarewell()
+		n, err := c.sayFarewell()
+		return n, err, false
 	}
 	var dl time.Time
 	if c.idle > 0 {
@@ -142,20 +154,31 @@ func (c *clientConn) read(b []byte) (int, error) {
 			dl = t
 		}
 	}
+	short := false
+	if soon > 0 {
+		if t := time.Now().Add(soon); dl.IsZero() || t.Before(dl) {
+			dl, short = t, true
+		}
+	}
 	c.Conn.SetReadDeadline(dl)
 	// Checked after setting the deadline: cancel and sessionClosed set their
 	// own past deadline after raising their flag, so one of the two wins.
 	if c.cancelled.Load() {
-		return 0, errCancelled
+		return 0, errCancelled, false
 	}
 	if c.farewell.Load() != nil {
-		return c.sayFarewell()
+		n, err := c.sayFarewell()
+		return n, err, false
 	}
-	n, err := c.Conn.Read(b)
+	n, err = c.Conn.Read(b)
 	if n == 0 && err != nil && !c.cancelled.Load() && c.farewell.Load() != nil {
-		return c.sayFarewell() // the read was interrupted to hang up
+		n, err := c.sayFarewell() // the read was interrupted to hang up
+		return n, err, false
 	}
-	return n, err
+	if short && n == 0 && errors.Is(err, os.ErrDeadlineExceeded) && !c.cancelled.Load() {
+		return 0, nil, true
+	}
+	return n, err, false
 }
 
 // sayFarewell writes the farewell line once (if any) and reports the end

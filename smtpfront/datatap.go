@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -158,7 +159,15 @@ func indexByteFrom(d []byte, from int, c byte) int {
 }
 
 // fillPending reads more of the client stream behind pend.
-func (c *clientConn) fillPending() error {
+func (c *clientConn) fillPending() error { return c.fillPendingOr(nil) }
+
+// stallTime is how long the bulk relay waits for more of a message before
+// it passes on what it holds (fillPendingOr).
+const stallTime = 50 * time.Millisecond
+
+// fillPendingOr is fillPending; when the client sends nothing for
+// stallTime, it calls stalled once and then waits as fillPending does.
+func (c *clientConn) fillPendingOr(stalled func()) error {
 	if c.pendErr != nil {
 		err := c.pendErr
 		c.pendErr = nil
@@ -170,7 +179,16 @@ func (c *clientConn) fillPending() error {
 	buf := *c.pendBuf
 	k := copy(buf, c.pend)
 	for range 100 {
-		n, err := c.read(buf[k:])
+		soon := time.Duration(0)
+		if stalled != nil {
+			soon = stallTime
+		}
+		n, err, stall := c.readWithin(buf[k:], soon)
+		if stall {
+			stalled()
+			stalled = nil
+			continue
+		}
 		c.pend = buf[:k+n]
 		switch {
 		case n > 0:
@@ -223,11 +241,13 @@ func (c *clientConn) relayMessage(w io.Writer, limit int64) (n int64, err error)
 		if done {
 			break
 		}
-		if f, ok := w.(interface{ flushRecords() }); ok && !tooLarge {
-			// What has come so far goes on before waiting for more.
-			f.flushRecords()
+		// When the client pauses, what has come so far goes on: the
+		// upstream is not left waiting for data the relay holds.
+		var stalled func()
+		if f, ok := w.(interface{ flushHeld() }); ok && !tooLarge {
+			stalled = f.flushHeld
 		}
-		if err := c.fillPending(); err != nil {
+		if err := c.fillPendingOr(stalled); err != nil {
 			c.broken = err
 			break
 		}

@@ -209,14 +209,10 @@ func (e *dotEncoder) encode(p []byte) {
 }
 
 // flush writes all but the last two buffered bytes.
-// flushRecords writes what is buffered when it fills at least one TLS
-// record: the relay calls it before it reads more from the client, so that
-// the upstream can work on the message while the rest arrives.
-func (e *dotEncoder) flushRecords() {
-	if len(e.buf)-2 >= maxTLSRecord {
-		e.flush()
-	}
-}
+// flushHeld writes what is buffered (but the last two bytes, as flush):
+// the relay calls it when the client pauses, so that the upstream gets the
+// message as it comes rather than when a write's worth has gathered.
+func (e *dotEncoder) flushHeld() { e.flush() }
 
 func (e *dotEncoder) flush() {
 	if len(e.buf) <= 2 || e.err != nil {

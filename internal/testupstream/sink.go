@@ -45,6 +45,8 @@ type Sink struct {
 	msgs     []SinkMessage // accepted messages, in order
 	changed  chan struct{} // closed and replaced whenever msgs grows
 	dataErr  error         // when set, DATA fails with it (see SetDataError)
+	discard  bool          // read messages and count them, keep nothing (see SetDiscard)
+	dropped  int           // messages read and dropped in discard mode
 	closed   bool
 	serveErr chan error // result of Serve, buffered
 }
@@ -114,6 +116,24 @@ func (s *Sink) SetDataError(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.dataErr = err
+}
+
+// SetDiscard switches discard mode: on, the sink still reads each message
+// to its end and answers 250, but delivers and keeps nothing, only counts
+// (Discarded). For benchmarks: otherwise every message is written to disk
+// and kept in memory, and the sink's cost grows through a long run.
+func (s *Sink) SetDiscard(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.discard = on
+}
+
+// Discarded returns how many messages the sink read and dropped in discard
+// mode.
+func (s *Sink) Discarded() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dropped
 }
 
 // Close stops the sink and closes its connections; it is idempotent.
@@ -188,9 +208,22 @@ func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (ss *sinkSession) Data(r io.Reader) error {
+	s := ss.sink
+	s.mu.Lock()
+	discard := s.discard
+	s.mu.Unlock()
+	if discard {
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.dropped++
+		s.mu.Unlock()
+		return nil
+	}
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err
 	}
-	return ss.sink.accept(SinkMessage{From: ss.from, To: slices.Clone(ss.to), Data: data})
+	return s.accept(SinkMessage{From: ss.from, To: slices.Clone(ss.to), Data: data})
 }

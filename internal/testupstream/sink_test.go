@@ -161,3 +161,31 @@ func TestSinkCloseIdempotent(t *testing.T) {
 		t.Error("sink still accepts connections after Close")
 	}
 }
+
+func TestSinkDiscardMode(t *testing.T) {
+	t.Parallel()
+	s, md := newTestSink(t)
+	s.SetDiscard(true)
+	msg := crlf("Subject: dropped", "", "line", "")
+	for range 3 {
+		if err := sendToSink(t, s, "x@example.test", []string{"a@example.test"}, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.Discarded(); n != 3 {
+		t.Fatalf("Discarded() = %d, want 3", n)
+	}
+	if got := s.Messages(); len(got) != 0 {
+		t.Fatalf("discard mode kept %d messages", len(got))
+	}
+	if entries, _ := os.ReadDir(md.root); len(entries) != 0 {
+		t.Fatalf("discard mode delivered into the maildir root: %v", entries)
+	}
+	s.SetDiscard(false)
+	if err := sendToSink(t, s, "x@example.test", []string{"a@example.test"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.WaitFor(1, testSinkWait); err != nil || len(got) != 1 {
+		t.Fatalf("after discard mode: %v, %d messages", err, len(got))
+	}
+}
