@@ -616,3 +616,44 @@ func TestPipelinedTransactionsKeepTheirWord(t *testing.T) {
 		t.Fatal("no transaction went out of step: the test does not reach realign")
 	}
 }
+
+// dataConn returns data on its first read, then EOF.
+type dataConn struct {
+	recConn
+	data []byte
+}
+
+func (d *dataConn) Read(b []byte) (int, error) {
+	if len(d.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, d.data)
+	d.data = d.data[n:]
+	return n, nil
+}
+
+// TestOneLinePerRead: go-smtp gets one line per read and what the client
+// sent behind it waits in clientConn in a buffer of its own size, not in a
+// pooled 64 KiB one (a client pipelining behind a slowed-down AUTH must
+// not pin one per connection).
+func TestOneLinePerRead(t *testing.T) {
+	dc := &dataConn{data: []byte("AUTH PLAIN AGEAYg==\r\nNOOP\r\nNOOP\r\nQUI")}
+	cc := newClientConn(context.Background(), &proxy.Conn{Conn: dc}, dc, slog.New(slog.DiscardHandler), 0, 0)
+	buf := make([]byte, 4096)
+	var got []string
+	for {
+		n, err := cc.Read(buf)
+		if n > 0 {
+			got = append(got, string(buf[:n]))
+		}
+		if err != nil {
+			break
+		}
+		if len(got) == 1 && (cc.pendBuf != nil || cap(cc.pend) > 64) {
+			t.Fatalf("behind the first line: pooled buffer %v, pend capacity %d", cc.pendBuf != nil, cap(cc.pend))
+		}
+	}
+	if want := []string{"AUTH PLAIN AGEAYg==\r\n", "NOOP\r\n", "NOOP\r\n", "QUI"}; !slices.Equal(got, want) {
+		t.Fatalf("reads %q, want %q", got, want)
+	}
+}
