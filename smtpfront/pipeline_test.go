@@ -657,3 +657,36 @@ func TestOneLinePerRead(t *testing.T) {
 		t.Fatalf("reads %q, want %q", got, want)
 	}
 }
+
+// BenchmarkPipelinedSubmit submits 4 KiB messages with MAIL, two RCPTs and
+// DATA pipelined by the client, through the front to the fake upstream:
+// "serial" relays the envelope one command at a time (nothing pipelined
+// upstream), the baseline for "pipelined" in the same run.
+func BenchmarkPipelinedSubmit(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		max  int
+	}{{"serial", 0}, {"pipelined", maxRecipients}} {
+		b.Run(mode.name, func(b *testing.B) {
+			h := newHarness(b, func(s *Server) { s.maxPipelined = mode.max })
+			h.up.set(func(f *fakeUpstream) { f.discardData = true })
+			tc := h.transcript()
+			tc.cmd("EHLO client.test", "250 ")
+			tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+			body := "Subject: bench\r\n\r\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n", 62) + ".\r\n"
+			envelope := "MAIL FROM:<billing@example.com>\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n"
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				tc.write(envelope)
+				for _, want := range []string{"250 ", "250 ", "250 ", "354 "} {
+					tc.expect(want)
+				}
+				tc.write(body)
+				tc.expect("250 ")
+			}
+			b.StopTimer()
+			tc.cmd("QUIT", "221 ")
+		})
+	}
+}
