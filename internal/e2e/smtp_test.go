@@ -1,8 +1,13 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,4 +147,77 @@ func stripReceived(b []byte) []byte {
 		}
 	}
 	return b
+}
+
+// TestSMTPPipelinedToDovecot: a client that pipelines (RFC 2920) its
+// envelope and DATA; xoauthd pipelines them on to Dovecot's submission
+// service. Every reply comes back in order and each message reaches the
+// sink with its whole envelope and its bytes unchanged.
+func TestSMTPPipelinedToDovecot(t *testing.T) {
+	r := newRig(t)
+	conn, err := net.Dial("tcp", r.smtp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	br := bufio.NewReader(conn)
+	reply := func(want string) string {
+		t.Helper()
+		var all string
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("reading the reply: %v (so far %q)", err, all)
+			}
+			all += line
+			if len(line) < 4 || line[3] != '-' {
+				break
+			}
+		}
+		if !strings.HasPrefix(all, want) {
+			t.Fatalf("reply %q, want %s", all, want)
+		}
+		return all
+	}
+	send := func(s string) {
+		t.Helper()
+		if _, err := io.WriteString(conn, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reply("220")
+	send("EHLO erp.contoso.test\r\n")
+	if ehlo := reply("250"); !strings.Contains(ehlo, "PIPELINING") {
+		t.Fatalf("EHLO does not offer PIPELINING: %q", ehlo)
+	}
+	send("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+aliceLogin+"\x00"+alicePass)) + "\r\n")
+	reply("235")
+	before := len(r.dc.Sink.Messages())
+	var sent [][]byte
+	for i := range 3 {
+		msg := message(fmt.Sprintf("pipelined %d", i), 20<<10)
+		sent = append(sent, msg)
+		send("MAIL FROM:<" + alice + ">\r\nRCPT TO:<" + bob + ">\r\nRCPT TO:<" + alice + ">\r\nDATA\r\n")
+		for _, want := range []string{"250", "250", "250", "354"} {
+			reply(want)
+		}
+		send(string(msg) + ".\r\n")
+		reply("250")
+	}
+	send("QUIT\r\n")
+	reply("221")
+	got, err := r.dc.Sink.WaitFor(before+len(sent), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range sent {
+		m := got[before+i]
+		if !bytes.Equal(stripReceived(m.Data), want) {
+			t.Errorf("message %d: the sink has %d bytes, want the %d sent unchanged", i, len(m.Data), len(want))
+		}
+		if m.From != alice || strings.Join(m.To, ",") != bob+","+alice {
+			t.Errorf("message %d: envelope %s -> %v", i, m.From, m.To)
+		}
+	}
 }
