@@ -59,11 +59,13 @@ type clientConn struct {
 	line lineState
 	// corked holds replies to pipelined MAIL, RCPT and RSET commands, to be
 	// written with the next reply or before the next read (pipeline.go).
-	corked  []byte
-	pend    []byte  // bytes read from the client, not yet handed on; in pendBuf
-	pendBuf *[]byte // from rawBufs while pend is in use
-	pendErr error   // the read error behind pend, reported once pend is used up
-	broken  error   // the raw stream is unusable (set by the bulk relay): every Read fails
+	corked []byte
+	// handshaking: go-smtp answered STARTTLS with 220; TLS records follow.
+	handshaking bool
+	pend        []byte  // bytes read from the client, not yet handed on; in pendBuf
+	pendBuf     *[]byte // from rawBufs while pend is in use
+	pendErr     error   // the read error behind pend, reported once pend is used up
+	broken      error   // the raw stream is unusable (set by the bulk relay): every Read fails
 
 	mu      sync.Mutex
 	inData  bool // a message is being relayed upstream (DATA or BDAT)
@@ -114,7 +116,7 @@ func (c *clientConn) Read(b []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.read(b)
-	if !c.upgraded.Load() {
+	if !c.handshaking && !c.upgraded.Load() {
 		n, err = c.keepAfterLine(b, n, err)
 	}
 	c.noteTail(b[:n])
@@ -237,9 +239,11 @@ func (c *clientConn) Write(b []byte) (int, error) {
 	if c.startsTLS(b) {
 		// What the client sent behind STARTTLS came before the handshake
 		// and is dropped, as go-smtp drops its own buffer (RFC 3207 §4.2,
-		// CVE-2011-0411).
+		// CVE-2011-0411). From here on the client sends TLS records, which
+		// are handed on as they come, not line by line.
 		c.pend = c.pend[:0]
 		c.releasePending()
+		c.handshaking = true
 	}
 	switch c.lastReply.Load() {
 	case replyMuted:

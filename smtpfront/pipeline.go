@@ -121,7 +121,7 @@ func (c *clientConn) startsTLS(b []byte) bool {
 // own STARTTLS.
 func (c *clientConn) pipelinedEnvelope(max int) (rcpts []string, data bool) {
 	l := &c.line
-	if c.upgraded.Load() || c.tap != tapOff || !l.alone || !l.ended ||
+	if c.handshaking || c.upgraded.Load() || c.tap != tapOff || !l.alone || !l.ended ||
 		l.headLen != len(mailPrefix) || !hasPrefixFoldASCII(l.head[:], mailPrefix) {
 		return nil, false
 	}
@@ -409,7 +409,7 @@ const maxCorked = 4 << 10
 // Replies that end the session are never held.
 func (c *clientConn) cork(b []byte) bool {
 	l := &c.line
-	if len(c.pend) == 0 || c.upgraded.Load() || !l.ended || l.headLen < 4 ||
+	if len(c.pend) == 0 || c.handshaking || c.upgraded.Load() || !l.ended || l.headLen < 4 ||
 		len(c.corked)+len(b) > maxCorked || bytes.HasPrefix(b, []byte("421")) || bytes.HasPrefix(b, []byte("221")) {
 		return false
 	}
