@@ -246,9 +246,7 @@ func TestPreAuthTimeout(t *testing.T) {
 
 func TestIdleTimeoutAfterLogin(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.IdleTimeout = 200 * time.Millisecond })
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	if rest := tc.expectClosed(); !strings.HasPrefix(rest, "421 4.4.2") {
 		t.Fatalf("idle session got %q, want 421 4.4.2 and close", rest)
 	}
@@ -339,9 +337,7 @@ func TestEndlessSASLResponseIsCut(t *testing.T) {
 
 func TestRecipientsAreBounded(t *testing.T) {
 	h := newHarness(t)
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	tc.cmd("MAIL FROM:<billing@example.com>", "250")
 	var b strings.Builder
 	for i := range maxRecipients + 1 {

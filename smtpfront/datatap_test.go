@@ -138,9 +138,7 @@ func TestDataTapTaken(t *testing.T) {
 // session must go on in step (the pipelined NOOP after each message).
 func TestDataTapQuirks(t *testing.T) {
 	h := newHarness(t)
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	const bufioSize = 4096 // go-smtp's reader (textproto over bufio)
 	var wants [][]byte
 	for i, stream := range dotCases {
@@ -230,9 +228,7 @@ func tail(b []byte) []byte {
 // bulk-relayed message submits nothing.
 func TestDataTapClientBreaksOff(t *testing.T) {
 	h := newHarness(t)
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	tc.cmd("MAIL FROM:<billing@example.com>", "250")
 	tc.cmd("RCPT TO:<a@example.net>", "250")
 	tc.cmd("DATA", "354")
@@ -250,9 +246,7 @@ func TestDataTapLongLine(t *testing.T) {
 	for _, at := range []int{0, 100 << 10} {
 		t.Run(fmt.Sprint(at), func(t *testing.T) {
 			h := newHarness(t)
-			tc := h.transcript()
-			tc.cmd("EHLO client.test", "250 ")
-			tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+			tc := h.loggedInTranscript()
 			tc.cmd("MAIL FROM:<billing@example.com>", "250")
 			tc.cmd("RCPT TO:<a@example.net>", "250")
 			tc.cmd("DATA", "354")
@@ -275,9 +269,7 @@ func TestDataTapLongLine(t *testing.T) {
 func TestDataTapSizeLimit(t *testing.T) {
 	const limit = 64 << 10
 	h := newHarness(t, func(o *Options) { o.MaxMessageBytes = limit })
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	for _, tt := range []struct {
 		size int
 		want string
@@ -335,9 +327,7 @@ func TestRelayMessageLimit(t *testing.T) {
 // the message meanwhile instead of waiting for its end.
 func TestRelayStreamsBeforeTheEnd(t *testing.T) {
 	h := newHarness(t)
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	tc.write("MAIL FROM:<billing@example.com>\r\nRCPT TO:<a@example.net>\r\nDATA\r\n")
 	for _, want := range []string{"250 ", "250 ", "354 "} {
 		tc.expect(want)

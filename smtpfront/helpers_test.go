@@ -375,6 +375,15 @@ func (h *harness) transcript() *transcript {
 }
 
 // write sends raw bytes.
+// loggedInTranscript opens a raw client session that has said EHLO and
+// logged in with AUTH PLAIN.
+func (h *harness) loggedInTranscript() *transcript {
+	tc := h.transcript()
+	tc.cmd("EHLO client.test", "250 ")
+	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	return tc
+}
+
 func (tc *transcript) write(s string) {
 	tc.t.Helper()
 	tc.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))

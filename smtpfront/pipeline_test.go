@@ -45,9 +45,7 @@ func TestPipelinedRcptsGoUpstreamWithMail(t *testing.T) {
 			"bad@example.net": {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 10}, Message: "Recipient not found"},
 		}
 	})
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 
 	tc.write("MAIL FROM:<billing@example.com>\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<bad@example.net>\r\nrcpt to:<B.c+d@Example.NET>\r\nDATA\r\n")
 	tc.expect("250 ")
@@ -112,9 +110,7 @@ func TestPipelinedRcptsOutOfStep(t *testing.T) {
 					f.refuseRcpt = map[string]*smtp.SMTPError{"c@example.net": refusedUpstream, "d@example.net": refusedUpstream}
 				})
 			}
-			tc := h.transcript()
-			tc.cmd("EHLO client.test", "250 ")
-			tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+			tc := h.loggedInTranscript()
 			if tt.rset {
 				tc.write(envelope + "RSET\r\nMAIL FROM:<billing@example.com>\r\nRCPT TO:<e@example.net>\r\nDATA\r\n")
 				for _, want := range []string{"250 ", "250 ", "250 ", "452 ", "452 ", "250 ", "250 ", "250 ", "354 "} {
@@ -149,9 +145,7 @@ func TestPipelinedRcptsBehindRefusedMAIL(t *testing.T) {
 	h.up.set(func(f *fakeUpstream) {
 		f.mailErr = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 60}, Message: "Client does not have permissions to send as this sender"}
 	})
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	tc.write("MAIL FROM:<ceo@example.com>\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
 	if got := tc.expect("550 "); !strings.Contains(got, "5.7.60") {
 		t.Fatalf("MAIL: %q, want the upstream's 5.7.60", got)
@@ -173,6 +167,29 @@ func TestPipelinedRcptsBehindRefusedMAIL(t *testing.T) {
 	}
 }
 
+// directSession returns a logged-in session of h's front with its
+// upstream session, driven by the test instead of go-smtp: its client
+// connection is one end of a pipe nobody reads.
+func directSession(t *testing.T, h *harness) (*session, *clientConn, *upstream) {
+	t.Helper()
+	ctx := context.Background()
+	acct, err := h.auth.Authenticate(ctx, testLogin, testPassword, netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := h.front.connect(ctx, acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, server := net.Pipe()
+	t.Cleanup(func() { client.Close() })
+	cc := newClientConn(ctx, &proxy.Conn{Conn: server}, server, h.front.opts.Log, 0, 0)
+	s := newSession(h.front, cc)
+	s.acct, s.release = acct, func() {}
+	s.setUpstream(up)
+	return s, cc, up
+}
+
 // TestRcptOutOfStepRealigns drives a session directly: go-smtp passes it a
 // recipient other than the next one that went upstream with the MAIL (as
 // it would after refusing one itself). The upstream transaction is
@@ -185,21 +202,7 @@ func TestRcptOutOfStepRealigns(t *testing.T) {
 		data := tt.data
 		t.Run(fmt.Sprintf("DATA pipelined %v, redial fails %v", data, tt.redialFails), func(t *testing.T) {
 			h := newHarness(t)
-			ctx := context.Background()
-			acct, err := h.auth.Authenticate(ctx, testLogin, testPassword, netip.MustParseAddr("127.0.0.1"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			up, err := h.front.connect(ctx, acct)
-			if err != nil {
-				t.Fatal(err)
-			}
-			client, server := net.Pipe()
-			defer client.Close()
-			cc := newClientConn(ctx, &proxy.Conn{Conn: server}, server, h.front.opts.Log, 0, 0)
-			s := newSession(h.front, cc)
-			s.acct, s.release = acct, func() {}
-			s.setUpstream(up)
+			s, cc, up := directSession(t, h)
 
 			// go-smtp has just read the MAIL line; two RCPTs wait behind it.
 			cc.noteLine([]byte("MAIL FROM:<billing@example.com>\r\n"))
@@ -256,25 +259,11 @@ func TestRcptOutOfStepRealigns(t *testing.T) {
 // PIPELINING gets one command at a time (RFC 2920 §3.1).
 func TestNoPipeliningUnlessOffered(t *testing.T) {
 	h := newHarness(t)
-	ctx := context.Background()
-	acct, err := h.auth.Authenticate(ctx, testLogin, testPassword, netip.MustParseAddr("127.0.0.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	up, err := h.front.connect(ctx, acct)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, cc, up := directSession(t, h)
 	if !up.pipelining {
 		t.Fatal("the fake upstream offers PIPELINING, but the session did not see it")
 	}
 	up.pipelining = false
-	client, server := net.Pipe()
-	defer client.Close()
-	cc := newClientConn(ctx, &proxy.Conn{Conn: server}, server, h.front.opts.Log, 0, 0)
-	s := newSession(h.front, cc)
-	s.acct, s.release = acct, func() {}
-	s.setUpstream(up)
 	cc.noteLine([]byte("MAIL FROM:<billing@example.com>\r\n"))
 	cc.pend = []byte("RCPT TO:<a@example.net>\r\nDATA\r\n")
 	if err := s.Mail("billing@example.com", nil); err != nil {
@@ -304,9 +293,7 @@ func TestPipelinedDATAWithNoRecipientLeft(t *testing.T) {
 	h.up.set(func(f *fakeUpstream) {
 		f.refuseRcpt = map[string]*smtp.SMTPError{"x@example.net": refused, "y@example.net": refused}
 	})
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	tc.write("MAIL FROM:<billing@example.com>\r\nRCPT TO:<x@example.net>\r\nRCPT TO:<y@example.net>\r\nDATA\r\n")
 	for _, want := range []string{"250 ", "550 ", "550 ", "502 "} {
 		tc.expect(want)
@@ -515,9 +502,7 @@ func TestPipelinedTransactionsKeepTheirWord(t *testing.T) {
 	h.up.set(func(f *fakeUpstream) {
 		f.refuseRcpt = map[string]*smtp.SMTPError{"r1@example.net": refused, "r2@example.net": refused}
 	})
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	rng := newRand(2920)
 	type rcptForm struct {
 		line string // %s: the address
@@ -670,9 +655,7 @@ func BenchmarkPipelinedSubmit(b *testing.B) {
 		b.Run(mode.name, func(b *testing.B) {
 			h := newHarness(b, func(s *Server) { s.maxPipelined = mode.max })
 			h.up.set(func(f *fakeUpstream) { f.discardData = true })
-			tc := h.transcript()
-			tc.cmd("EHLO client.test", "250 ")
-			tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+			tc := h.loggedInTranscript()
 			body := "Subject: bench\r\n\r\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n", 62) + ".\r\n"
 			envelope := "MAIL FROM:<billing@example.com>\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n"
 			b.SetBytes(int64(len(body)))

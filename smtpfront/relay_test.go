@@ -104,9 +104,7 @@ func TestSeveralMessagesOneUpstreamSession(t *testing.T) {
 
 func TestRSETIsPassedOn(t *testing.T) {
 	h := newHarness(t)
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	tc.cmd("MAIL FROM:<first@example.com>", "250")
 	tc.cmd("RCPT TO:<dropped@example.net>", "250")
 	tc.cmd("RSET", "250")
@@ -124,9 +122,7 @@ func TestRSETIsPassedOn(t *testing.T) {
 
 func TestPipelinedCommands(t *testing.T) {
 	h := newHarness(t)
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	// RFC 2920: the whole envelope in one write, then the message and QUIT in
 	// another.
 	tc.write("MAIL FROM:<billing@example.com>\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
@@ -150,9 +146,7 @@ func TestPipelinedCommands(t *testing.T) {
 
 func TestBDATIsRelayedAsDATA(t *testing.T) {
 	h := newHarness(t)
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	tc.cmd("MAIL FROM:<billing@example.com>", "250")
 	tc.cmd("RCPT TO:<a@example.net>", "250")
 	part1, part2 := "Subject: chunks\r\n\r\n.leading dot\r\n", "second chunk\r\n"
@@ -176,9 +170,7 @@ func TestBDATIsRelayedAsDATA(t *testing.T) {
 
 func TestMessageOverSizeIsRefusedAndNotSubmitted(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.MaxMessageBytes = 4096 })
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	tc.cmd("MAIL FROM:<billing@example.com> SIZE=100000", "552 5.3.4")
 	tc.cmd("MAIL FROM:<billing@example.com>", "250")
 	tc.cmd("RCPT TO:<a@example.net>", "250")
@@ -219,9 +211,7 @@ func TestUpstreamRepliesPassThroughUnchanged(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.up.set(tt.set)
-			tc := h.transcript()
-			tc.cmd("EHLO client.test", "250 ")
-			tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+			tc := h.loggedInTranscript()
 			var got string
 			if got = tc.cmd("MAIL FROM:<billing@example.com>", ""); strings.HasPrefix(got, "250") {
 				if got = tc.cmd("RCPT TO:<a@example.net>", ""); strings.HasPrefix(got, "250") {
@@ -391,9 +381,7 @@ func TestIdleUpstreamDropIsHealedAtMAIL(t *testing.T) {
 func TestUpstreamThatForgetsTheLoginIsReplaced(t *testing.T) {
 	h := newHarness(t)
 	h.up.set(func(f *fakeUpstream) { f.forgetAuth = true })
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	tc.cmd("MAIL FROM:<billing@example.com>", "250")
 	tc.cmd("RCPT TO:<a@example.net>", "250")
 	tc.cmd("RSET", "250") // RSET and go-smtp's EHLO after it: the upstream forgets the login
@@ -409,9 +397,7 @@ func TestUpstreamThatForgetsTheLoginIsReplaced(t *testing.T) {
 
 func TestRedialFailuresEndTheSession(t *testing.T) {
 	h := newHarness(t)
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	h.up.ln.Close()
 	h.up.dropAll()
 	for range maxRedialFailures - 1 {
@@ -552,9 +538,7 @@ func TestBrokenClientDataIsNeverSubmitted(t *testing.T) {
 				opts = append(opts, tt.opt)
 			}
 			h := newHarness(t, opts...)
-			tc := h.transcript()
-			tc.cmd("EHLO client.test", "250 ")
-			tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+			tc := h.loggedInTranscript()
 			tc.cmd("MAIL FROM:<billing@example.com>", "250")
 			tc.cmd("RCPT TO:<a@example.net>", "250")
 			tc.cmd("DATA", "354")

@@ -71,9 +71,7 @@ var errAccountRemoved = errors.New("the account was removed from the configurati
 func TestReloadClosesIdleSession(t *testing.T) {
 	sessions := &proxy.Sessions{}
 	h := newHarness(t, withSessions(sessions))
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	waitUntil(t, "the session is registered", func() bool { return sessions.Count(testLogin) == 1 })
 	if n := sessions.Close(testLogin, errAccountRemoved); n != 1 {
 		t.Fatalf("Close ended %d sessions, want 1", n)
@@ -91,9 +89,7 @@ func TestReloadLetsDataFinish(t *testing.T) {
 	sessions := &proxy.Sessions{}
 	m := newFakeMetrics()
 	h := newHarness(t, withSessions(sessions), withMetrics(m))
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	tc.cmd("MAIL FROM:<billing@example.com>", "250")
 	tc.cmd("RCPT TO:<bob@example.net>", "250")
 	tc.cmd("DATA", "354")
@@ -123,9 +119,7 @@ func TestReloadRefusesPipelinedCommands(t *testing.T) {
 	sessions := &proxy.Sessions{}
 	m := newFakeMetrics()
 	h := newHarness(t, withSessions(sessions), withMetrics(m))
-	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc := h.loggedInTranscript()
 	tc.cmd("MAIL FROM:<billing@example.com>", "250")
 	tc.cmd("RCPT TO:<bob@example.net>", "250")
 	tc.cmd("DATA", "354")
