@@ -2,12 +2,12 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all test fmt-check vet test-short build clean
+.PHONY: all test fmt-check tidy-check vet test-short build clean
 
 all: test
 
 ## test: gofmt check, go vet, then every test with the race detector in random order
-test: fmt-check vet cross
+test: fmt-check tidy-check vet cross
 	$(GO) test -race -shuffle=on -count=1 $(PKGS)
 
 ## fmt-check: fail listing the files gofmt would change
@@ -16,6 +16,10 @@ fmt-check:
 	if [ -n "$$files" ]; then \
 		echo "gofmt -l: these files need gofmt -w:"; echo "$$files"; exit 1; \
 	fi
+
+## tidy-check: fail when go.mod or go.sum is not what `go mod tidy` would write
+tidy-check:
+	@$(GO) mod tidy -diff || { echo "go mod tidy -diff: run go mod tidy"; exit 1; }
 
 vet:
 	$(GO) vet $(PKGS)
