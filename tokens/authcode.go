@@ -2,13 +2,13 @@ package tokens
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"html/template"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -51,44 +51,28 @@ func authCodeFlow(ctx context.Context, p *provider, identity string, opts LoginO
 		return nil, err
 	}
 	redirect := fmt.Sprintf("http://localhost:%d/", port)
-	state := rand.Text()
-	verifier := oauth2.GenerateVerifier()
-	conf := p.oauth2Config(redirect)
-	authURL := conf.AuthCodeURL(state, authOptions(p, identity, verifier)...)
-
+	l := newAuthCodeLogin(p, identity, redirect)
 	results := make(chan callback, 1)
 	srv := &http.Server{
-		Handler:           callbackHandler(state, p, identity, results),
+		Handler:           callbackHandler(l.state, p, identity, results),
 		ReadHeaderTimeout: callbackHeaderTimeout,
 		MaxHeaderBytes:    callbackMaxHeader,
 	}
-	for _, l := range listeners {
-		go srv.Serve(l)
+	for _, ln := range listeners {
+		go srv.Serve(ln)
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callbackShutdown)
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	sendToBrowser(opts, identity, authURL, redirect)
+	sendToBrowser(opts, identity, l.URL(), redirect)
 
 	code, err := waitForCallback(ctx, results)
 	if err != nil {
 		return nil, err
 	}
-	params, err := p.credentialParams(ctx)
-	if err != nil {
-		return nil, err
-	}
-	exOpts := []oauth2.AuthCodeOption{oauth2.VerifierOption(verifier)}
-	for k := range params {
-		exOpts = append(exOpts, oauth2.SetAuthURLParam(k, params.Get(k)))
-	}
-	tok, err := conf.Exchange(ctx, code, exOpts...)
-	if err != nil {
-		return nil, classify(err, identity, p.name, time.Now())
-	}
-	return tok, nil
+	return l.exchange(ctx, code)
 }
 
 // listenLoopback listens on a free port of 127.0.0.1 and, when it can, on
@@ -173,18 +157,9 @@ func callbackHandler(state string, p *provider, identity string, results chan<- 
 			http.NotFound(w, r)
 			return
 		}
-		var cb callback
+		cb := redirectResult(q, state, p, identity)
 		page := pageData{"Signed in", "You can close this tab now and return to the terminal where xoauthd is running."}
 		status := http.StatusOK
-		switch {
-		case subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1:
-			cb.err = ErrStateMismatch
-		case q.Get("error") != "":
-			cb.err = classifyResponse(oauthError{Error: q.Get("error"), Description: q.Get("error_description")},
-				identity, p.name, time.Now(), nil)
-		default:
-			cb.code = q.Get("code")
-		}
 		if cb.err != nil {
 			status = http.StatusBadRequest
 			page = pageData{"Sign-in failed", "xoauthd stored nothing. The terminal says why and what to do; you can close this tab."}
@@ -199,4 +174,20 @@ func callbackHandler(state string, p *provider, identity string, results chan<- 
 		w.WriteHeader(status)
 		callbackPage.Execute(w, page)
 	})
+}
+
+// redirectResult reads what the browser brought back to the redirect URI:
+// the code, or why there is none. A state other than the one sent is
+// refused first (ErrStateMismatch), compared in constant time.
+func redirectResult(q url.Values, state string, p *provider, identity string) callback {
+	switch {
+	case subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1:
+		return callback{err: ErrStateMismatch}
+	case q.Get("error") != "":
+		return callback{err: classifyResponse(oauthError{Error: q.Get("error"), Description: q.Get("error_description")},
+			identity, p.name, time.Now(), nil)}
+	case q.Get("code") == "":
+		return callback{err: errors.New("the sign-in response carries neither a code nor an error; nothing was stored: start the login again")}
+	}
+	return callback{code: q.Get("code")}
 }

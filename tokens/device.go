@@ -39,31 +39,25 @@ const (
 // (DeviceAuth); the polling is done here because it must show progress and
 // lets tests shorten the interval, using x/oauth2 for each request.
 func deviceFlow(ctx context.Context, p *provider, identity string, opts LoginOptions) (*oauth2.Token, error) {
-	if p.deviceURL == "" {
-		return nil, fmt.Errorf("provider %s: device_url is not set (hint: set device_url, or log in without --device)", p.name)
-	}
-	da, err := p.oauth2Config("").DeviceAuth(ctx)
-	if err != nil {
-		return nil, classify(err, identity, p.name, time.Now())
-	}
-	expiry := da.Expiry
-	if expiry.IsZero() {
-		expiry = time.Now().Add(defaultDeviceLifetime)
-	}
-	out := newProgress(opts.Out)
-	out.println("To sign in as %s, open %s in a browser on any device and enter the code %s",
-		identity, da.VerificationURI, da.UserCode)
-	if da.VerificationURIComplete != "" {
-		out.println("(or open %s, which carries the code)", da.VerificationURIComplete)
-	}
-	out.println("The code expires at %s.", expiry.Local().Format(time.TimeOnly))
-	stop := out.countdown(expiry)
-	defer stop()
 	unit := opts.pollUnit
 	if unit <= 0 {
 		unit = time.Second
 	}
-	return pollDevice(ctx, p, identity, da, expiry, unit, out)
+	l, err := startDevice(ctx, p, identity, opts.HTTPClient, unit)
+	if err != nil {
+		return nil, err
+	}
+	expiry := l.Expiry
+	out := newProgress(opts.Out)
+	out.println("To sign in as %s, open %s in a browser on any device and enter the code %s",
+		identity, l.VerificationURI, l.UserCode)
+	if l.VerificationURIComplete != "" {
+		out.println("(or open %s, which carries the code)", l.VerificationURIComplete)
+	}
+	out.println("The code expires at %s.", expiry.Local().Format(time.TimeOnly))
+	stop := out.countdown(expiry)
+	defer stop()
+	return pollDevice(ctx, p, identity, l.da, expiry, unit, out)
 }
 
 // pollDevice polls every interval (RFC 8628 §3.4), slowing down when told

@@ -52,16 +52,9 @@ type LoginResult struct {
 // the account that signed in is identity, and stores its tokens, replacing
 // whatever was stored for identity. On any error nothing is stored.
 func Login(ctx context.Context, store *Store, p *config.Provider, identity string, opts LoginOptions) (*LoginResult, error) {
-	identity = strings.TrimSpace(identity)
-	if identity == "" {
-		return nil, errors.New("login needs an identity (the account's e-mail address)")
-	}
-	rp, err := resolveProvider(p)
+	rp, identity, err := interactiveProvider(p, identity)
 	if err != nil {
 		return nil, err
-	}
-	if rp.flow == config.FlowClientCredentials {
-		return nil, fmt.Errorf("%s with provider %s: %w", identity, rp.name, ErrNoLoginNeeded)
 	}
 	if opts.Out == nil {
 		opts.Out = io.Discard
@@ -78,8 +71,14 @@ func Login(ctx context.Context, store *Store, p *config.Provider, identity strin
 	if err != nil {
 		return nil, err
 	}
+	return saveLogin(store, rp, identity, flow, tok, opts.Out)
+}
+
+// saveLogin checks that tok is identity's and stores it, replacing what was
+// stored for identity; on any error nothing is stored.
+func saveLogin(store *Store, rp *provider, identity, flow string, tok *oauth2.Token, out io.Writer) (*LoginResult, error) {
 	now := time.Now()
-	user, err := checkSignedIn(tok, identity, opts.Out)
+	user, err := checkSignedIn(tok, identity, out)
 	if err != nil {
 		return nil, err
 	}

@@ -113,7 +113,7 @@ func TestLoginAccountsLogout(t *testing.T) {
 	}
 
 	code, out, _ = runCmd(t, "accounts", "--json", "--config", cfgPath)
-	var rows []accountRow
+	var rows []tokens.IdentityStatus
 	if err := json.Unmarshal([]byte(out), &rows); code != exitOK || err != nil {
 		t.Fatalf("accounts --json: %d %v\n%s", code, err, out)
 	}
