@@ -29,9 +29,13 @@ type Log struct {
 	Trace  bool   `yaml:"trace"`  // protocol traces (redacted) at debug level
 }
 
-// Admin configures the admin HTTP endpoint (/healthz, /readyz, /metrics).
+// Admin configures the admin HTTP endpoint (/healthz, /readyz, /metrics)
+// and the console it serves at /.
 type Admin struct {
 	Listen string `yaml:"listen"` // empty: disabled
+	// PasswordHash is the console's password as an argon2id PHC string
+	// from xoauthd hash-password; empty: the console is off.
+	PasswordHash Secret `yaml:"password_hash"`
 }
 
 // Store configures the encrypted token store.

@@ -78,6 +78,13 @@ func (c *Config) validate() (Problems, int) {
 			k.addf("admin.listen", "%s", msg)
 		}
 	}
+	if c.Admin.PasswordHash != "" {
+		if err := passhash.Check(c.Admin.PasswordHash.Reveal()); err != nil {
+			k.addf("admin.password_hash", "%v; %s", err, hashHint)
+		} else if c.Admin.Listen == "" {
+			k.addf("admin.password_hash", "the console needs admin.listen too (hint: set admin.listen: 127.0.0.1:9925)")
+		}
+	}
 	k.store()
 	k.notify() // tokens: and notify: (notify.go)
 	for _, name := range k.names {
