@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xoauthd/xoauthd/config"
+	"github.com/xoauthd/xoauthd/internal/check"
 	"github.com/xoauthd/xoauthd/internal/daemon"
 )
 
@@ -31,7 +32,7 @@ func runServe(ctx context.Context, inv *invocation) int {
 	if err != nil {
 		var problems config.Problems
 		if errors.As(err, &problems) {
-			fmt.Fprintf(inv.stderr, "%s: %s; run \"xoauthd validate --config %s\"\n", *path, plural(len(problems), "problem"), *path)
+			fmt.Fprintf(inv.stderr, "%s: %s; run \"xoauthd validate --config %s\"\n", *path, check.Plural(len(problems), "problem"), *path)
 			for _, p := range problems {
 				fmt.Fprintf(inv.stderr, "  %s\n", p)
 			}

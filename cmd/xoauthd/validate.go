@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/xoauthd/xoauthd/config"
+	"github.com/xoauthd/xoauthd/internal/check"
 )
 
 // runValidate loads and validates the configuration: every problem with its
@@ -19,7 +20,7 @@ func runValidate(_ context.Context, inv *invocation) int {
 	cfg, err := config.Load(*path)
 	var problems config.Problems
 	if errors.As(err, &problems) {
-		fmt.Fprintf(inv.stderr, "%s: %s\n", *path, plural(len(problems), "problem"))
+		fmt.Fprintf(inv.stderr, "%s: %s\n", *path, check.Plural(len(problems), "problem"))
 		for _, p := range problems {
 			fmt.Fprintf(inv.stderr, "  %s\n", p)
 		}
@@ -29,14 +30,6 @@ func runValidate(_ context.Context, inv *invocation) int {
 		return inv.fail(err)
 	}
 	fmt.Fprintf(inv.stdout, "ok: %s, %s in %s\n",
-		plural(len(cfg.Accounts), "account"), plural(len(cfg.Servers), "server"), *path)
+		check.Plural(len(cfg.Accounts), "account"), check.Plural(len(cfg.Servers), "server"), *path)
 	return exitOK
-}
-
-// plural writes "1 account" or "3 accounts".
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -1,4 +1,4 @@
-package main
+package check
 
 import (
 	"bufio"
@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/base64"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -29,12 +28,12 @@ func TestCheckStartTLS(t *testing.T) {
 	e.account("erp-alice", checkAlice, "")
 	e.write()
 	e.login(checkAlice)
-	code, r := e.report()
-	if code != exitOK {
-		t.Fatalf("exit %d: %+v", code, r)
+	r := e.report("")
+	if !r.OK {
+		t.Fatalf("report %+v", r)
 	}
 	for _, name := range []string{"imap", "pop3"} {
-		if s := step(t, r, name); s.Status != statusPass || !strings.HasPrefix(s.TLS, "TLS 1.") {
+		if s := step(t, r, name); s.Status != StatusPass || !strings.HasPrefix(s.TLS, "TLS 1.") {
 			t.Errorf("%s step %+v", name, s)
 		}
 	}
@@ -51,11 +50,11 @@ func TestCheckClientCredentials(t *testing.T) {
 	e.server("imap", imapSrv.addr(), pki.caFile, "")
 	e.account("erp-app", checkShared, "")
 	e.write()
-	code, r := e.report()
+	r := e.report("")
 	tok := step(t, r, "token")
-	if code != exitOK || !strings.HasPrefix(tok.Summary, "app-only token (client credentials) issued; valid until ") ||
+	if !r.OK || !strings.HasPrefix(tok.Summary, "app-only token (client credentials) issued; valid until ") ||
 		!slices.Contains(tok.Scopes, "IMAP.AccessAsApp") || tok.Expiry.IsZero() {
-		t.Fatalf("exit %d, token step %+v", code, tok)
+		t.Fatalf("ok %v, token step %+v", r.OK, tok)
 	}
 	if u := imapSrv.seen(); !slices.Equal(u, []string{checkShared}) {
 		t.Errorf("imap user= %v", u)
@@ -128,7 +127,7 @@ func pop3Probe(ctx context.Context, d *proxy.Dialer) error {
 }
 
 func smtpProbe(ctx context.Context, d *proxy.Dialer) error {
-	c := &checker{stepTimeout: 30 * time.Second, now: time.Now}
+	c := New(Options{StepTimeout: 30 * time.Second})
 	_, err := c.probeSMTP(ctx, d, testAccount(), "token")
 	return err
 }
@@ -261,32 +260,21 @@ func testAccount() config.Account {
 }
 
 func TestCheckColour(t *testing.T) {
-	if useColour(&bytes.Buffer{}) {
-		t.Error("colour for a buffer")
-	}
-	f, err := os.CreateTemp(t.TempDir(), "out")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if useColour(f) {
-		t.Error("colour for a regular file")
-	}
 	five := 5
-	r := checkReport{Config: "/etc/xoauthd/xoauthd.yaml", Accounts: []accountReport{{
+	r := Report{Config: "/etc/xoauthd/xoauthd.yaml", Accounts: []AccountReport{{
 		Login: "erp-billing", Identity: "billing@contoso.com", Mailbox: "billing@contoso.com", Provider: "m365",
-		Steps: []stepResult{
-			{Name: "config", Status: statusPass, Summary: "provider m365 (microsoft, authcode flow); identity billing@contoso.com; mailbox billing@contoso.com"},
-			{Name: "imap", Status: statusPass, Summary: "outlook.office365.com:993 (TLS 1.3): XOAUTH2 as billing@contoso.com; mailbox reachable; INBOX has 5 messages", Messages: &five},
-			{Name: "pop3", Status: statusSkip, Summary: "skipped: no pop3 server in the configuration"},
-			{Name: "smtp", Status: statusFail, Summary: "smtp.office365.com:587: AUTH XOAUTH2 as billing@contoso.com failed",
+		Steps: []Step{
+			{Name: "config", Status: StatusPass, Summary: "provider m365 (microsoft, authcode flow); identity billing@contoso.com; mailbox billing@contoso.com"},
+			{Name: "imap", Status: StatusPass, Summary: "outlook.office365.com:993 (TLS 1.3): XOAUTH2 as billing@contoso.com; mailbox reachable; INBOX has 5 messages", Messages: &five},
+			{Name: "pop3", Status: StatusSkip, Summary: "skipped: no pop3 server in the configuration"},
+			{Name: "smtp", Status: StatusFail, Summary: "smtp.office365.com:587: AUTH XOAUTH2 as billing@contoso.com failed",
 				Problem: &diagnose.Explanation{Code: "535 5.7.139", Cause: "SMTP AUTH is disabled for this tenant",
 					Fix: "An admin enables it with `Set-TransportConfig -SmtpClientAuthenticationDisabled $false`; allow 15–60 minutes."},
 				Reply: "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant."},
 		},
 	}}}
 	var buf bytes.Buffer
-	writeCheckText(&buf, r, true)
+	WriteText(&buf, r, true)
 	out := buf.String()
 	for _, want := range []string{ansiGreen + "✓" + ansiReset, ansiRed + "✗" + ansiReset, ansiYellow + "–" + ansiReset, ansiBold + "erp-billing"} {
 		if !strings.Contains(out, want) {

@@ -1,4 +1,4 @@
-package main
+package check
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // smtpStep says EHLO, STARTTLS (in starttls mode) and AUTH XOAUTH2 as the
 // identity (Exchange refuses a shared mailbox as the SMTP user), then with
 // --send-test sends a short message from the account's mailbox.
-func (c *checker) smtpStep(ctx context.Context, s *stepResult, d *proxy.Dialer, a config.Account, token string, acct diagnose.Account) {
+func (c *Checker) smtpStep(ctx context.Context, s *Step, d *proxy.Dialer, a config.Account, token string, acct diagnose.Account) {
 	acct.Sender = a.Mailbox
 	res, err := c.probeSMTP(ctx, d, a, token)
 	s.TLS, s.TestReply = res.tls, res.reply
@@ -29,8 +29,8 @@ func (c *checker) smtpStep(ctx context.Context, s *stepResult, d *proxy.Dialer, 
 		return
 	}
 	summary := fmt.Sprintf("%s (%s): AUTH XOAUTH2 as %s", d.Addr, res.tls, a.Identity)
-	if c.sendTo != "" {
-		summary += "; test message from " + a.Mailbox + " to " + c.sendTo + " accepted"
+	if c.opts.SendTo != "" {
+		summary += "; test message from " + a.Mailbox + " to " + c.opts.SendTo + " accepted"
 		s.Details = append(s.Details, "server reply: "+res.reply)
 	}
 	s.pass(summary)
@@ -43,7 +43,7 @@ type smtpResult struct {
 }
 
 // probeSMTP runs one submission session with go-smtp's client.
-func (c *checker) probeSMTP(ctx context.Context, d *proxy.Dialer, a config.Account, token string) (smtpResult, error) {
+func (c *Checker) probeSMTP(ctx context.Context, d *proxy.Dialer, a config.Account, token string) (smtpResult, error) {
 	var res smtpResult
 	raw, err := d.Dial(ctx)
 	if err != nil {
@@ -61,7 +61,7 @@ func (c *checker) probeSMTP(ctx context.Context, d *proxy.Dialer, a config.Accou
 	} else {
 		cl = smtp.NewClient(lc)
 	}
-	cl.CommandTimeout, cl.SubmissionTimeout = c.stepTimeout, c.stepTimeout
+	cl.CommandTimeout, cl.SubmissionTimeout = c.opts.StepTimeout, c.opts.StepTimeout
 	if err := cl.Hello("localhost"); err != nil {
 		return res, failed("EHLO", err)
 	}
@@ -79,7 +79,7 @@ func (c *checker) probeSMTP(ctx context.Context, d *proxy.Dialer, a config.Accou
 	if err := cl.Auth(xoauth2.NewContinuationClient(a.Identity, token)); err != nil {
 		return res, failed("AUTH XOAUTH2 as "+a.Identity, err)
 	}
-	if c.sendTo != "" {
+	if c.opts.SendTo != "" {
 		if res.reply, err = c.sendTest(cl, a); err != nil {
 			return res, err
 		}
@@ -89,18 +89,18 @@ func (c *checker) probeSMTP(ctx context.Context, d *proxy.Dialer, a config.Accou
 }
 
 // sendTest sends the test message and returns the final reply.
-func (c *checker) sendTest(cl *smtp.Client, a config.Account) (string, error) {
+func (c *Checker) sendTest(cl *smtp.Client, a config.Account) (string, error) {
 	if err := cl.Mail(a.Mailbox, nil); err != nil {
 		return "", failed("MAIL FROM:<"+a.Mailbox+">", err)
 	}
-	if err := cl.Rcpt(c.sendTo, nil); err != nil {
-		return "", failed("RCPT TO:<"+c.sendTo+">", err)
+	if err := cl.Rcpt(c.opts.SendTo, nil); err != nil {
+		return "", failed("RCPT TO:<"+c.opts.SendTo+">", err)
 	}
 	w, err := cl.Data()
 	if err != nil {
 		return "", failed("DATA", err)
 	}
-	if _, err := w.Write(testMessage(a, c.sendTo, c.now())); err != nil {
+	if _, err := w.Write(testMessage(a, c.opts.SendTo, c.opts.Now())); err != nil {
 		return "", failed("sending the test message", err)
 	}
 	resp, err := w.CloseWithResponse()

@@ -1,4 +1,4 @@
-package main
+package check
 
 import (
 	"context"
@@ -17,22 +17,10 @@ import (
 // maxJWTPayload bounds the access token payload decoded to show its scopes.
 const maxJWTPayload = 16 << 10
 
-// tokenStore is the token store, or why it could not be opened.
-type tokenStore struct {
-	s   *tokens.Store // nil when it does not exist yet or could not be opened
-	err error
-}
-
-// openStore opens the configured token store without creating anything.
-func (c *checker) openStore(inv *invocation) {
-	s, err := openStore(inv, c.cfg.Store, false)
-	c.store = &tokenStore{s: s, err: err}
-}
-
 // configStep reports the account's provider, identity and mailbox.
-func (c *checker) configStep(a config.Account) (*config.Provider, stepResult) {
-	s := stepResult{Name: "config"}
-	p := c.cfg.Providers[a.Provider]
+func (c *Checker) configStep(a config.Account) (*config.Provider, Step) {
+	s := Step{Name: "config"}
+	p := c.opts.Config.Providers[a.Provider]
 	acct := diagnose.Account{Identity: a.Identity, Mailbox: a.Mailbox}
 	if p == nil {
 		s.fail("no provider", fmt.Errorf("account %s names provider %q, which is not configured", a.Login, a.Provider), acct)
@@ -46,26 +34,27 @@ func (c *checker) configStep(a config.Account) (*config.Provider, stepResult) {
 	return p, s
 }
 
-// tokenStep forces a refresh of the account's access token through a
-// tokens.Manager over the configured store and reports expiry, scopes and
+// tokenStep forces a refresh of the account's access token through
+// Options.Tokens and reports expiry, scopes and
 // the signed-in user. It returns the token the mail steps use: the new one,
 // or after a failed refresh a cached one that is still valid ("" if none).
-func (c *checker) tokenStep(ctx context.Context, a config.Account, p *config.Provider, acct diagnose.Account) (string, stepResult) {
-	s := stepResult{Name: "token"}
-	ctx, cancel := context.WithTimeout(ctx, c.stepTimeout)
+func (c *Checker) tokenStep(ctx context.Context, a config.Account, p *config.Provider, acct diagnose.Account) (string, Step) {
+	s := Step{Name: "token"}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.StepTimeout)
 	defer cancel()
-	store := c.store.s
-	switch {
-	case c.store.err != nil:
-		s.fail("cannot open the token store", c.store.err, acct)
-		return "", s
-	case store == nil && p.Flow != config.FlowClientCredentials:
-		s.fail("no token stored", &tokens.NeedsLoginError{Identity: a.Identity,
-			Meaning: "no token is stored for " + a.Identity + " (there is no token store yet)",
-			Fix:     fmt.Sprintf("run %q", "xoauthd login "+a.Identity)}, acct)
-		return "", s
+	if p.Flow != config.FlowClientCredentials {
+		switch {
+		case c.opts.StoreError != nil:
+			s.fail("cannot open the token store", c.opts.StoreError, acct)
+			return "", s
+		case c.opts.StoreMissing:
+			s.fail("no token stored", &tokens.NeedsLoginError{Identity: a.Identity,
+				Meaning: "no token is stored for " + a.Identity + " (there is no token store yet)",
+				Fix:     fmt.Sprintf("run %q", "xoauthd login "+a.Identity)}, acct)
+			return "", s
+		}
 	}
-	m := tokens.NewManager(store, func(string) (*config.Provider, error) { return p, nil }, tokens.Options{})
+	m := c.opts.Tokens(p)
 	if p.Flow == config.FlowClientCredentials {
 		tok, err := m.Token(ctx, a.Identity)
 		if err != nil {
@@ -75,7 +64,7 @@ func (c *checker) tokenStep(ctx context.Context, a config.Account, p *config.Pro
 		c.describeToken(&s, p, tok, "app-only token (client credentials) issued")
 		return tok, s
 	}
-	tok, cached, err := forceRefresh(ctx, m, store, a.Identity)
+	tok, cached, err := forceRefresh(ctx, m, a.Identity)
 	if err != nil {
 		s.fail("refreshing the access token failed", err, acct)
 		if cached != "" {
@@ -83,7 +72,7 @@ func (c *checker) tokenStep(ctx context.Context, a config.Account, p *config.Pro
 		}
 		return cached, s
 	}
-	st, _, err := store.Status(a.Identity, c.now())
+	st, _, err := m.Status(a.Identity)
 	if err != nil {
 		s.fail("reading the token store failed", err, acct)
 		return "", s
@@ -105,8 +94,8 @@ func (c *checker) tokenStep(ctx context.Context, a config.Account, p *config.Pro
 // forceRefresh returns a newly refreshed access token for identity: Token
 // refreshes when the cached one is old; otherwise Refresh forces it. After
 // a failure, cached is the still valid token Token returned, if any.
-func forceRefresh(ctx context.Context, m *tokens.Manager, store *tokens.Store, identity string) (tok, cached string, err error) {
-	before, _, err := store.Status(identity, time.Now())
+func forceRefresh(ctx context.Context, m Tokens, identity string) (tok, cached string, err error) {
+	before, _, err := m.Status(identity)
 	if err != nil {
 		return "", "", err
 	}
@@ -114,7 +103,7 @@ func forceRefresh(ctx context.Context, m *tokens.Manager, store *tokens.Store, i
 	if err != nil {
 		return "", "", err
 	}
-	after, _, err := store.Status(identity, time.Now())
+	after, _, err := m.Status(identity)
 	if err != nil {
 		return "", "", err
 	}
@@ -131,14 +120,14 @@ func forceRefresh(ctx context.Context, m *tokens.Manager, store *tokens.Store, i
 // describeToken passes the token step with its expiry and scopes. Microsoft
 // access tokens for Exchange are JWTs; their claims are read, not verified,
 // only to show them. An opaque token shows no scopes.
-func (c *checker) describeToken(s *stepResult, p *config.Provider, tok, what string) {
+func (c *Checker) describeToken(s *Step, p *config.Provider, tok, what string) {
 	claims, ok := readClaims(tok)
 	if s.Expiry.IsZero() && ok && claims.Exp > 0 {
 		s.Expiry = time.Unix(claims.Exp, 0)
 	}
 	summary := what
 	if !s.Expiry.IsZero() {
-		summary += "; valid until " + when(s.Expiry, c.now())
+		summary += "; valid until " + When(s.Expiry, c.opts.Now())
 	}
 	s.pass(summary)
 	if !ok {
@@ -157,7 +146,7 @@ func (c *checker) describeToken(s *stepResult, p *config.Provider, tok, what str
 	}
 	for _, proto := range []string{config.ProtoIMAP, config.ProtoPOP3, config.ProtoSMTP} {
 		need := neededPermission(proto, p.Flow == config.FlowClientCredentials)
-		if len(s.Scopes) > 0 && len(serversFor(c.cfg, proto)) > 0 && !slices.Contains(s.Scopes, need) {
+		if len(s.Scopes) > 0 && len(serversFor(c.opts.Config, proto)) > 0 && !slices.Contains(s.Scopes, need) {
 			s.Details = append(s.Details, fmt.Sprintf("note: the token lacks %s, so %s will fail", need, proto))
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package check
 
 import (
 	"encoding/json"
@@ -23,20 +23,22 @@ const (
 	ansiYellow = "\x1b[33m"
 )
 
-// writeCheckJSON prints the report for scripts.
-func writeCheckJSON(w io.Writer, r checkReport) error {
+// WriteJSON prints the report for scripts: indented JSON, the format of
+// "xoauthd check --json" and of the console's download.
+func WriteJSON(w io.Writer, r Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
 	return enc.Encode(r)
 }
 
-// writeCheckText prints the report for people: one block per account, one
-// line per step with ✓ (passed), ✗ (failed) or – (skipped), the cause and
-// fix under a failed step, and a last line with the failures.
-func writeCheckText(w io.Writer, r checkReport, colour bool) {
+// WriteText prints the report for people: one block per account, one line
+// per step with ✓ (passed), ✗ (failed) or – (skipped), the cause and fix
+// under a failed step, and a last line with the failures. With colour the
+// marks and headings get ANSI colours (for a terminal).
+func WriteText(w io.Writer, r Report, colour bool) {
 	p := &textPrinter{w: w, colour: colour}
-	p.para(0, fmt.Sprintf("xoauthd check: %s in %s", plural(len(r.Accounts), "account"), r.Config))
+	p.para(0, fmt.Sprintf("xoauthd check: %s in %s", Plural(len(r.Accounts), "account"), r.Config))
 	var failures []string
 	for _, a := range r.Accounts {
 		fmt.Fprintln(w)
@@ -47,7 +49,7 @@ func writeCheckText(w io.Writer, r checkReport, colour bool) {
 		p.para(0, p.paint(ansiBold, head+", provider "+a.Provider))
 		for _, s := range a.Steps {
 			p.step(s)
-			if s.Status == statusFail {
+			if s.Status == StatusFail {
 				failures = append(failures, a.Login+" "+s.Name)
 			}
 		}
@@ -57,7 +59,7 @@ func writeCheckText(w io.Writer, r checkReport, colour bool) {
 		p.para(0, "Every step that ran passed.")
 		return
 	}
-	p.para(0, fmt.Sprintf("%s failed: %s.", plural(len(failures), "step"), strings.Join(failures, ", ")))
+	p.para(0, fmt.Sprintf("%s failed: %s.", Plural(len(failures), "step"), strings.Join(failures, ", ")))
 }
 
 // textPrinter writes wrapped, optionally coloured lines.
@@ -75,9 +77,9 @@ func (p *textPrinter) paint(code, s string) string {
 
 // step prints one step: its mark and name, the summary, for a failure the
 // cause, the fix and the server's reply, then the details.
-func (p *textPrinter) step(s stepResult) {
-	mark := map[string]string{statusPass: p.paint(ansiGreen, "✓"), statusFail: p.paint(ansiRed, "✗"),
-		statusSkip: p.paint(ansiYellow, "–")}[s.Status]
+func (p *textPrinter) step(s Step) {
+	mark := map[string]string{StatusPass: p.paint(ansiGreen, "✓"), StatusFail: p.paint(ansiRed, "✗"),
+		StatusSkip: p.paint(ansiYellow, "–")}[s.Status]
 	lines := wrap(s.Summary, checkWidth-checkIndent)
 	fmt.Fprintf(p.w, "  %s %-*s%s\n", mark, checkIndent-4, s.Name, first(lines))
 	p.rest(lines)

@@ -1,4 +1,4 @@
-package main
+package check
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 // pop3Step logs in to the POP3 upstream with XOAUTH2 as the mailbox
 // (RFC 5034) and counts the maildrop with STAT.
-func (c *checker) pop3Step(ctx context.Context, s *stepResult, d *proxy.Dialer, a config.Account, token string, acct diagnose.Account) {
+func (c *Checker) pop3Step(ctx context.Context, s *Step, d *proxy.Dialer, a config.Account, token string, acct diagnose.Account) {
 	res, err := probePOP3(ctx, d, a.Mailbox, token)
 	s.TLS = res.tls
 	if err != nil {
@@ -23,7 +23,7 @@ func (c *checker) pop3Step(ctx context.Context, s *stepResult, d *proxy.Dialer, 
 	}
 	s.Messages, s.Octets = &res.messages, &res.octets
 	s.pass(fmt.Sprintf("%s (%s): XOAUTH2 as %s; %s (%d bytes)",
-		d.Addr, res.tls, a.Mailbox, plural(res.messages, "message"), res.octets))
+		d.Addr, res.tls, a.Mailbox, Plural(res.messages, "message"), res.octets))
 }
 
 // pop3Result is what the POP3 probe measured.

@@ -1,4 +1,4 @@
-package main
+package check
 
 import (
 	"context"
@@ -20,7 +20,7 @@ const maxSASLSteps = 3
 // imapStep logs in to the IMAP upstream with XOAUTH2 as the mailbox (the
 // SASL-IR form, RFC 4959), probes that the mailbox can be opened (Exchange's
 // "authenticated but not connected") and counts INBOX's messages.
-func (c *checker) imapStep(ctx context.Context, s *stepResult, d *proxy.Dialer, a config.Account, token string, acct diagnose.Account) {
+func (c *Checker) imapStep(ctx context.Context, s *Step, d *proxy.Dialer, a config.Account, token string, acct diagnose.Account) {
 	res, err := probeIMAP(ctx, d, a.Mailbox, token)
 	s.TLS = res.tls
 	if err != nil {
@@ -29,7 +29,7 @@ func (c *checker) imapStep(ctx context.Context, s *stepResult, d *proxy.Dialer, 
 	}
 	s.Messages = &res.messages
 	s.pass(fmt.Sprintf("%s (%s): XOAUTH2 as %s; mailbox reachable; INBOX has %s",
-		d.Addr, res.tls, a.Mailbox, plural(res.messages, "message")))
+		d.Addr, res.tls, a.Mailbox, Plural(res.messages, "message")))
 }
 
 // imapResult is what the IMAP probe measured.

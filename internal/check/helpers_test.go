@@ -1,4 +1,4 @@
-package main
+package check
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -201,25 +200,57 @@ func (e *checkEnv) login(identity string) {
 	}
 }
 
-// run runs "xoauthd check --config FILE args...".
-func (e *checkEnv) run(args ...string) (code int, stdout, stderr string) {
+// checker builds a Checker over the written configuration and its token
+// store, as "xoauthd check" does; sendTo is the --send-test address.
+func (e *checkEnv) checker(sendTo string) (*Checker, *config.Config) {
 	e.t.Helper()
-	return runIn(e.t, "", append([]string{"check", "--config", e.path}, args...)...)
+	cfg, err := config.Load(e.path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	opts := Options{Config: cfg, SendTo: sendTo, StepTimeout: 30 * time.Second}
+	var store *tokens.Store
+	if _, err := os.Stat(cfg.Store.Path); err != nil {
+		opts.StoreMissing = true
+	} else {
+		key, _, err := tokens.LoadKey(cfg.Store)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if store, err = tokens.OpenStore(cfg.Store.Path, key); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	opts.Tokens = func(p *config.Provider) Tokens {
+		return tokens.NewManager(store, func(string) (*config.Provider, error) { return p, nil }, tokens.Options{})
+	}
+	return New(opts), cfg
 }
 
-// report runs the check with --json and decodes the report.
-func (e *checkEnv) report(args ...string) (int, checkReport) {
+// report checks the given logins (all accounts when none); sendTo is the
+// --send-test address, "" for none.
+func (e *checkEnv) report(sendTo string, logins ...string) Report {
 	e.t.Helper()
-	code, out, errOut := e.run(append(args, "--json")...)
-	var r checkReport
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		e.t.Fatalf("exit %d, stdout is not a JSON report: %v\n%s\nstderr: %s", code, err, out, errOut)
+	c, cfg := e.checker(sendTo)
+	accounts := cfg.Accounts
+	if len(logins) > 0 {
+		accounts = nil
+		for _, l := range logins {
+			accounts = append(accounts, *cfg.Account(l))
+		}
 	}
-	return code, r
+	return c.Check(context.Background(), accounts, nil)
+}
+
+// text is the report as "xoauthd check" prints it, without colour.
+func text(r Report) string {
+	var b strings.Builder
+	WriteText(&b, r, false)
+	return b.String()
 }
 
 // step returns the named step of the report's first account.
-func step(t *testing.T, r checkReport, name string) stepResult {
+func step(t *testing.T, r Report, name string) Step {
 	t.Helper()
 	if len(r.Accounts) == 0 {
 		t.Fatalf("no accounts in the report")
@@ -230,7 +261,7 @@ func step(t *testing.T, r checkReport, name string) stepResult {
 		}
 	}
 	t.Fatalf("no step %s in %+v", name, r.Accounts[0].Steps)
-	return stepResult{}
+	return Step{}
 }
 
 // closedAddr returns a loopback address where nothing listens.
