@@ -3,7 +3,8 @@
 // when not) and /metrics (Prometheus). It is off unless admin.listen is
 // set, and is meant for loopback or a pod network: it has no
 // authentication, so a listen address beyond this machine is warned about.
-// Only GET and HEAD are answered.
+// Only GET and HEAD are answered. Every other path goes to the console
+// (package console), which has its own sign-in, when one is given.
 package admin
 
 import (
@@ -52,6 +53,9 @@ type Options struct {
 	Metrics http.Handler
 	// Ready reports readiness for /readyz; nil: always ready.
 	Ready func(ctx context.Context) Readiness
+	// Console serves every other path (the browser console, which has its
+	// own sign-in); nil: they are 404.
+	Console http.Handler
 }
 
 // Server is the admin HTTP server.
@@ -90,6 +94,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	if s.opts.Metrics != nil {
 		mux.Handle("GET /metrics", s.opts.Metrics)
+	}
+	if s.opts.Console != nil {
+		mux.Handle("/", s.opts.Console)
 	}
 	return mux
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"slices"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/admin"
+	"github.com/xoauthd/xoauthd/internal/check"
+	"github.com/xoauthd/xoauthd/internal/console"
 	"github.com/xoauthd/xoauthd/internal/metrics"
 	"github.com/xoauthd/xoauthd/tokens"
 )
@@ -30,6 +33,10 @@ type ops struct {
 	store   *tokens.Store // nil when Options.Tokens replaced the token manager
 	trace   bool          // log.trace (or serve --trace), read at New
 	admin   *admin.Server // nil when admin.listen is empty or before Start
+	// console is the browser console at / of the admin endpoint (off until
+	// admin.password_hash is set); events feeds it the failed logins.
+	console *console.Console
+	events  *console.Events
 	// storeSeen is set once the store file was found: from then on a
 	// missing file means it disappeared (a lost volume), which /readyz
 	// reports, rather than a first run before any login.
@@ -40,6 +47,8 @@ type ops struct {
 // switch. New calls it before anything that reports to the metrics.
 func (d *Daemon) initOps(cfg *config.Config) {
 	d.ops.trace = cfg.Log.Trace
+	d.ops.events = console.NewEvents(func(login string) bool { return d.snap.Load().byLogin[strings.ToLower(login)] != nil })
+	d.log = slog.New(d.ops.events.Handler(d.log.Handler()))
 	d.ops.metrics = metrics.New(config.ProtoIMAP, config.ProtoPOP3, config.ProtoSMTP)
 	d.ops.metrics.SetIdentities(d.identityMetrics)
 	next := d.onReload
@@ -102,31 +111,45 @@ func (d *Daemon) startAdmin(ctx context.Context) error {
 	if listen == "" {
 		return nil
 	}
+	cons := console.New(console.Options{Config: d.Config, Store: d.ops.store, Tokens: d.consoleTokens(),
+		Events: d.ops.events, Log: d.log})
 	srv := admin.New(admin.Options{
 		Listen:  listen,
 		Log:     d.log,
 		Metrics: d.ops.metrics.Handler(d.log),
 		Ready:   d.readiness,
+		Console: cons.Handler(),
 	})
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
 	d.mu.Lock()
-	d.ops.admin = srv
+	d.ops.admin, d.ops.console = srv, cons
 	d.mu.Unlock()
 	return nil
+}
+
+// consoleTokens is the token manager the console's Test uses: the daemon's
+// own, so a test sees the tokens the listeners use; nil when Options.Tokens
+// replaced it.
+func (d *Daemon) consoleTokens() check.Tokens {
+	if d.manager == nil {
+		return nil
+	}
+	return d.manager
 }
 
 // stopAdmin stops the admin endpoint, if it runs. It is called last in
 // Shutdown, so that /readyz says "shutting down" while sessions drain.
 func (d *Daemon) stopAdmin(ctx context.Context) error {
 	d.mu.Lock()
-	srv := d.ops.admin
+	srv, cons := d.ops.admin, d.ops.console
 	d.ops.admin = nil
 	d.mu.Unlock()
 	if srv == nil {
 		return nil
 	}
+	defer cons.Close()
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), adminStopTimeout)
