@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/leak"
 	"github.com/xoauthd/xoauthd/internal/passhash"
 	"github.com/xoauthd/xoauthd/internal/testidp"
 	"github.com/xoauthd/xoauthd/internal/xoauth2"
@@ -305,7 +306,7 @@ func TestNoSecretInTheMostVerboseLog(t *testing.T) {
 	}
 	for what, out := range map[string]string{"log": logs, "/metrics": metricsBody, "/readyz": readyBody} {
 		for name, s := range secrets {
-			if piece, ok := leaked(out, s); ok {
+			if piece, ok := leak.Find(out, s); ok {
 				t.Errorf("the %s holds the %s (%q)", what, name, piece)
 			}
 		}
@@ -313,22 +314,4 @@ func TestNoSecretInTheMostVerboseLog(t *testing.T) {
 	if t.Failed() {
 		t.Logf("log:\n%s", logs)
 	}
-}
-
-// leakWindow is the length of the secret pieces looked for: long enough
-// not to match by chance, short enough to catch a secret cut in a line.
-const leakWindow = 20
-
-// leaked reports whether out holds secret or a piece of it of leakWindow
-// bytes, and which.
-func leaked(out, secret string) (string, bool) {
-	if strings.Contains(out, secret) {
-		return secret, true
-	}
-	for i := 0; i+leakWindow <= len(secret); i += leakWindow / 2 {
-		if piece := secret[i : i+leakWindow]; strings.Contains(out, piece) {
-			return piece, true
-		}
-	}
-	return "", false
 }
