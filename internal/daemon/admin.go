@@ -126,6 +126,10 @@ func (d *Daemon) startAdmin(ctx context.Context) error {
 	d.mu.Lock()
 	d.ops.admin, d.ops.console = srv, cons
 	d.mu.Unlock()
+	if d.Config().Admin.PasswordHash != "" {
+		_, port, _ := net.SplitHostPort(srv.Addr())
+		d.log.Info("console on: open it as http://localhost:"+port+"/ (Connect needs that name)", "addr", srv.Addr())
+	}
 	return nil
 }
 

@@ -61,14 +61,21 @@ type upstreams struct {
 	tenant           string
 }
 
+// consoleConf is the demo's admin endpoint with the console turned on.
+type consoleConf struct {
+	listen       string // host:port
+	passwordHash string // of the console password the demo prints
+}
+
 // writeConfig writes the demo configuration into dir and loads it.
 // listen holds the listen address of each of listeners.
-func writeConfig(dir string, up upstreams, listeners []Listener, listen []string, passwordHash string) (*config.Config, error) {
+func writeConfig(dir string, up upstreams, listeners []Listener, listen []string, passwordHash string, console consoleConf) (*config.Config, error) {
 	var b strings.Builder
 	b.WriteString("# Written by `xoauthd demo` for its built-in identity provider and mail\n" +
 		"# server; removed when the demo stops. Relative paths are relative to this file.\n" +
 		"log: {level: info}\n" +
 		"store:\n  path: tokens.json\n  key: ${file:store.key}\n")
+	fmt.Fprintf(&b, "admin: {listen: %s, password_hash: '%s'}\n", strconv.Quote(console.listen), console.passwordHash)
 	fmt.Fprintf(&b, "providers:\n  %s:\n    type: microsoft\n    tenant: %s\n    client_id: %s\n    flow: authcode\n    authority: %s\n",
 		providerName, up.tenant, clientID, strconv.Quote(up.authority))
 	b.WriteString("servers:\n")

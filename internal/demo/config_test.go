@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"net"
 	"testing"
 
 	"github.com/xoauthd/xoauthd/config"
@@ -22,7 +23,7 @@ func TestWriteConfigOffLoopback(t *testing.T) {
 		plain bool
 	}{{"0.0.0.0", true}, {"127.0.0.1", false}} {
 		dir := t.TempDir()
-		cfg, err := writeConfig(dir, up, ls, plan(tc.host, ls, true), hash)
+		cfg, err := writeConfig(dir, up, ls, plan(tc.host, ls, true), hash, consoleConf{listen: net.JoinHostPort(tc.host, "0"), passwordHash: hash})
 		if err != nil {
 			t.Fatalf("host %s: %v", tc.host, err)
 		}

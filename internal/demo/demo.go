@@ -2,10 +2,12 @@ package demo
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -33,6 +35,8 @@ const (
 	DefaultIMAPPort = 1143
 	DefaultPOP3Port = 1110
 	DefaultSMTPPort = 1587
+	// DefaultConsolePort is the admin endpoint's port, with the console.
+	DefaultConsolePort = 9925
 )
 
 // Timeouts of the demo.
@@ -55,6 +59,9 @@ type Options struct {
 	// that is taken is replaced by a free one (Listener.Moved), and 0 means
 	// any free port.
 	IMAPPort, POP3Port, SMTPPort int
+	// ConsolePort is the port of the admin endpoint, which serves the
+	// console (same rules).
+	ConsolePort int
 	// Log receives the daemon's log and the demo's progress; nil discards.
 	Log *slog.Logger
 	// OnPanic is passed to the daemon's servers (tests fail on recovered
@@ -75,6 +82,9 @@ type Env struct {
 	d         *daemon.Daemon
 	cancel    context.CancelFunc // ends the daemon's run context
 	listeners []Listener
+	console   Listener // the admin endpoint with the console; Addr set by Start
+	// consolePassword is the console's password, made up at start.
+	consolePassword string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -94,7 +104,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		{Protocol: config.ProtoIMAP, Wanted: opts.IMAPPort},
 		{Protocol: config.ProtoPOP3, Wanted: opts.POP3Port},
 		{Protocol: config.ProtoSMTP, Wanted: opts.SMTPPort},
-	}}
+	}, console: Listener{Protocol: "console", Wanted: opts.ConsolePort}, consolePassword: rand.Text()}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -113,9 +123,16 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("hashing the demo password: %w", err)
 	}
+	consoleHash, err := passhash.Hash(e.consolePassword)
+	if err != nil {
+		return nil, fmt.Errorf("hashing the console password: %w", err)
+	}
+	console := func(anyPort bool) consoleConf {
+		return consoleConf{listen: plan(e.host, []Listener{e.console}, anyPort)[0], passwordHash: consoleHash}
+	}
 	up := upstreams{imap: e.mail.Addr(), pop3: e.pop3.Addr(), smtp: e.smtp.Addr(),
 		authority: e.idp.Authority(), tenant: e.idp.Tenant()}
-	if e.cfg, err = writeConfig(e.dir, up, e.listeners, plan(e.host, e.listeners, false), hash); err != nil {
+	if e.cfg, err = writeConfig(e.dir, up, e.listeners, plan(e.host, e.listeners, false), hash, console(false)); err != nil {
 		return nil, err
 	}
 	if err := e.authorize(ctx); err != nil {
@@ -124,7 +141,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := e.startDaemon(opts); err != nil {
 		// A wanted port may have been taken since it was found free.
 		e.log.Debug("starting on the wanted ports failed; trying free ones", "err", err)
-		if e.cfg, err = writeConfig(e.dir, up, e.listeners, plan(e.host, e.listeners, true), hash); err != nil {
+		if e.cfg, err = writeConfig(e.dir, up, e.listeners, plan(e.host, e.listeners, true), hash, console(true)); err != nil {
 			return nil, err
 		}
 		if err := e.startDaemon(opts); err != nil {
@@ -134,6 +151,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	for i := range e.listeners {
 		e.listeners[i].Addr = e.d.Addr(e.listeners[i].Protocol)
 	}
+	e.console.Addr = e.d.AdminAddr()
 	return e, nil
 }
 
@@ -232,6 +250,17 @@ func (e *Env) Addr(protocol string) string {
 	}
 	return ""
 }
+
+// ConsoleURL returns the console's address as a browser on this machine
+// opens it: http://localhost:PORT/, the form the identity provider's
+// redirect back after Connect needs.
+func (e *Env) ConsoleURL() string {
+	_, port, _ := net.SplitHostPort(e.console.Addr)
+	return "http://localhost:" + port + "/"
+}
+
+// ConsolePassword returns the console's password, made up at start.
+func (e *Env) ConsolePassword() string { return e.consolePassword }
 
 // Dir returns the temporary directory, removed by Close.
 func (e *Env) Dir() string { return e.dir }

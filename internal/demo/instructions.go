@@ -39,12 +39,19 @@ func (e *Env) WriteInstructions(w io.Writer) error {
 		"authorization code flow, and its INBOX holds a welcome message.\n\n")
 	fmt.Fprintf(&b, "  user name  %s\n  password   %s\n", Login, Password)
 	fmt.Fprintf(&b, "  IMAP       %s   (no TLS)\n  POP3       %s   (no TLS)\n  SMTP       %s   (no TLS)\n\n", imap, pop3, smtp)
+	fmt.Fprintf(&b, "The console, in a browser on this machine:\n\n  address    %s\n  password   %s\n\n"+
+		"It lists the account; Connect signs %s in again through\nthe browser, and Test runs every step of \"xoauthd check\" and shows it.\n\n",
+		e.ConsoleURL(), e.ConsolePassword(), Identity)
 	notes := 0
 	for _, l := range e.listeners {
 		if l.Moved() {
 			fmt.Fprintf(&b, "Port %d is in use, so %s listens on %s instead.\n", l.Wanted, strings.ToUpper(l.Protocol), e.display(l.Protocol))
 			notes++
 		}
+	}
+	if e.console.Moved() {
+		fmt.Fprintf(&b, "Port %d is in use, so the console listens on %s instead.\n", e.console.Wanted, e.ConsoleURL())
+		notes++
 	}
 	if !isLoopbackHost(e.host) {
 		fmt.Fprintf(&b, "Warning: listening on %s, not loopback: whoever reaches this machine can\n"+
