@@ -98,7 +98,11 @@ func (c *Console) accounts() accountsView {
 		if !row.InConfig {
 			continue
 		}
-		v.Identities = append(v.Identities, identityView{IdentityStatus: row, Words: stateWords(row.Status, now),
+		words := stateWords(row.Status, now)
+		if row.State == tokens.StateNotNeeded {
+			words = c.appWords(row.Identity, now)
+		}
+		v.Identities = append(v.Identities, identityView{IdentityStatus: row, Words: words,
 			NeedsSignIn: row.State == tokens.StateNoToken || row.State == tokens.StateNeedsLogin,
 			AppOnly:     row.State == tokens.StateNotNeeded,
 			Stored:      row.State != tokens.StateNoToken && row.State != tokens.StateNotNeeded})
@@ -161,13 +165,38 @@ func stateWords(st tokens.Status, now time.Time) string {
 		return s
 	case tokens.StateNeedsLogin:
 		return "Needs sign-in: " + st.LastError
-	case tokens.StateNotNeeded:
-		return "No sign-in needed: xoauthd gets app-only tokens with the app's own credentials (client credentials); Test gets one now."
 	}
 	if st.LastError != "" {
 		return "Not signed in: " + st.LastError
 	}
 	return "Not signed in: press Connect."
+}
+
+// appTokens is what the daemon's token manager tells about app-only tokens.
+type appTokens interface {
+	AppToken(identity string) (tokens.AppTokenState, bool)
+}
+
+// appWords says the state of a client-credentials identity's app-only
+// token, as far as the token manager knows it.
+func (c *Console) appWords(identity string, now time.Time) string {
+	s := "No sign-in needed: xoauthd gets app-only tokens with the app's own credentials (client credentials)."
+	m, ok := c.opts.Tokens.(appTokens)
+	if !ok {
+		return s + " Test gets one now."
+	}
+	st, ok := m.AppToken(identity)
+	switch {
+	case !ok:
+		return s
+	case st.LastError != "":
+		s += " Getting one failed: " + st.LastError
+	case !st.Expiry.IsZero() && now.Before(st.Expiry):
+		s += " The app-only token in use expires " + relative(st.Expiry, now) + "."
+	default:
+		s += " None is held now; the next login or Test gets one."
+	}
+	return s
 }
 
 // relative is a time as check prints it, or "never".

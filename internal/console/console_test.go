@@ -460,3 +460,23 @@ func TestStatic(t *testing.T) {
 }
 
 var regexpCode = regexp.MustCompile(`<p class="code">([A-Z0-9-]+)</p>`)
+
+// TestPasswordChangeEndsSessions: a reload that changes the console's
+// password ends the sessions signed in with the old one.
+func TestPasswordChangeEndsSessions(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	b := r.browser()
+	b.signIn()
+	r.setConfig(r.yaml(true)) // the same hash: the session stays
+	if a := b.get("/"); a.code != http.StatusOK {
+		t.Fatalf("after a reload that kept the password: %d", a.code)
+	}
+	var err error
+	if r.hash, err = passhash.Hash("a new console password"); err != nil {
+		t.Fatal(err)
+	}
+	r.setConfig(r.yaml(true))
+	if a := b.get("/"); a.code != http.StatusSeeOther || a.location != "/signin" {
+		t.Fatalf("after the password changed: %d %q", a.code, a.location)
+	}
+}

@@ -70,6 +70,7 @@ type rigOptions struct {
 	dovecot bool
 	creds   proxy.CredentialOptions
 	noHash  bool // the console is off
+	manager bool // Test uses one token manager, as in the daemon
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -111,8 +112,12 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	if o.creds.BaseDelay == 0 {
 		o.creds.BaseDelay = -1 // no delays in tests; the limits still apply
 	}
-	r.c = New(Options{Config: r.config, Store: r.store, Log: log, Credentials: o.creds,
-		Events: NewEvents(func(l string) bool { return r.config().Account(l) != nil })})
+	opts := Options{Config: r.config, Store: r.store, Log: log, Credentials: o.creds,
+		Events: NewEvents(func(l string) bool { return r.config().Account(l) != nil })}
+	if o.manager {
+		opts.Tokens = tokens.NewManager(r.store, r.providerOf, tokens.Options{})
+	}
+	r.c = New(opts)
 	t.Cleanup(r.c.Close)
 	r.srv = httptest.NewServer(r.c.Handler())
 	t.Cleanup(r.srv.Close)
@@ -124,6 +129,18 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		}
 	})
 	return r
+}
+
+// providerOf is the provider of identity's account in the configuration
+// in force, as the daemon's token manager finds it.
+func (r *rig) providerOf(identity string) (*config.Provider, error) {
+	cfg := r.config()
+	for _, a := range cfg.Accounts {
+		if strings.EqualFold(a.Identity, identity) {
+			return cfg.Providers[a.Provider], nil
+		}
+	}
+	return nil, fmt.Errorf("no account has identity %s", identity)
 }
 
 // record keeps the tokens of a token endpoint response.

@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"log/slog"
@@ -41,6 +42,9 @@ type session struct {
 	created time.Time
 	seen    time.Time // last request
 	notices []notice  // shown once, on the next page
+	// passwordTag identifies the password hash in force at sign-in: a
+	// reload that changes the password ends the session.
+	passwordTag [sha256.Size]byte
 }
 
 // notice is a message for the next page: what an action did.
@@ -167,7 +171,7 @@ func (c *Console) cookie(r *http.Request, name, value string, maxAge int) *http.
 // there are too many.
 func (c *Console) newSession() *session {
 	now := c.opts.Now()
-	s := &session{id: rand.Text() + rand.Text(), csrf: rand.Text(), created: now, seen: now}
+	s := &session{id: rand.Text() + rand.Text(), csrf: rand.Text(), created: now, seen: now, passwordTag: c.passwordTag()}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id, old := range c.sessions {
@@ -205,12 +209,17 @@ func (c *Console) session(r *http.Request) *session {
 	if s == nil {
 		return nil
 	}
-	if c.expired(s, now) {
+	if c.expired(s, now) || s.passwordTag != c.passwordTag() {
 		delete(c.sessions, s.id)
 		return nil
 	}
 	s.seen = now
 	return s
+}
+
+// passwordTag identifies the console password in force.
+func (c *Console) passwordTag() [sha256.Size]byte {
+	return sha256.Sum256([]byte(c.opts.Config().Admin.PasswordHash.Reveal()))
 }
 
 // signedIn wraps a handler that needs a session: without one, a GET is sent

@@ -123,3 +123,21 @@ func TestTestRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestAppTokenState: a client-credentials identity shows whether the token
+// manager holds an app-only token and until when; Test gets one.
+func TestAppTokenState(t *testing.T) {
+	r := newRig(t, rigOptions{manager: true})
+	b := r.browser()
+	token := b.signIn()
+	if home := b.get("/"); !strings.Contains(home.body, "None is held now") {
+		t.Fatalf("before any app token:\n%s", home.body)
+	}
+	loc, _ := b.runTest(url.Values{"csrf": {token}, "login": {appLogin}})
+	if s := b.report(loc).Accounts[0].Steps[1]; s.Name != "token" || s.Status != check.StatusPass {
+		t.Fatalf("token step of the app: %+v", s)
+	}
+	if home := b.get("/"); !strings.Contains(home.body, "The app-only token in use expires") {
+		t.Fatalf("after Test:\n%s", home.body)
+	}
+}

@@ -78,6 +78,7 @@ type opsRigOptions struct {
 	log      string // the log section's YAML; default {level: debug}
 	accounts []opsAccount
 	validate func(user, token string) error // the upstream's token check; nil: any token
+	console  string                         // admin.password_hash; "": the console is off
 }
 
 // opsRig is a daemon with its admin endpoint in front of an in-memory IMAP
@@ -147,7 +148,11 @@ func (r *opsRig) yaml(o opsRigOptions, popAddr string) string {
 		logConf = "{level: debug}"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "log: %s\nadmin: {listen: \"127.0.0.1:0\"}\n", logConf)
+	admin := `{listen: "127.0.0.1:0"}`
+	if o.console != "" {
+		admin = fmt.Sprintf(`{listen: "127.0.0.1:0", password_hash: %q}`, o.console)
+	}
+	fmt.Fprintf(&b, "log: %s\nadmin: %s\n", logConf, admin)
 	fmt.Fprintf(&b, "store:\n  path: %[1]s/tokens.json\n  key: ${file:%[1]s/store.key}\n", r.dir)
 	fmt.Fprintf(&b, "providers:\n  test: %s\n", provider)
 	fmt.Fprintf(&b, "servers:\n  - {protocol: imap, listen: \"127.0.0.1:0\", upstream: \"%s\", ca_file: \"%s\"}\n", r.mem.Addr(), r.mem.CAFile())
