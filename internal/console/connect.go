@@ -64,13 +64,18 @@ func (c *Console) identityFromForm(w http.ResponseWriter, r *http.Request, s *se
 	return "", nil, false
 }
 
-// storeOrFail returns the token store, or answers that there is none.
-func (c *Console) storeOrFail(w http.ResponseWriter, r *http.Request, s *session) (*tokens.Store, bool) {
+// identityAndStore is identityFromForm for an action that changes what is
+// stored: it also answers when there is no token store.
+func (c *Console) identityAndStore(w http.ResponseWriter, r *http.Request, s *session) (string, *config.Provider, *tokens.Store, bool) {
+	identity, prov, ok := c.identityFromForm(w, r, s)
+	if !ok {
+		return "", nil, nil, false
+	}
 	if c.opts.Store == nil {
 		c.fail(w, r, s, http.StatusServiceUnavailable, "This xoauthd has no token store to keep a sign-in in.")
-		return nil, false
+		return "", nil, nil, false
 	}
-	return c.opts.Store, true
+	return identity, prov, c.opts.Store, true
 }
 
 // redirectURI is where the identity provider sends the browser back: the
@@ -95,11 +100,8 @@ func redirectURI(r *http.Request) (string, bool) {
 // connect starts the authorization code flow: the browser goes to the
 // identity provider and comes back to the console (see callback).
 func (c *Console) connect(w http.ResponseWriter, r *http.Request, s *session) {
-	identity, prov, ok := c.identityFromForm(w, r, s)
+	identity, prov, _, ok := c.identityAndStore(w, r, s)
 	if !ok {
-		return
-	}
-	if _, ok := c.storeOrFail(w, r, s); !ok {
 		return
 	}
 	redirect, ok := redirectURI(r)
@@ -122,15 +124,7 @@ func (c *Console) connect(w http.ResponseWriter, r *http.Request, s *session) {
 			delete(c.pending, st)
 		}
 	}
-	if len(c.pending) >= maxPending {
-		var oldest string
-		for st, p := range c.pending {
-			if oldest == "" || p.started.Before(c.pending[oldest].started) {
-				oldest = st
-			}
-		}
-		delete(c.pending, oldest)
-	}
+	evictOldest(c.pending, maxPending, func(p *pendingLogin) time.Time { return p.started })
 	c.pending[l.State()] = &pendingLogin{login: l, session: s.id, started: now}
 	c.mu.Unlock()
 	c.log.Info("console sign-in started", "identity", identity, "provider", prov.Name, "flow", config.FlowAuthCode)
@@ -200,11 +194,7 @@ func signedInText(res *tokens.LoginResult) string {
 
 // deviceStart asks the provider for a device code and shows it.
 func (c *Console) deviceStart(w http.ResponseWriter, r *http.Request, s *session) {
-	identity, prov, ok := c.identityFromForm(w, r, s)
-	if !ok {
-		return
-	}
-	store, ok := c.storeOrFail(w, r, s)
+	identity, prov, store, ok := c.identityAndStore(w, r, s)
 	if !ok {
 		return
 	}
@@ -218,15 +208,7 @@ func (c *Console) deviceStart(w http.ResponseWriter, r *http.Request, s *session
 	}
 	d := &deviceLogin{id: rand.Text(), identity: identity, provider: prov.Name, started: c.opts.Now(), code: dl}
 	c.mu.Lock()
-	for len(c.devices) >= maxDevices {
-		var oldest *deviceLogin
-		for _, o := range c.devices {
-			if oldest == nil || o.started.Before(oldest.started) {
-				oldest = o
-			}
-		}
-		delete(c.devices, oldest.id)
-	}
+	evictOldest(c.devices, maxDevices, func(d *deviceLogin) time.Time { return d.started })
 	c.devices[d.id] = d
 	c.mu.Unlock()
 	c.log.Info("console sign-in started", "identity", identity, "provider", prov.Name, "flow", config.FlowDevice)
@@ -294,11 +276,7 @@ func (c *Console) identitySignOutPage(w http.ResponseWriter, r *http.Request, s 
 
 // identitySignOut removes an identity's tokens, like xoauthd logout.
 func (c *Console) identitySignOut(w http.ResponseWriter, r *http.Request, s *session) {
-	identity, _, ok := c.identityFromForm(w, r, s)
-	if !ok {
-		return
-	}
-	store, ok := c.storeOrFail(w, r, s)
+	identity, _, store, ok := c.identityAndStore(w, r, s)
 	if !ok {
 		return
 	}

@@ -161,3 +161,17 @@ output into the configuration:
 xoauthd picks the change up without a restart. /healthz, /readyz and
 /metrics are served either way.
 `
+
+// evictOldest removes the entries of m whose time is oldest until fewer
+// than max remain, making room for one more.
+func evictOldest[V any](m map[string]V, max int, at func(V) time.Time) {
+	for len(m) >= max {
+		var oldest string
+		for k, v := range m {
+			if oldest == "" || at(v).Before(at(m[oldest])) {
+				oldest = k
+			}
+		}
+		delete(m, oldest)
+	}
+}

@@ -167,8 +167,7 @@ func TestCSRF(t *testing.T) {
 // returns where it sends the browser back.
 func (r *rig) authorize(authURL string) string {
 	r.t.Helper()
-	// The URL names the recording proxy; the IdP checks its own authority.
-	redirect, err := r.idp.Authorize(strings.Replace(authURL, r.idpURL, r.idp.Authority(), 1))
+	redirect, err := r.rec.Authorize(authURL)
 	if err != nil {
 		r.t.Fatalf("authorize: %v", err)
 	}
@@ -478,5 +477,36 @@ func TestPasswordChangeEndsSessions(t *testing.T) {
 	r.setConfig(r.yaml(true))
 	if a := b.get("/"); a.code != http.StatusSeeOther || a.location != "/signin" {
 		t.Fatalf("after the password changed: %d %q", a.code, a.location)
+	}
+}
+
+// TestEvictOldest: the bounded maps drop their oldest entries first.
+func TestEvictOldest(t *testing.T) {
+	base := time.Now()
+	m := map[string]time.Time{"a": base.Add(2), "b": base, "c": base.Add(1)}
+	evictOldest(m, 2, func(v time.Time) time.Time { return v })
+	if len(m) != 1 || m["a"].IsZero() {
+		t.Fatalf("left %v, want only a", m)
+	}
+	evictOldest(m, 5, func(v time.Time) time.Time { return v })
+	if len(m) != 1 {
+		t.Fatalf("removed below the bound: %v", m)
+	}
+}
+
+// TestNoStore: without a token store, the actions that change it are
+// refused and the page still shows the accounts.
+func TestNoStore(t *testing.T) {
+	r := newRig(t, rigOptions{noStore: true})
+	b := r.browser()
+	token := b.signIn()
+	for _, path := range []string{"/identity/connect", "/identity/device", "/identity/signout"} {
+		a := b.post(path, url.Values{"csrf": {token}, "identity": {alice}, "provider": {"test"}})
+		if a.code != http.StatusServiceUnavailable || !strings.Contains(a.body, "no token store") {
+			t.Errorf("POST %s: %d\n%s", path, a.code, a.body)
+		}
+	}
+	if home := b.get("/"); !strings.Contains(home.body, aliceLogin) || !strings.Contains(home.body, "Not signed in") {
+		t.Errorf("accounts page:\n%s", home.body)
 	}
 }

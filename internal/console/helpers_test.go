@@ -3,7 +3,6 @@ package console
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,17 +31,16 @@ import (
 
 // Test accounts and the app registrations.
 const (
-	alice        = "alice@contoso.test"
-	aliceLogin   = "erp-alice"
-	bob          = "bob@contoso.test"
-	appMailbox   = "scanner@contoso.test"
-	appLogin     = "scanner"
-	clientID     = "4c1e7a52-6d0b-4f3a-8e21-9b7c5d3e1f02"
-	appClientID  = "8a2f4c61-1e3d-4b7a-9c05-6f8e2d1a3b47"
-	appSecret    = "app-s3cret-value"
-	consolePass  = "console pw 7"
-	localPass    = "local pw 1"
-	maxIdPRecord = 1 << 20
+	alice       = "alice@contoso.test"
+	aliceLogin  = "erp-alice"
+	bob         = "bob@contoso.test"
+	appMailbox  = "scanner@contoso.test"
+	appLogin    = "scanner"
+	clientID    = "4c1e7a52-6d0b-4f3a-8e21-9b7c5d3e1f02"
+	appClientID = "8a2f4c61-1e3d-4b7a-9c05-6f8e2d1a3b47"
+	appSecret   = "app-s3cret-value"
+	consolePass = "console pw 7"
+	localPass   = "local pw 1"
 )
 
 // rig is a console over a live configuration, a token store and a test
@@ -52,7 +50,8 @@ type rig struct {
 	t      *testing.T
 	dir    string
 	idp    *testidp.IdP
-	idpURL string // the recording proxy's address: the configuration's authority
+	rec    *testidp.Recorder // the configuration's authority: keeps the tokens it issues
+	idpURL string            // rec.URL
 	dc     *testupstream.Dovecot
 	cfg    atomic.Pointer[config.Config]
 	store  *tokens.Store
@@ -61,9 +60,8 @@ type rig struct {
 	base   string // http://localhost:PORT, the console's address
 	logs   *syncBuffer
 	hash   string // the console password's hash
-
-	mu     sync.Mutex
-	issued []string // tokens the identity provider handed out
+	// localHash is the accounts' password hash, made once.
+	localHash string
 }
 
 type rigOptions struct {
@@ -71,6 +69,7 @@ type rigOptions struct {
 	creds   proxy.CredentialOptions
 	noHash  bool // the console is off
 	manager bool // Test uses one token manager, as in the daemon
+	noStore bool // the console has no token store (a daemon whose tokens come from elsewhere)
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -86,12 +85,8 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	idp.AddClient(testidp.Client{ID: appClientID, Secret: appSecret})
 	idp.AddUser(alice)
 	idp.AddUser(bob)
-	target, _ := url.Parse(idp.Authority())
-	rp := httputil.NewSingleHostReverseProxy(target)
-	rp.ModifyResponse = r.record
-	ps := httptest.NewServer(rp)
-	t.Cleanup(ps.Close)
-	r.idpURL = ps.URL
+	r.rec = testidp.NewRecorder(t, idp)
+	r.idpURL = r.rec.URL
 	if o.dovecot {
 		r.dc = testupstream.New(t, testupstream.Options{JWTKey: idp.SigningKey()})
 	}
@@ -114,6 +109,9 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	}
 	opts := Options{Config: r.config, Store: r.store, Log: log, Credentials: o.creds,
 		Events: NewEvents(func(l string) bool { return r.config().Account(l) != nil })}
+	if o.noStore {
+		opts.Store = nil
+	}
 	if o.manager {
 		opts.Tokens = tokens.NewManager(r.store, r.providerOf, tokens.Options{})
 	}
@@ -143,39 +141,18 @@ func (r *rig) providerOf(identity string) (*config.Provider, error) {
 	return nil, fmt.Errorf("no account has identity %s", identity)
 }
 
-// record keeps the tokens of a token endpoint response.
-func (r *rig) record(resp *http.Response) error {
-	if !strings.HasSuffix(resp.Request.URL.Path, "/token") {
-		return nil
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIdPRecord))
-	resp.Body.Close()
-	if err != nil {
-		return err
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	var fields map[string]any
-	if json.Unmarshal(body, &fields) == nil {
-		r.mu.Lock()
-		for _, k := range []string{"access_token", "refresh_token", "id_token"} {
-			if v, ok := fields[k].(string); ok && v != "" {
-				r.issued = append(r.issued, v)
-			}
-		}
-		r.mu.Unlock()
-	}
-	return nil
-}
-
 func (r *rig) config() *config.Config { return r.cfg.Load() }
 
 // yaml is the test configuration; withAlice false leaves erp-alice out
 // (a reload that removes it).
 func (r *rig) yaml(withAlice bool) string {
-	h, err := passhash.Hash(localPass)
-	if err != nil {
-		r.t.Fatal(err)
+	if r.localHash == "" {
+		var err error
+		if r.localHash, err = passhash.Hash(localPass); err != nil {
+			r.t.Fatal(err)
+		}
 	}
+	h := r.localHash
 	imapUp, pop3Up, smtpUp, ca := "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", ""
 	if r.dc != nil {
 		imapUp, pop3Up, smtpUp, ca = r.dc.IMAPAddr, r.dc.POP3Addr, r.dc.SubmissionAddr, r.dc.CAFile
@@ -214,12 +191,6 @@ func (r *rig) setConfig(src string) {
 		r.t.Fatalf("test configuration: %v\n%s", err, src)
 	}
 	r.cfg.Store(cfg)
-}
-
-func (r *rig) tokensIssued() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.issued...)
 }
 
 // browser is a cookie-keeping HTTP client that does not follow redirects,

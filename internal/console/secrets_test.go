@@ -62,7 +62,7 @@ func TestNoSecretAnywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	secrets["store key"] = strings.TrimSpace(string(key))
-	toks := r.tokensIssued()
+	toks := r.rec.Tokens()
 	if len(toks) < 6 {
 		t.Fatalf("only %d tokens were issued", len(toks))
 	}

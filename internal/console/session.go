@@ -179,15 +179,7 @@ func (c *Console) newSession() *session {
 			delete(c.sessions, id)
 		}
 	}
-	if len(c.sessions) >= maxSessions {
-		var oldest *session
-		for _, old := range c.sessions {
-			if oldest == nil || old.seen.Before(oldest.seen) {
-				oldest = old
-			}
-		}
-		delete(c.sessions, oldest.id)
-	}
+	evictOldest(c.sessions, maxSessions, func(s *session) time.Time { return s.seen })
 	c.sessions[s.id] = s
 	return s
 }

@@ -63,15 +63,7 @@ func (c *Console) testStart(w http.ResponseWriter, r *http.Request, s *session) 
 		run.pending = append(run.pending, a.Login)
 	}
 	c.mu.Lock()
-	for len(c.runs) >= maxRuns {
-		var oldest *testRun
-		for _, o := range c.runs {
-			if oldest == nil || o.started.Before(oldest.started) {
-				oldest = o
-			}
-		}
-		delete(c.runs, oldest.id)
-	}
+	evictOldest(c.runs, maxRuns, func(r *testRun) time.Time { return r.started })
 	c.runs[run.id] = run
 	c.mu.Unlock()
 	c.log.Info("console test started", "logins", strings.Join(run.pending, ","), "send_test", sendTo != "")

@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -62,12 +60,10 @@ type kaRig struct {
 	d      *Daemon
 	cfg    *config.Config
 	idp    *testidp.IdP
-	idpURL string // the recording proxy
+	rec    *testidp.Recorder // the configuration's authority: keeps the tokens
+	idpURL string            // rec.URL
 	log    *kaBuffer
 	hooked chan []byte // webhook bodies
-
-	mu     sync.Mutex
-	issued []string // access, refresh and id tokens, from the token endpoint
 }
 
 func newKaRig(t *testing.T, extraYAML string) *kaRig {
@@ -75,15 +71,8 @@ func newKaRig(t *testing.T, extraYAML string) *kaRig {
 	r := &kaRig{idp: testidp.New(t, testidp.Options{}), log: &kaBuffer{}, hooked: make(chan []byte, 10)}
 	r.idp.AddClient(testidp.Client{ID: kaClientID, Secret: kaSecret})
 	r.idp.AddUser(kaAlice)
-	target, err := url.Parse(r.idp.Authority())
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.ModifyResponse = r.record
-	idpSrv := httptest.NewServer(proxy)
-	t.Cleanup(idpSrv.Close)
-	r.idpURL = idpSrv.URL
+	r.rec = testidp.NewRecorder(t, r.idp)
+	r.idpURL = r.rec.URL
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
 		r.hooked <- body
@@ -109,8 +98,8 @@ notify: {webhook: "%s/hook/secret-path", timeout: 5s}
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r.cfg, err = config.Load(path)
-	if err != nil {
+	var err error
+	if r.cfg, err = config.Load(path); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -126,30 +115,6 @@ notify: {webhook: "%s/hook/secret-path", timeout: 5s}
 	return r
 }
 
-// record keeps the tokens of a token endpoint response.
-func (r *kaRig) record(resp *http.Response) error {
-	if !strings.HasSuffix(resp.Request.URL.Path, "/token") {
-		return nil
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	if err != nil {
-		return err
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	var fields map[string]any
-	if json.Unmarshal(body, &fields) == nil {
-		r.mu.Lock()
-		for _, k := range []string{"access_token", "refresh_token", "id_token"} {
-			if v, ok := fields[k].(string); ok && v != "" {
-				r.issued = append(r.issued, v)
-			}
-		}
-		r.mu.Unlock()
-	}
-	return nil
-}
-
 // login signs alice in as `xoauthd login` would, with a store of its own
 // over the daemon's file.
 func (r *kaRig) login(t *testing.T) {
@@ -163,7 +128,7 @@ func (r *kaRig) login(t *testing.T) {
 		t.Fatal(err)
 	}
 	browser := func(u string) error {
-		redirect, err := r.idp.Authorize(strings.Replace(u, r.idpURL, r.idp.Authority(), 1))
+		redirect, err := r.rec.Authorize(u)
 		if err != nil {
 			return err
 		}
@@ -200,9 +165,7 @@ func (r *kaRig) webhook(t *testing.T) map[string]string {
 // appear in out.
 func (r *kaRig) noSecrets(t *testing.T, what, out string) {
 	t.Helper()
-	r.mu.Lock()
-	secrets := append([]string{kaSecret}, r.issued...)
-	r.mu.Unlock()
+	secrets := append([]string{kaSecret}, r.rec.Tokens()...)
 	if len(secrets) < 3 {
 		t.Fatalf("only %d secrets recorded", len(secrets))
 	}

@@ -1,21 +1,14 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,22 +20,17 @@ import (
 	"github.com/xoauthd/xoauthd/tokens"
 )
 
-// Test app registration.
-const (
-	opsClientID = "5b7e0c8d-2f41-4e6a-8c3b-9a1d2e3f4a5b"
-	maxIdPBody  = 1 << 20 // bound on a recorded token response
-)
+// opsClientID is the test app registration.
+const opsClientID = "5b7e0c8d-2f41-4e6a-8c3b-9a1d2e3f4a5b"
 
 // opsIdP is a test identity provider behind a recording reverse proxy: the
 // configuration's authority is the proxy, which keeps every token the
 // token endpoint hands out, so a test can look for them in the log.
 type opsIdP struct {
 	idp    *testidp.IdP
+	rec    *testidp.Recorder
 	url    string // the proxy's base URL
 	secret string // the client secret; "" for a public client
-
-	mu     sync.Mutex
-	issued []string // access, refresh and id tokens, in order
 }
 
 // newOpsIdP starts the IdP and its proxy. lifetime is the access tokens'
@@ -54,48 +42,12 @@ func newOpsIdP(t *testing.T, lifetime time.Duration) *opsIdP {
 		t.Fatal(err)
 	}
 	t.Cleanup(idp.Close)
-	p := &opsIdP{idp: idp}
-	target, err := url.Parse(idp.Authority())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	rp.ModifyResponse = p.record
-	srv := httptest.NewServer(rp)
-	t.Cleanup(srv.Close)
-	p.url = srv.URL
+	p := &opsIdP{idp: idp, rec: testidp.NewRecorder(t, idp)}
+	p.url = p.rec.URL
 	return p
 }
 
-// record keeps the tokens of a token endpoint response.
-func (p *opsIdP) record(resp *http.Response) error {
-	if !strings.HasSuffix(resp.Request.URL.Path, "/token") {
-		return nil
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIdPBody))
-	resp.Body.Close()
-	if err != nil {
-		return err
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	var fields map[string]any
-	if json.Unmarshal(body, &fields) == nil {
-		p.mu.Lock()
-		for _, k := range []string{"access_token", "refresh_token", "id_token"} {
-			if v, ok := fields[k].(string); ok && v != "" {
-				p.issued = append(p.issued, v)
-			}
-		}
-		p.mu.Unlock()
-	}
-	return nil
-}
-
-func (p *opsIdP) tokens() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.issued...)
-}
+func (p *opsIdP) tokens() []string { return p.rec.Tokens() }
 
 // providerYAML registers the app (confidential when secret is set) and
 // returns the provider entry for it.
@@ -125,7 +77,7 @@ func (p *opsIdP) login(t *testing.T, r *opsRig, identity string) {
 	}
 	browser := func(u string) error {
 		// The authorize URL names the proxy; the IdP answers for itself.
-		redirect, err := p.idp.Authorize(strings.Replace(u, p.url, p.idp.Authority(), 1))
+		redirect, err := p.rec.Authorize(u)
 		if err != nil {
 			return err
 		}
