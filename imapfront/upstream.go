@@ -25,6 +25,9 @@ const (
 	// maxUpstreamLiteral bounds a literal in an untagged response during
 	// login (skipped, never stored).
 	maxUpstreamLiteral = 64 * 1024
+	// maxUpstreamResponse bounds one response during login, its lines and
+	// literals together.
+	maxUpstreamResponse = 256 * 1024
 	// maxUpstreamResponses bounds the untagged responses read while waiting
 	// for one tagged reply.
 	maxUpstreamResponses = 1000
@@ -365,6 +368,7 @@ func (u *upLogin) readResponse() (string, error) {
 		return "", err
 	}
 	line := first
+	size := int64(len(first))
 	for {
 		n, ok := responseLiteral(line)
 		if !ok {
@@ -373,12 +377,16 @@ func (u *upLogin) readResponse() (string, error) {
 		if n > maxUpstreamLiteral {
 			return "", fmt.Errorf("upstream literal of %d bytes during login: %w", n, proxy.ErrUpstreamUnavailable)
 		}
+		if size += n; size > maxUpstreamResponse {
+			return "", fmt.Errorf("upstream response larger than %d bytes during login: %w", maxUpstreamResponse, proxy.ErrUpstreamUnavailable)
+		}
 		if _, err := u.br.Discard(int(n)); err != nil {
 			return "", fmt.Errorf("reading upstream: %w: %w", err, proxy.ErrUpstreamUnavailable)
 		}
 		if line, err = u.readLine(); err != nil {
 			return "", err
 		}
+		size += int64(len(line))
 	}
 }
 
