@@ -1,18 +1,24 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net"
 
-	"github.com/xoauthd/xoauthd/internal/xoauth2"
+	"github.com/xoauthd/xoauthd/config"
+	"github.com/xoauthd/xoauthd/imapfront"
+	"github.com/xoauthd/xoauthd/pop3front"
+	"github.com/xoauthd/xoauthd/proxy"
+	"github.com/xoauthd/xoauthd/smtpfront"
 )
 
 // side says how the benchmark reaches the upstream.
 type side int
 
 const (
-	direct  side = iota // straight to the upstream, TLS and XOAUTH2 by the benchmark
+	direct  side = iota // straight to the upstream, logged in with xoauthd's own upstream login
 	through             // plain loopback to xoauthd with the local password
 )
 
@@ -26,20 +32,31 @@ func (s side) String() string {
 // smtpHello is the EHLO name of the benchmark's SMTP client.
 const smtpHello = "bench.localhost"
 
+// benchAccount is the benchmark's account as the fronts' upstream logins
+// take it.
+var benchAccount = proxy.Account{Login: benchLogin, Identity: benchIdentity, Mailbox: benchIdentity}
+
 // imapSession returns an IMAP connection that is logged in.
 func (e *env) imapSession(ctx context.Context, s side) (*wireConn, error) {
 	return e.imapSessionSized(ctx, s, readBufSize)
 }
 
 // imapSessionSized is imapSession with a read buffer of bufSize bytes.
+// Direct, it logs in with the login xoauthd runs upstream.
 func (e *env) imapSessionSized(ctx context.Context, s side, bufSize int) (*wireConn, error) {
-	addr, tlsConf := e.imap, e.upTLS
 	if s == direct {
-		addr = e.upIMAP
-	} else {
-		tlsConf = nil
+		d := e.upDialers[config.ProtoIMAP]
+		conn, err := d.Dial(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("imap %s: %w", s, err)
+		}
+		up, err := imapfront.LoginUpstream(ctx, conn, d, benchAccount, e.token, imapfront.LoginOptions{Tag: "b0"})
+		if err != nil {
+			return nil, fmt.Errorf("imap %s login: %w", s, err)
+		}
+		return loggedIn(up.Conn, up.Reader, bufSize), nil
 	}
-	w, err := dialWireSized(ctx, addr, tlsConf, bufSize)
+	w, err := dialWireSized(ctx, e.imap, bufSize)
 	if err != nil {
 		return nil, fmt.Errorf("imap %s: %w", s, err)
 	}
@@ -47,45 +64,38 @@ func (e *env) imapSessionSized(ctx context.Context, s side, bufSize int) (*wireC
 		w.Close()
 		return nil, fmt.Errorf("imap %s: %w", s, err)
 	}
-	cmd := "LOGIN " + benchLogin + " " + quoteIMAP(benchPassword)
-	if s == direct {
-		cmd = "AUTHENTICATE XOAUTH2 " + xoauth2.Encode(benchIdentity, e.token)
-	}
-	if _, err := w.imapCmd(cmd, nil); err != nil {
+	if _, err := w.imapCmd("LOGIN "+benchLogin+" "+quoteIMAP(benchPassword), nil); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("imap %s login: %w", s, err)
 	}
 	return w, nil
 }
 
-// pop3Session returns a POP3 connection in the transaction state.
+// pop3Session returns a POP3 connection in the transaction state. Direct,
+// it logs in with the login xoauthd runs upstream.
 func (e *env) pop3Session(ctx context.Context, s side) (*wireConn, error) {
-	addr, tlsConf := e.pop3, e.upTLS
 	if s == direct {
-		addr = e.upPOP3
-	} else {
-		tlsConf = nil
+		d := e.upDialers[config.ProtoPOP3]
+		conn, err := d.Dial(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("pop3 %s: %w", s, err)
+		}
+		up, err := pop3front.LoginUpstream(ctx, conn, d, benchAccount, e.token, pop3front.LoginOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("pop3 %s login: %w", s, err)
+		}
+		return loggedIn(up.Conn, up.Reader, readBufSize), nil
 	}
-	w, err := dialWire(ctx, addr, tlsConf)
+	w, err := dialWire(ctx, e.pop3)
 	if err != nil {
 		return nil, fmt.Errorf("pop3 %s: %w", s, err)
 	}
-	steps := []struct {
-		cmd  string
-		cont bool
-	}{{"USER " + benchLogin, false}, {"PASS " + benchPassword, false}}
-	if s == direct {
-		steps = []struct {
-			cmd  string
-			cont bool
-		}{{"AUTH XOAUTH2", true}, {xoauth2.Encode(benchIdentity, e.token), false}}
-	}
 	err = w.pop3Status(false)
-	for _, st := range steps {
+	for _, cmd := range []string{"USER " + benchLogin, "PASS " + benchPassword} {
 		if err != nil {
 			break
 		}
-		err = w.pop3Cmd(st.cmd, st.cont)
+		err = w.pop3Cmd(cmd, false)
 	}
 	if err != nil {
 		w.Close()
@@ -94,48 +104,54 @@ func (e *env) pop3Session(ctx context.Context, s side) (*wireConn, error) {
 	return w, nil
 }
 
-// smtpSession returns an SMTP connection that is authenticated.
+// smtpSession returns an SMTP connection that is authenticated. Direct, it
+// logs in with the login xoauthd runs upstream and then speaks SMTP on the
+// connection itself.
 func (e *env) smtpSession(ctx context.Context, s side) (*wireConn, error) {
-	addr := e.smtp
 	if s == direct {
-		addr = e.upSMTP
+		d := e.upDialers[config.ProtoSMTP]
+		conn, err := d.Dial(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("smtp %s: %w", s, err)
+		}
+		up, err := smtpfront.LoginUpstream(ctx, conn, d, benchAccount, e.token, smtpfront.LoginOptions{Domain: smtpHello})
+		if err != nil {
+			return nil, fmt.Errorf("smtp %s login: %w", s, err)
+		}
+		// Nothing follows the 235 that go-smtp's client could have read.
+		return loggedIn(up.Conn, nil, readBufSize), nil
 	}
-	w, err := dialWire(ctx, addr, nil)
+	w, err := dialWire(ctx, e.smtp)
 	if err != nil {
 		return nil, fmt.Errorf("smtp %s: %w", s, err)
 	}
-	if err := e.smtpLogin(ctx, w, s); err != nil {
+	if err := e.smtpLogin(w); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("smtp %s login: %w", s, err)
 	}
 	return w, nil
 }
 
-// smtpLogin runs greeting, EHLO, (STARTTLS, EHLO,) AUTH.
-func (e *env) smtpLogin(ctx context.Context, w *wireConn, s side) error {
+// loggedIn is a wireConn on a connection a front's upstream login
+// returned, with a read buffer of bufSize bytes; br is the login's reader
+// (nil: none), kept in front when it still holds data.
+func loggedIn(conn net.Conn, br *bufio.Reader, bufSize int) *wireConn {
+	if br != nil && br.Buffered() > 0 {
+		return &wireConn{c: conn, r: bufio.NewReaderSize(br, bufSize)}
+	}
+	return &wireConn{c: conn, r: bufio.NewReaderSize(conn, bufSize)}
+}
+
+// smtpLogin runs greeting, EHLO and AUTH PLAIN with the local password.
+func (e *env) smtpLogin(w *wireConn) error {
 	if err := w.smtpReply("220"); err != nil {
 		return fmt.Errorf("greeting: %w", err)
 	}
 	if err := w.smtpCmd("EHLO "+smtpHello, "250"); err != nil {
 		return err
 	}
-	if s == through {
-		plain := base64.StdEncoding.EncodeToString([]byte("\x00" + benchLogin + "\x00" + benchPassword))
-		return w.smtpCmd("AUTH PLAIN "+plain, "235")
-	}
-	if err := w.smtpCmd("STARTTLS", "220"); err != nil {
-		return err
-	}
-	if err := w.upgradeTLS(ctx, e.upTLS); err != nil {
-		return err
-	}
-	if err := w.smtpCmd("EHLO "+smtpHello, "250"); err != nil {
-		return err
-	}
-	if err := w.smtpCmd("AUTH XOAUTH2", "334"); err != nil {
-		return err
-	}
-	return w.smtpCmd(xoauth2.Encode(benchIdentity, e.token), "235")
+	plain := base64.StdEncoding.EncodeToString([]byte("\x00" + benchLogin + "\x00" + benchPassword))
+	return w.smtpCmd("AUTH PLAIN "+plain, "235")
 }
 
 // closeAll closes every non-nil connection.
