@@ -3,6 +3,7 @@ package check
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 
@@ -38,18 +39,19 @@ type imapResult struct {
 // probe for a mailbox the token cannot open), then SELECT INBOX and LOGOUT.
 func probeIMAP(ctx context.Context, d *proxy.Dialer, user, token string) (imapResult, error) {
 	var res imapResult
-	raw, lc, stop, err := dial(ctx, d)
+	up, tlsVer, done, err := login(ctx, d, "XOAUTH2 login as "+user, user, func(conn net.Conn) (*imapfront.Upstream, net.Conn, error) {
+		up, err := imapfront.LoginUpstream(ctx, conn, d, proxy.Account{Identity: user, Mailbox: user}, token, imapfront.LoginOptions{})
+		if err != nil {
+			return nil, nil, err
+		}
+		return up, up.Conn, nil
+	})
+	res.tls = tlsVer
 	if err != nil {
 		return res, err
 	}
-	defer stop()
-	up, err := imapfront.LoginUpstream(ctx, lc, d, proxy.Account{Identity: user, Mailbox: user}, token, imapfront.LoginOptions{})
-	if err != nil {
-		res.tls = tlsVersion(raw)
-		return res, failed(loginStage(err, "XOAUTH2 login as "+user, user), err)
-	}
+	defer done()
 	defer up.Conn.Close()
-	res.tls = tlsVersion(up.Conn, raw)
 	t := &textConn{conn: up.Conn, r: up.Reader}
 	untagged, err := t.imapCommand("A3", "SELECT INBOX")
 	if err != nil {

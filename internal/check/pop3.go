@@ -3,6 +3,7 @@ package check
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 
@@ -37,18 +38,19 @@ type pop3Result struct {
 // STLS in starttls mode, AUTH XOAUTH2 as user), then STAT and QUIT.
 func probePOP3(ctx context.Context, d *proxy.Dialer, user, token string) (pop3Result, error) {
 	var res pop3Result
-	raw, lc, stop, err := dial(ctx, d)
+	up, tlsVer, done, err := login(ctx, d, "XOAUTH2 login as "+user, user, func(conn net.Conn) (*pop3front.Upstream, net.Conn, error) {
+		up, err := pop3front.LoginUpstream(ctx, conn, d, proxy.Account{Identity: user, Mailbox: user}, token, pop3front.LoginOptions{})
+		if err != nil {
+			return nil, nil, err
+		}
+		return up, up.Conn, nil
+	})
+	res.tls = tlsVer
 	if err != nil {
 		return res, err
 	}
-	defer stop()
-	up, err := pop3front.LoginUpstream(ctx, lc, d, proxy.Account{Identity: user, Mailbox: user}, token, pop3front.LoginOptions{})
-	if err != nil {
-		res.tls = tlsVersion(raw)
-		return res, failed(loginStage(err, "XOAUTH2 login as "+user, user), err)
-	}
+	defer done()
 	defer up.Conn.Close()
-	res.tls = tlsVersion(up.Conn, raw)
 	t := &textConn{conn: up.Conn, r: up.Reader}
 	stat, err := t.pop3Command("STAT")
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -46,20 +47,20 @@ type smtpResult struct {
 // identity), then with SendTo the test message, and QUIT.
 func (c *Checker) probeSMTP(ctx context.Context, d *proxy.Dialer, a config.Account, token string) (smtpResult, error) {
 	var res smtpResult
-	raw, lc, stop, err := dial(ctx, d)
+	acct := proxy.Account{Login: a.Login, Identity: a.Identity, Mailbox: a.Mailbox}
+	cl, tlsVer, done, err := login(ctx, d, "AUTH XOAUTH2 as "+a.Identity, a.Mailbox, func(conn net.Conn) (*smtp.Client, net.Conn, error) {
+		up, err := smtpfront.LoginUpstream(ctx, conn, d, acct, token, smtpfront.LoginOptions{Domain: "localhost"})
+		if err != nil {
+			return nil, nil, err
+		}
+		return up.Client, up.Conn, nil
+	})
+	res.tls = tlsVer
 	if err != nil {
 		return res, err
 	}
-	defer stop()
-	acct := proxy.Account{Login: a.Login, Identity: a.Identity, Mailbox: a.Mailbox}
-	up, err := smtpfront.LoginUpstream(ctx, lc, d, acct, token, smtpfront.LoginOptions{Domain: "localhost"})
-	if err != nil {
-		res.tls = tlsVersion(raw)
-		return res, failed(loginStage(err, "AUTH XOAUTH2 as "+a.Identity, a.Mailbox), err)
-	}
-	cl := up.Client
+	defer done()
 	defer cl.Close()
-	res.tls = tlsVersion(up.Conn, raw)
 	cl.CommandTimeout, cl.SubmissionTimeout = c.opts.StepTimeout, c.opts.StepTimeout
 	if c.opts.SendTo != "" {
 		if res.reply, err = c.sendTest(cl, a); err != nil {

@@ -141,16 +141,25 @@ func tlsVersion(conns ...net.Conn) string {
 	return ""
 }
 
-// dial connects to d's upstream (with the TLS handshake in implicit mode)
-// and bounds the connection (see bounded). raw is the dialled connection,
-// lc the bounded view of it the login runs on.
-func dial(ctx context.Context, d *proxy.Dialer) (raw net.Conn, lc *limitConn, stop func() bool, err error) {
-	raw, err = d.Dial(ctx)
+// login dials d and runs run, a front's upstream login, on the
+// connection, bounded (see bounded) and tied to ctx until done is called.
+// run returns the logged-in session and the connection it ended on (TLS after
+// STARTTLS). tlsVer is the TLS version in use, as far as the session got;
+// a failed login comes back named by its stage, xoauth2 naming the
+// XOAUTH2 exchange and mailbox the mailbox probe.
+func login[T any](ctx context.Context, d *proxy.Dialer, xoauth2, mailbox string,
+	run func(conn net.Conn) (T, net.Conn, error)) (up T, tlsVer string, done func() bool, err error) {
+	raw, err := d.Dial(ctx)
 	if err != nil {
-		return nil, nil, nil, failed("connecting", err)
+		return up, "", nil, failed("connecting", err)
 	}
-	lc, stop = bounded(ctx, raw)
-	return raw, lc, stop, nil
+	lc, stop := bounded(ctx, raw)
+	up, conn, err := run(lc)
+	if err != nil {
+		stop()
+		return up, tlsVersion(raw), nil, failed(loginStage(err, xoauth2, mailbox), err)
+	}
+	return up, tlsVersion(conn, raw), stop, nil
 }
 
 // loginStage names the stage of a failed front login for a summary: login
