@@ -35,7 +35,14 @@ const (
 	quitTimeout = 5 * time.Second
 	// maxQuitDrain bounds what is read (and dropped) after QUIT.
 	maxQuitDrain = 64 << 10
+	// maxLoginRead bounds what the upstream may send from the greeting to
+	// the end of the login (a few short replies), so that an endless reply
+	// fails the login at once instead of being read until its timeout.
+	maxLoginRead = 1 << 20
 )
+
+// errLoginTooLong is returned by reads past maxLoginRead during login.
+var errLoginTooLong = fmt.Errorf("the upstream sent more than %d bytes during login: %w", maxLoginRead, proxy.ErrUpstreamUnavailable)
 
 // upstream is one logged-in upstream SMTP session.
 type upstream struct {
@@ -131,6 +138,7 @@ func loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct pro
 		conn.Close()
 		return nil, err
 	}
+	uc.inLogin = false
 	c.CommandTimeout = upstreamCommandTimeout
 	c.SubmissionTimeout = upstreamSubmissionTimeout
 	ok, param := c.Extension("SIZE")
@@ -147,7 +155,7 @@ func loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct pro
 // the TLS connection under go-smtp's client (dotEncoder), and go-smtp's
 // client starts on the TLS connection with the greeting replayed.
 func helloUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, domain string) (*smtp.Client, *upstreamConn, error) {
-	uc := &upstreamConn{Conn: conn, raw: conn}
+	uc := &upstreamConn{Conn: conn, raw: conn, inLogin: true, loginLeft: maxLoginRead}
 	if d.Mode == proxy.TLSStartTLS {
 		tc, batch, greeting, err := startTLS(ctx, conn, d, domain)
 		if err != nil {
@@ -202,6 +210,8 @@ type upstreamConn struct {
 	replay       []byte         // read before Conn
 	batch        *recordBatcher // under Conn in starttls mode, else nil
 	held         bool           // batch collects until the next Read (holdWrites)
+	inLogin      bool           // reads are bounded by loginLeft (loginUpstream)
+	loginLeft    int            // bytes the upstream may still send during login
 	drainOnClose atomic.Bool
 
 	// Commands pipelined ahead of go-smtp's client (pipeline.go), used under
@@ -219,7 +229,15 @@ func (c *upstreamConn) Read(b []byte) (int, error) {
 		c.replay = c.replay[n:]
 		return n, nil
 	}
-	return c.Conn.Read(b)
+	if !c.inLogin {
+		return c.Conn.Read(b)
+	}
+	if c.loginLeft == 0 {
+		return 0, errLoginTooLong
+	}
+	n, err := c.Conn.Read(b[:min(len(b), c.loginLeft)])
+	c.loginLeft -= n
+	return n, err
 }
 
 // Write is what go-smtp's client writes. The commands pipelined with a
