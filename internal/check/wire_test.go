@@ -96,7 +96,7 @@ func TestCheckWireLimits(t *testing.T) {
 		{"endless imap challenges", "* OK [CAPABILITY IMAP4rev1 SASL-IR] ready\r\n", "+ \r\n", imapProbe, "too many continuations"},
 		{"endless pop3 line", "", "+", pop3Probe, "line too long"},
 		{"endless pop3 challenges", "+OK\r\n", "+ \r\n", pop3Probe, "answered the empty response"},
-		{"endless smtp reply", "", "220-x\r\n", smtpProbe, "more than"},
+		{"endless smtp reply", "", "220-x\r\n", smtpProbe, "during login"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
