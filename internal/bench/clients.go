@@ -45,16 +45,13 @@ func (e *env) imapSession(ctx context.Context, s side) (*wireConn, error) {
 // Direct, it logs in with the login xoauthd runs upstream.
 func (e *env) imapSessionSized(ctx context.Context, s side, bufSize int) (*wireConn, error) {
 	if s == direct {
-		d := e.upDialers[config.ProtoIMAP]
-		conn, err := d.Dial(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("imap %s: %w", s, err)
-		}
-		up, err := imapfront.LoginUpstream(ctx, conn, d, benchAccount, e.token, imapfront.LoginOptions{Tag: "b0"})
-		if err != nil {
-			return nil, fmt.Errorf("imap %s login: %w", s, err)
-		}
-		return loggedIn(up.Conn, up.Reader, bufSize), nil
+		return e.directSession(ctx, config.ProtoIMAP, bufSize, func(conn net.Conn, d *proxy.Dialer) (net.Conn, *bufio.Reader, error) {
+			up, err := imapfront.LoginUpstream(ctx, conn, d, benchAccount, e.token, imapfront.LoginOptions{Tag: "b0"})
+			if err != nil {
+				return nil, nil, err
+			}
+			return up.Conn, up.Reader, nil
+		})
 	}
 	w, err := dialWireSized(ctx, e.imap, bufSize)
 	if err != nil {
@@ -75,16 +72,13 @@ func (e *env) imapSessionSized(ctx context.Context, s side, bufSize int) (*wireC
 // it logs in with the login xoauthd runs upstream.
 func (e *env) pop3Session(ctx context.Context, s side) (*wireConn, error) {
 	if s == direct {
-		d := e.upDialers[config.ProtoPOP3]
-		conn, err := d.Dial(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("pop3 %s: %w", s, err)
-		}
-		up, err := pop3front.LoginUpstream(ctx, conn, d, benchAccount, e.token, pop3front.LoginOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("pop3 %s login: %w", s, err)
-		}
-		return loggedIn(up.Conn, up.Reader, readBufSize), nil
+		return e.directSession(ctx, config.ProtoPOP3, readBufSize, func(conn net.Conn, d *proxy.Dialer) (net.Conn, *bufio.Reader, error) {
+			up, err := pop3front.LoginUpstream(ctx, conn, d, benchAccount, e.token, pop3front.LoginOptions{})
+			if err != nil {
+				return nil, nil, err
+			}
+			return up.Conn, up.Reader, nil
+		})
 	}
 	w, err := dialWire(ctx, e.pop3)
 	if err != nil {
@@ -109,17 +103,14 @@ func (e *env) pop3Session(ctx context.Context, s side) (*wireConn, error) {
 // connection itself.
 func (e *env) smtpSession(ctx context.Context, s side) (*wireConn, error) {
 	if s == direct {
-		d := e.upDialers[config.ProtoSMTP]
-		conn, err := d.Dial(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("smtp %s: %w", s, err)
-		}
-		up, err := smtpfront.LoginUpstream(ctx, conn, d, benchAccount, e.token, smtpfront.LoginOptions{Domain: smtpHello})
-		if err != nil {
-			return nil, fmt.Errorf("smtp %s login: %w", s, err)
-		}
-		// Nothing follows the 235 that go-smtp's client could have read.
-		return loggedIn(up.Conn, nil, readBufSize), nil
+		return e.directSession(ctx, config.ProtoSMTP, readBufSize, func(conn net.Conn, d *proxy.Dialer) (net.Conn, *bufio.Reader, error) {
+			up, err := smtpfront.LoginUpstream(ctx, conn, d, benchAccount, e.token, smtpfront.LoginOptions{Domain: smtpHello})
+			if err != nil {
+				return nil, nil, err
+			}
+			// Nothing follows the 235 that go-smtp's client could have read.
+			return up.Conn, nil, nil
+		})
 	}
 	w, err := dialWire(ctx, e.smtp)
 	if err != nil {
@@ -132,14 +123,25 @@ func (e *env) smtpSession(ctx context.Context, s side) (*wireConn, error) {
 	return w, nil
 }
 
-// loggedIn is a wireConn on a connection a front's upstream login
-// returned, with a read buffer of bufSize bytes; br is the login's reader
-// (nil: none), kept in front when it still holds data.
-func loggedIn(conn net.Conn, br *bufio.Reader, bufSize int) *wireConn {
-	if br != nil && br.Buffered() > 0 {
-		return &wireConn{c: conn, r: bufio.NewReaderSize(br, bufSize)}
+// directSession dials the upstream of proto and runs login, a front's
+// upstream login, on the connection. login returns the logged-in
+// connection and the login's reader (nil: none), which is kept in front of
+// the session's own read buffer of bufSize bytes when it still holds data.
+func (e *env) directSession(ctx context.Context, proto string, bufSize int,
+	login func(conn net.Conn, d *proxy.Dialer) (net.Conn, *bufio.Reader, error)) (*wireConn, error) {
+	d := e.upDialers[proto]
+	conn, err := d.Dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", proto, direct, err)
 	}
-	return &wireConn{c: conn, r: bufio.NewReaderSize(conn, bufSize)}
+	conn, br, err := login(conn, d)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s login: %w", proto, direct, err)
+	}
+	if br != nil && br.Buffered() > 0 {
+		return &wireConn{c: conn, r: bufio.NewReaderSize(br, bufSize)}, nil
+	}
+	return &wireConn{c: conn, r: bufio.NewReaderSize(conn, bufSize)}, nil
 }
 
 // smtpLogin runs greeting, EHLO and AUTH PLAIN with the local password.
