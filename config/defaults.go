@@ -1,8 +1,11 @@
 package config
 
 import (
+	"maps"
 	"net"
+	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -56,14 +59,29 @@ const (
 )
 
 // microsoftDelegatedScopes are requested for the user flows: one token serves
-// IMAP, POP3 and SMTP; openid/profile/email make the id_token name the user.
+// IMAP, POP3 and SMTP (oidcScopes are added to them).
 func microsoftDelegatedScopes() []string {
 	return []string{
 		"https://outlook.office.com/IMAP.AccessAsUser.All",
 		"https://outlook.office.com/POP.AccessAsUser.All",
 		"https://outlook.office.com/SMTP.Send",
-		"offline_access", "openid", "profile", "email",
+		"offline_access",
 	}
+}
+
+// oidcScopes are added to the scopes of a user flow, written ones
+// included, so that the provider returns an id_token naming who signed in
+// (the identity check of login and the token step). Microsoft names the
+// user in preferred_username (profile) or email; Google in email, so
+// Google's profile scope (name and picture) is not asked for.
+func oidcScopes(typ string) []string {
+	switch typ {
+	case TypeMicrosoft:
+		return []string{"openid", "profile", "email"}
+	case TypeGoogle:
+		return []string{"openid", "email"}
+	}
+	return nil
 }
 
 // presetUpstreams returns a fresh copy of a provider type's mail hosts.
@@ -124,6 +142,19 @@ func (c *Config) ApplyDefaults() {
 	}
 }
 
+// Resolved returns a copy of p with its type's preset filled in wherever p
+// leaves something empty, as Parse does for every provider of a
+// configuration (idempotent); p itself is not changed. This is the one
+// place that knows a type's endpoints, scopes and tenant default: package
+// tokens reads them from here.
+func (p *Provider) Resolved() *Provider {
+	q := *p
+	q.Scopes = slices.Clone(p.Scopes)
+	q.Upstreams = maps.Clone(p.Upstreams)
+	q.applyDefaults()
+	return &q
+}
+
 // applyDefaults fills the provider's flow, endpoints, scopes and upstreams
 // from its type's preset.
 func (p *Provider) applyDefaults() {
@@ -138,7 +169,9 @@ func (p *Provider) applyDefaults() {
 		if p.Authority == "" {
 			p.Authority = DefaultMicrosoftAuthority
 		}
-		base := strings.TrimRight(p.Authority, "/") + "/" + p.Tenant + microsoftEndpointsTemplate
+		// The tenant is one path segment ({tenant} in
+		// https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token).
+		base := strings.TrimRight(p.Authority, "/") + "/" + url.PathEscape(p.Tenant) + microsoftEndpointsTemplate
 		setDefault(&p.AuthURL, base+"authorize")
 		setDefault(&p.TokenURL, base+"token")
 		setDefault(&p.DeviceURL, base+"devicecode")
@@ -154,7 +187,14 @@ func (p *Provider) applyDefaults() {
 		setDefault(&p.TokenURL, googleTokenURL)
 		setDefault(&p.DeviceURL, googleDeviceURL)
 		if len(p.Scopes) == 0 {
-			p.Scopes = []string{"https://mail.google.com/", "openid", "email"}
+			p.Scopes = []string{"https://mail.google.com/"}
+		}
+	}
+	if p.Flow != FlowClientCredentials {
+		for _, s := range oidcScopes(p.Type) {
+			if !slices.Contains(p.Scopes, s) {
+				p.Scopes = append(p.Scopes, s)
+			}
 		}
 	}
 	preset := presetUpstreams(p.Type)

@@ -9,4 +9,11 @@
 // progress callback that sees each step as it ends) or Check, and print or
 // serve the Report; WriteText and WriteJSON are the command line's output,
 // and the JSON is the same that the console offers for download.
+//
+// The mail steps log in upstream with the fronts' own logins
+// (imapfront.LoginUpstream, pop3front.LoginUpstream,
+// smtpfront.LoginUpstream): what check tests is what serve runs for every
+// client, SASL-IR, the error challenge and IMAP's mailbox probe included.
+// Only what follows the login is check's own: SELECT INBOX, STAT and the
+// optional test message.
 package check

@@ -123,8 +123,17 @@ func fakeIMAP(t *testing.T, tlsConf *tls.Config, sc imapScript) *scriptServer {
 			}
 			tag, cmd := f[0], strings.ToUpper(f[1])
 			switch {
-			case cmd == "AUTHENTICATE" && len(f) == 4:
-				if u, ok := xoauth2User(f[3]); ok {
+			case cmd == "AUTHENTICATE" && (len(f) == 3 || len(f) == 4):
+				ir := ""
+				if len(f) == 4 {
+					ir = f[3]
+				} else { // the two-step form: the response after "+ "
+					say("+ ")
+					if ir, err = r.ReadString('\n'); err != nil {
+						return
+					}
+				}
+				if u, ok := xoauth2User(strings.TrimSpace(ir)); ok {
 					s.sawUser(u)
 				}
 				if sc.challenge {

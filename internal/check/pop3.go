@@ -3,12 +3,13 @@ package check
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/diagnose"
-	"github.com/xoauthd/xoauthd/internal/xoauth2"
+	"github.com/xoauthd/xoauthd/pop3front"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
@@ -33,38 +34,24 @@ type pop3Result struct {
 	octets   int64
 }
 
-// probePOP3 runs one POP3 session: greeting, STLS in starttls mode,
-// AUTH XOAUTH2 with the response after the server's "+ ", STAT and QUIT.
+// probePOP3 runs one POP3 session: the front's upstream login (greeting,
+// STLS in starttls mode, AUTH XOAUTH2 as user), then STAT and QUIT.
 func probePOP3(ctx context.Context, d *proxy.Dialer, user, token string) (pop3Result, error) {
 	var res pop3Result
-	raw, err := d.Dial(ctx)
-	if err != nil {
-		return res, failed("connecting", err)
-	}
-	lc, stop := bounded(ctx, raw)
-	defer stop()
-	defer lc.Close()
-	t := newTextConn(lc)
-	if _, err := t.pop3Reply(); err != nil {
-		return res, failed("greeting", err)
-	}
-	if d.Mode == proxy.TLSStartTLS {
-		if _, err := t.pop3Command("STLS"); err != nil {
-			return res, failed("STLS", err)
-		}
-		tc, err := d.StartTLS(ctx, lc.Conn)
+	up, tlsVer, done, err := login(ctx, d, "XOAUTH2 login as "+user, user, func(conn net.Conn) (*pop3front.Upstream, net.Conn, error) {
+		up, err := pop3front.LoginUpstream(ctx, conn, d, proxy.Account{Identity: user, Mailbox: user}, token, pop3front.LoginOptions{})
 		if err != nil {
-			return res, failed("TLS handshake", err)
+			return nil, nil, err
 		}
-		lc.Conn = tc
-		if err := t.upgrade(lc); err != nil {
-			return res, failed("STLS", err)
-		}
+		return up, up.Conn, nil
+	})
+	res.tls = tlsVer
+	if err != nil {
+		return res, err
 	}
-	res.tls = tlsVersion(lc.Conn)
-	if err := t.pop3Authenticate(user, token); err != nil {
-		return res, failed("XOAUTH2 login as "+user, err)
-	}
+	defer done()
+	defer up.Conn.Close()
+	t := &textConn{conn: up.Conn, r: up.Reader}
 	stat, err := t.pop3Command("STAT")
 	if err != nil {
 		return res, failed("STAT", err)
@@ -104,39 +91,4 @@ func (t *textConn) pop3Command(cmd string) (*diagnose.Reply, error) {
 		return nil, err
 	}
 	return t.pop3Reply()
-}
-
-// pop3Authenticate runs AUTH XOAUTH2 (RFC 5034 §4): the initial response
-// goes after the first "+ "; a second "+ " is the error challenge and gets
-// an empty response.
-func (t *textConn) pop3Authenticate(user, token string) error {
-	if err := t.writeLine("AUTH XOAUTH2"); err != nil {
-		return err
-	}
-	responses := []string{xoauth2.Encode(user, token), ""}
-	for step := 0; step < maxSASLSteps; step++ {
-		line, err := t.readLine()
-		if err != nil {
-			return err
-		}
-		if line == "+" || strings.HasPrefix(line, "+ ") {
-			resp := ""
-			if step < len(responses) {
-				resp = responses[step]
-			}
-			if err := t.writeLine(resp); err != nil {
-				return err
-			}
-			continue
-		}
-		r, err := diagnose.ParsePOP3(line)
-		if err != nil {
-			return fmt.Errorf("unexpected answer %q", clip(line))
-		}
-		if r.Status != "+OK" {
-			return r
-		}
-		return nil
-	}
-	return fmt.Errorf("the server did not finish the login")
 }

@@ -3,9 +3,9 @@ package check
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -13,8 +13,8 @@ import (
 
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/diagnose"
-	"github.com/xoauthd/xoauthd/internal/xoauth2"
 	"github.com/xoauthd/xoauthd/proxy"
+	"github.com/xoauthd/xoauthd/smtpfront"
 )
 
 // smtpStep says EHLO, STARTTLS (in starttls mode) and AUTH XOAUTH2 as the
@@ -42,43 +42,26 @@ type smtpResult struct {
 	reply string // the final reply to the test message (holds the queue id)
 }
 
-// probeSMTP runs one submission session with go-smtp's client.
+// probeSMTP runs one submission session: the front's upstream login
+// (greeting, EHLO, STARTTLS in starttls mode, EHLO, AUTH XOAUTH2 as the
+// identity), then with SendTo the test message, and QUIT.
 func (c *Checker) probeSMTP(ctx context.Context, d *proxy.Dialer, a config.Account, token string) (smtpResult, error) {
 	var res smtpResult
-	raw, err := d.Dial(ctx)
-	if err != nil {
-		return res, failed("connecting", err)
-	}
-	lc, stop := bounded(ctx, raw)
-	defer stop()
-	defer lc.Close()
-	var cl *smtp.Client
-	if d.Mode == proxy.TLSStartTLS {
-		// Greeting, EHLO and STARTTLS; the handshake runs with the next EHLO.
-		if cl, err = smtp.NewClientStartTLS(lc, d.TLS); err != nil {
-			return res, failed("EHLO and STARTTLS", err)
+	acct := proxy.Account{Login: a.Login, Identity: a.Identity, Mailbox: a.Mailbox}
+	cl, tlsVer, done, err := login(ctx, d, "AUTH XOAUTH2 as "+a.Identity, a.Mailbox, func(conn net.Conn) (*smtp.Client, net.Conn, error) {
+		up, err := smtpfront.LoginUpstream(ctx, conn, d, acct, token, smtpfront.LoginOptions{Domain: "localhost"})
+		if err != nil {
+			return nil, nil, err
 		}
-	} else {
-		cl = smtp.NewClient(lc)
+		return up.Client, up.Conn, nil
+	})
+	res.tls = tlsVer
+	if err != nil {
+		return res, err
 	}
+	defer done()
+	defer cl.Close()
 	cl.CommandTimeout, cl.SubmissionTimeout = c.opts.StepTimeout, c.opts.StepTimeout
-	if err := cl.Hello("localhost"); err != nil {
-		return res, failed("EHLO", err)
-	}
-	res.tls = tlsVersion(lc.Conn) // implicit TLS
-	if st, ok := cl.TLSConnectionState(); ok {
-		res.tls = tls.VersionName(st.Version) // STARTTLS
-	}
-	if ok, _ := cl.Extension("AUTH"); ok && !cl.SupportsAuth(xoauth2.Mechanism) {
-		_, mechs := cl.Extension("AUTH")
-		return res, failed("AUTH XOAUTH2 as "+a.Identity,
-			fmt.Errorf("the server does not offer AUTH XOAUTH2 (it offers %s)", clip(mechs)))
-	}
-	// The response goes after the first "334 ": a token on the command line
-	// exceeds some servers' line limit.
-	if err := cl.Auth(xoauth2.NewContinuationClient(a.Identity, token)); err != nil {
-		return res, failed("AUTH XOAUTH2 as "+a.Identity, err)
-	}
 	if c.opts.SendTo != "" {
 		if res.reply, err = c.sendTest(cl, a); err != nil {
 			return res, err

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xoauthd/xoauthd/proxy"
 )
 
 // Bounds of what the check reads from an upstream.
@@ -58,32 +60,18 @@ func bounded(ctx context.Context, conn net.Conn) (c *limitConn, stop func() bool
 	return &limitConn{Conn: conn, left: maxCheckSession}, stop
 }
 
-// textConn is a line-oriented view of one upstream connection.
+// textConn is a line-oriented view of one logged-in upstream connection:
+// the commands the check sends after the front's login.
 type textConn struct {
 	conn net.Conn
 	r    *bufio.Reader
-}
-
-func newTextConn(conn net.Conn) *textConn {
-	return &textConn{conn: conn, r: bufio.NewReaderSize(conn, maxCheckLine)}
-}
-
-// upgrade replaces the connection after STARTTLS/STLS. Bytes the server sent
-// before the handshake would be a protocol violation (RFC 3207 §4.2 and
-// RFC 2595 §3.1 forbid them), so buffered data is an error.
-func (t *textConn) upgrade(conn net.Conn) error {
-	if t.r.Buffered() > 0 {
-		return errors.New("the server sent data before the TLS handshake")
-	}
-	t.conn, t.r = conn, bufio.NewReaderSize(conn, maxCheckLine)
-	return nil
 }
 
 // readLine returns one line without its CRLF.
 func (t *textConn) readLine() (string, error) {
 	line, err := t.r.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
-		return "", fmt.Errorf("the server sent a line longer than %d bytes", maxCheckLine)
+		return "", fmt.Errorf("the server sent a line longer than %d bytes", t.r.Size())
 	}
 	if err != nil {
 		if errors.Is(err, io.EOF) && len(line) > 0 {
@@ -142,11 +130,49 @@ func literalSize(line string) (int64, bool) {
 	return n, true
 }
 
-// tlsVersion names the TLS version of conn, "" when it is not TLS.
-func tlsVersion(conn net.Conn) string {
-	tc, ok := conn.(*tls.Conn)
-	if !ok {
-		return ""
+// tlsVersion names the TLS version of the first TLS connection among
+// conns, "" when none is TLS.
+func tlsVersion(conns ...net.Conn) string {
+	for _, c := range conns {
+		if tc, ok := c.(*tls.Conn); ok {
+			return tls.VersionName(tc.ConnectionState().Version)
+		}
 	}
-	return tls.VersionName(tc.ConnectionState().Version)
+	return ""
+}
+
+// login dials d and runs run, a front's upstream login, on the
+// connection, bounded (see bounded) and tied to ctx until done is called.
+// run returns the logged-in session and the connection it ended on (TLS after
+// STARTTLS). tlsVer is the TLS version in use, as far as the session got;
+// a failed login comes back named by its stage, xoauth2 naming the
+// XOAUTH2 exchange and mailbox the mailbox probe.
+func login[T any](ctx context.Context, d *proxy.Dialer, xoauth2, mailbox string,
+	run func(conn net.Conn) (T, net.Conn, error)) (up T, tlsVer string, done func() bool, err error) {
+	raw, err := d.Dial(ctx)
+	if err != nil {
+		return up, "", nil, failed("connecting", err)
+	}
+	lc, stop := bounded(ctx, raw)
+	up, conn, err := run(lc)
+	if err != nil {
+		stop()
+		return up, tlsVersion(raw), nil, failed(loginStage(err, xoauth2, mailbox), err)
+	}
+	return up, tlsVersion(conn, raw), stop, nil
+}
+
+// loginStage names the stage of a failed front login for a summary: login
+// for the XOAUTH2 exchange, the mailbox probe with the mailbox's name.
+func loginStage(err error, login, mailbox string) string {
+	switch st := proxy.StageOf(err); st {
+	case proxy.StageLogin:
+		return login
+	case proxy.StageMailbox:
+		return "opening the mailbox " + mailbox
+	case "":
+		return "logging in"
+	default:
+		return st
+	}
 }

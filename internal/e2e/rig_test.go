@@ -58,8 +58,22 @@ func newRig(t *testing.T) *rig {
 	r.dc = testupstream.New(t, testupstream.Options{JWTKey: r.idp.SigningKey()})
 
 	r.imap, r.pop3, r.smtp = freeAddr(t), freeAddr(t), freeAddr(t)
+	r.start(r.configYAML(), alice, bob)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dovecot log:\n%s", r.dc.Log())
+		}
+	})
+	return r
+}
+
+// start writes the configuration yaml, signs identities in and starts the
+// daemon on it.
+func (r *rig) start(yaml string, identities ...string) {
+	t := r.t
+	t.Helper()
 	path := r.configPath()
-	if err := os.WriteFile(path, []byte(r.configYAML()), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)
@@ -67,7 +81,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatalf("loading the test configuration: %v", err)
 	}
 	r.cfg = cfg
-	for _, id := range []string{alice, bob} {
+	for _, id := range identities {
 		r.login(id)
 	}
 	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -86,10 +100,8 @@ func newRig(t *testing.T) *rig {
 		cancel()
 		if t.Failed() {
 			t.Logf("xoauthd log:\n%s", r.logs.String())
-			t.Logf("dovecot log:\n%s", r.dc.Log())
 		}
 	})
-	return r
 }
 
 func (r *rig) configYAML() string {

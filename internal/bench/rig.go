@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"github.com/xoauthd/xoauthd/internal/passhash"
 	"github.com/xoauthd/xoauthd/internal/testidp"
 	"github.com/xoauthd/xoauthd/internal/testupstream"
+	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
 )
 
@@ -59,9 +59,10 @@ type env struct {
 	dcPID int                   // Dovecot's master: its process group is Dovecot
 	mem   *memupstream.Server   // --upstream=inproc
 
-	// Upstream addresses and the TLS config the benchmark dials them with.
+	// Upstream addresses and the dialers the direct side uses (one per
+	// protocol, so TLS sessions resume as xoauthd's do).
 	upIMAP, upPOP3, upSMTP string
-	upTLS                  *tls.Config
+	upDialers              map[string]*proxy.Dialer
 	caFile                 string
 	token                  string // the benchmark's own access token
 
@@ -136,7 +137,7 @@ func (e *env) startUpstream() error {
 		}
 		e.mem = mem
 		mem.AddUser(benchIdentity)
-		e.upIMAP, e.caFile, e.upTLS = mem.Addr(), mem.CAFile(), mem.ClientTLS()
+		e.upIMAP, e.caFile = mem.Addr(), mem.CAFile()
 	default:
 		dc, err := testupstream.Start(testupstream.Options{JWTKey: e.idp.SigningKey()})
 		if err != nil {
@@ -152,10 +153,23 @@ func (e *env) startUpstream() error {
 			return err
 		}
 		e.upIMAP, e.upPOP3, e.upSMTP = dc.IMAPAddr, dc.POP3Addr, dc.SubmissionAddr
-		e.caFile, e.upTLS = dc.CAFile, dc.TLSConfig()
+		e.caFile = dc.CAFile
 	}
-	// A real mail client resumes TLS sessions, as xoauthd does upstream.
-	e.upTLS.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+	e.upDialers = map[string]*proxy.Dialer{}
+	for proto, up := range map[string]struct {
+		addr string
+		mode proxy.TLSMode
+	}{config.ProtoIMAP: {e.upIMAP, proxy.TLSImplicit}, config.ProtoPOP3: {e.upPOP3, proxy.TLSImplicit},
+		config.ProtoSMTP: {e.upSMTP, proxy.TLSStartTLS}} {
+		if up.addr == "" {
+			continue
+		}
+		d, err := proxy.NewDialer(up.addr, up.mode, e.caFile)
+		if err != nil {
+			return fmt.Errorf("the %s upstream: %w", proto, err)
+		}
+		e.upDialers[proto] = d
+	}
 	return nil
 }
 

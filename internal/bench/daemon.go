@@ -140,7 +140,7 @@ func (p *daemonProc) waitReady(ctx context.Context, imapAddr string) error {
 
 // probeIMAP connects to addr and reads an IMAP greeting.
 func probeIMAP(ctx context.Context, addr string) error {
-	w, err := dialWire(ctx, addr, nil)
+	w, err := dialWire(ctx, addr)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -48,42 +47,19 @@ type wireConn struct {
 	tag int // last IMAP tag number used
 }
 
-// dialWire connects to addr on loopback, optionally with TLS (tlsConf != nil).
-func dialWire(ctx context.Context, addr string, tlsConf *tls.Config) (*wireConn, error) {
-	return dialWireSized(ctx, addr, tlsConf, readBufSize)
+// dialWire connects to addr on loopback (xoauthd's plain listeners).
+func dialWire(ctx context.Context, addr string) (*wireConn, error) {
+	return dialWireSized(ctx, addr, readBufSize)
 }
 
 // dialWireSized is dialWire with a read buffer of bufSize bytes.
-func dialWireSized(ctx context.Context, addr string, tlsConf *tls.Config, bufSize int) (*wireConn, error) {
+func dialWireSized(ctx context.Context, addr string, bufSize int) (*wireConn, error) {
 	d := net.Dialer{Timeout: dialTimeout}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	if tlsConf != nil {
-		tc := tls.Client(c, tlsConf)
-		_ = tc.SetDeadline(time.Now().Add(ioTimeout))
-		if err := tc.HandshakeContext(ctx); err != nil {
-			_ = c.Close()
-			return nil, fmt.Errorf("tls handshake with %s: %w", addr, err)
-		}
-		c = tc
-	}
 	return &wireConn{c: c, r: bufio.NewReaderSize(c, bufSize)}, nil
-}
-
-// upgradeTLS switches w to TLS after a STARTTLS exchange.
-func (w *wireConn) upgradeTLS(ctx context.Context, conf *tls.Config) error {
-	if w.r.Buffered() > 0 {
-		return fmt.Errorf("%w: data after the STARTTLS reply", errProtocol)
-	}
-	tc := tls.Client(w.c, conf)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		return fmt.Errorf("tls handshake after STARTTLS: %w", err)
-	}
-	w.c = tc
-	w.r = bufio.NewReaderSize(tc, readBufSize)
-	return nil
 }
 
 // Close closes the connection.

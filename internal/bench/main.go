@@ -4,14 +4,15 @@
 // the in-process IMAP server, signs the benchmark account in, starts
 // `xoauthd serve` as a separate process, and measures each scenario twice
 // in the same run: straight to the upstream (TLS and SASL XOAUTH2 by the
-// benchmark itself) and through xoauthd (plain loopback, local password).
+// benchmark, with the fronts' own upstream logins) and through xoauthd
+// (plain loopback, local password).
 //
-//	go run ./bench                      # every scenario, full size
-//	go run ./bench --quick              # a few seconds of tiny counts (CI)
-//	go run ./bench --only fetch,login   # some scenarios
-//	go run ./bench --upstream=inproc    # IMAP scenarios against the in-process server
-//	go run ./bench --json               # machine-readable
-//	go run ./bench --profile DIR        # CPU and heap profiles of the daemon
+//	go run ./internal/bench                      # every scenario, full size
+//	go run ./internal/bench --quick              # a few seconds of tiny counts (CI)
+//	go run ./internal/bench --only fetch,login   # some scenarios
+//	go run ./internal/bench --upstream=inproc    # IMAP scenarios against the in-process server
+//	go run ./internal/bench --json               # machine-readable
+//	go run ./internal/bench --profile DIR        # CPU and heap profiles of the daemon
 //
 // Scenarios: fetch (IMAP FETCH throughput, one session and several at
 // once), login (latency of sequential logins, logins per second with many
