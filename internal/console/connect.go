@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -91,10 +92,13 @@ func redirectURI(r *http.Request) (string, bool) {
 	if r.TLS != nil || !strings.EqualFold(host, "localhost") {
 		return "", false
 	}
-	if port != "" {
-		return "http://localhost:" + port + "/", true
+	if port == "" {
+		return "http://localhost/", true
 	}
-	return "http://localhost/", true
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+		return "", false
+	}
+	return "http://localhost:" + port + "/", true
 }
 
 // connect starts the authorization code flow: the browser goes to the
