@@ -94,7 +94,8 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 // and come back signed in, press Test and see every step pass against
 // Dovecot; then the sign-in is revoked at the identity provider and Test
 // fails with the cause and the fix. It writes screenshots of the accounts
-// page and of the failed test (see artifactDir).
+// page (also at a phone's width, where nothing may run off the side) and
+// of the failed test (see artifactDir).
 func TestBrowser(t *testing.T) {
 	r := newRig(t, rigOptions{dovecot: true})
 	ctx := newChrome(t)
@@ -134,6 +135,15 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("the accounts page does not show alice signed in:\n%s", text)
 	}
 	screenshot(t, ctx, dir, "console-accounts.png")
+
+	// On a phone's width nothing runs off the side of the page.
+	run("phone width", chromedp.EmulateViewport(390, 844), chromedp.Reload())
+	screenshot(t, ctx, dir, "console-accounts-phone.png")
+	fits, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`))
+	if err != nil || !fits {
+		t.Errorf("the accounts page is wider than a phone's screen (%v)", err)
+	}
+	run("desktop width", chromedp.EmulateViewport(1000, 900), chromedp.Navigate(r.base+"/"))
 
 	text = run("test",
 		chromedp.Click(testAlice),
