@@ -41,7 +41,7 @@ type identityView struct {
 // serverView is one listener and its upstreams.
 type serverView struct {
 	Protocol, Listen string
-	Upstreams        []string // "host:port (provider)"
+	Upstreams        []string // "host:port (provider, ...)"
 }
 
 // home is /: the accounts page, or the identity provider's redirect back
@@ -136,10 +136,18 @@ func servers(cfg *config.Config) []serverView {
 	for i := range cfg.Servers {
 		srv := &cfg.Servers[i]
 		sv := serverView{Protocol: srv.Protocol, Listen: srv.Listen}
+		var addrs []string
+		names := map[string][]string{} // upstream → the providers that use it
 		for _, name := range slices.Sorted(maps.Keys(used)) {
 			if addr, _ := srv.UpstreamFor(cfg.Providers[name]); addr != "" {
-				sv.Upstreams = append(sv.Upstreams, addr+" ("+name+")")
+				if names[addr] == nil {
+					addrs = append(addrs, addr)
+				}
+				names[addr] = append(names[addr], name)
 			}
+		}
+		for _, addr := range addrs {
+			sv.Upstreams = append(sv.Upstreams, addr+" ("+strings.Join(names[addr], ", ")+")")
 		}
 		out = append(out, sv)
 	}

@@ -510,3 +510,18 @@ func TestNoStore(t *testing.T) {
 		t.Errorf("accounts page:\n%s", home.body)
 	}
 }
+
+// TestListeners: the accounts page lists each listener with its upstream
+// and the providers that use it.
+func TestListeners(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	b := r.browser()
+	b.signIn()
+	home := b.get("/")
+	for _, want := range []string{"<td>imap</td><td>127.0.0.1:11143</td><td>127.0.0.1:1 (app, test)</td>",
+		"<td>smtp</td><td>127.0.0.1:11587</td><td>127.0.0.1:3 (app, test)</td>"} {
+		if !strings.Contains(home.body, want) {
+			t.Errorf("accounts page lacks %q:\n%s", want, home.body)
+		}
+	}
+}
