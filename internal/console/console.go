@@ -70,8 +70,8 @@ type Console struct {
 	auth     *auth
 	ctx      context.Context // ends with Close; background work uses it
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup // background goroutines
-	mu       sync.Mutex
+	wg       sync.WaitGroup           // background goroutines
+	mu       sync.Mutex               // guards the maps below and what they hold
 	sessions map[string]*session      // by session id
 	pending  map[string]*pendingLogin // authorization code logins by state
 	devices  map[string]*deviceLogin  // device sign-ins by id

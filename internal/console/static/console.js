@@ -1,6 +1,8 @@
-// Live updates: a section with data-live is replaced by a fresh copy from
-// its URL every second until the copy has no data-live (it is done).
-// Without JavaScript, such pages reload themselves instead.
+// Live updates: the content of the section with data-live is replaced by
+// that of a fresh copy from its URL every second until the copy has no
+// data-live (it is done). The section itself stays, so screen readers
+// announce the changes of its aria-live region. Without JavaScript, such
+// pages reload themselves instead.
 (function () {
   "use strict";
   function poll() {
@@ -12,7 +14,9 @@
         var t = document.createElement("template");
         t.innerHTML = html.trim();
         var fresh = t.content.querySelector("#live");
-        if (fresh) { el.replaceWith(fresh); }
+        if (!fresh) { window.location.reload(); return; } // signed out: show why
+        el.innerHTML = fresh.innerHTML;
+        if (!fresh.hasAttribute("data-live")) { el.removeAttribute("data-live"); }
         setTimeout(poll, 1000);
       })
       .catch(function () { setTimeout(poll, 3000); });
