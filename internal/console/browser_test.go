@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 )
 
@@ -95,7 +97,8 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 // Dovecot; then the sign-in is revoked at the identity provider and Test
 // fails with the cause and the fix. It writes screenshots of the accounts
 // page (also at a phone's width, where nothing may run off the side) and
-// of the failed test (see artifactDir).
+// of the failed test (see artifactDir). Last, with JavaScript off, Test
+// still ends on its own page (it reloads itself).
 func TestBrowser(t *testing.T) {
 	r := newRig(t, rigOptions{dovecot: true})
 	ctx := newChrome(t)
@@ -170,6 +173,28 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 	screenshot(t, ctx, dir, "console-failed-test.png")
+
+	// Without JavaScript the test page reloads itself until the test ends.
+	noScript := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+		return err
+	})
+	if r.liveFetches.Load() == 0 {
+		t.Error("with JavaScript on, the test page did not update itself by script")
+	}
+	fetched := r.liveFetches.Load()
+	text = run("test without JavaScript",
+		noScript,
+		chromedp.Navigate(r.base+"/account/"+aliceLogin),
+		chromedp.Click(`//button[normalize-space()="Test"]`),
+		chromedp.WaitVisible(finished),
+	)
+	if !strings.Contains(text, "A step failed") {
+		t.Errorf("the test without JavaScript did not end as before:\n%s", text)
+	}
+	if n := r.liveFetches.Load(); n != fetched {
+		t.Errorf("%d live parts were fetched with JavaScript off", n-fetched)
+	}
 	for _, name := range []string{"console-accounts.png", "console-failed-test.png"} {
 		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Size() < 1000 {
 			t.Errorf("screenshot %s: %v", name, errors.Join(err, fs.ErrInvalid))

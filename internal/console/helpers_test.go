@@ -60,6 +60,8 @@ type rig struct {
 	base   string // http://localhost:PORT, the console's address
 	logs   *syncBuffer
 	hash   string // the console password's hash
+	// liveFetches counts the requests for a live part (the script's).
+	liveFetches atomic.Int64
 	// localHash is the accounts' password hash, made once.
 	localHash string
 }
@@ -117,7 +119,13 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	}
 	r.c = New(opts)
 	t.Cleanup(r.c.Close)
-	r.srv = httptest.NewServer(r.c.Handler())
+	h := r.c.Handler()
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Query().Get("part") == "live" {
+			r.liveFetches.Add(1)
+		}
+		h.ServeHTTP(w, req)
+	}))
 	t.Cleanup(r.srv.Close)
 	_, port, _ := net.SplitHostPort(r.srv.Listener.Addr().String())
 	r.base = "http://localhost:" + port
