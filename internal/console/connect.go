@@ -111,9 +111,11 @@ func (c *Console) connect(w http.ResponseWriter, r *http.Request, s *session) {
 	redirect, ok := redirectURI(r)
 	if !ok {
 		_, port, _ := net.SplitHostPort(r.Host)
-		c.fail(w, r, s, http.StatusBadRequest, fmt.Sprintf("The identity provider sends the browser back only to http://localhost (the redirect URI of the app registration), "+
+		text := fmt.Sprintf("The identity provider sends the browser back only to http://localhost (the redirect URI of the app registration), "+
 			"and this page was opened as %s://%s. Open the console as http://localhost:%s/ and press Connect again, "+
-			"or use \"Sign in with a code\", which works from any device.", scheme(r), r.Host, orDefault(port, "80")))
+			"or sign in with a code, which works from any device.", scheme(r), r.Host, orDefault(port, "80"))
+		c.render(w, r, http.StatusBadRequest, "message.html", page{Title: "Connect cannot come back here", CSRF: s.csrf, SignedIn: true,
+			Data: message{Text: text, Next: "/", DeviceIdentity: identity, DeviceProvider: prov.Name}})
 		return
 	}
 	l, err := tokens.NewAuthCodeLogin(prov, identity, redirect)

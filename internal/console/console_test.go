@@ -287,8 +287,13 @@ func TestConnectNotLocalhost(t *testing.T) {
 	token := b.signIn()
 	a := b.post("/identity/connect", url.Values{"csrf": {token}, "identity": {alice}, "provider": {"test"}})
 	_, port, _ := strings.Cut(strings.TrimPrefix(r.srv.URL, "http://"), ":")
-	if a.code != http.StatusBadRequest || !strings.Contains(a.body, "Open the console as http://localhost:"+port+"/") || !strings.Contains(a.body, "Sign in with a code") {
+	if a.code != http.StatusBadRequest || !strings.Contains(a.body, "Open the console as http://localhost:"+port+"/") ||
+		!strings.Contains(a.body, `action="/identity/device"`) || !strings.Contains(a.body, "Sign "+alice+" in with a code") {
 		t.Fatalf("connect from 127.0.0.1: %d\n%s", a.code, a.body)
+	}
+	// The offered device sign-in starts.
+	if d := b.post("/identity/device", url.Values{"csrf": {csrf(t, a.body)}, "identity": {alice}, "provider": {"test"}}); d.code != http.StatusSeeOther {
+		t.Fatalf("device sign-in from the refusal page: %d\n%s", d.code, d.body)
 	}
 }
 

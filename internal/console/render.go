@@ -84,4 +84,7 @@ type message struct {
 	// itself at once).
 	Next string
 	Go   bool
+	// DeviceIdentity and DeviceProvider, when set, offer the device code
+	// sign-in of that identity (where Connect cannot come back).
+	DeviceIdentity, DeviceProvider string
 }
