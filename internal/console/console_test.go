@@ -530,3 +530,29 @@ func TestListeners(t *testing.T) {
 		}
 	}
 }
+
+// TestLimits: a form beyond the bound is refused unread, and the sessions
+// kept are bounded (the least recently used one goes).
+func TestLimits(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	b := r.browser()
+	page := b.get("/signin")
+	huge := url.Values{"csrf": {csrf(t, page.body)}, "password": {strings.Repeat("x", 2*maxFormBytes)}}
+	if a := b.post("/signin", huge); a.code != http.StatusBadRequest || !strings.Contains(a.body, "could not be read") {
+		t.Fatalf("a form of %d bytes: %d\n%s", 2*maxFormBytes, a.code, a.body)
+	}
+	first := r.browser()
+	first.signIn()
+	for range maxSessions {
+		r.c.newSession()
+	}
+	r.c.mu.Lock()
+	n := len(r.c.sessions)
+	r.c.mu.Unlock()
+	if n != maxSessions {
+		t.Fatalf("%d sessions kept, want %d", n, maxSessions)
+	}
+	if a := first.get("/"); a.code != http.StatusSeeOther {
+		t.Fatalf("the least recently used session survived: %d", a.code)
+	}
+}
