@@ -13,9 +13,10 @@ import (
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
-// imapStep logs in to the IMAP upstream with XOAUTH2 as the mailbox (the
-// SASL-IR form, RFC 4959), probes that the mailbox can be opened (Exchange's
-// "authenticated but not connected") and counts INBOX's messages.
+// imapStep logs in to the IMAP upstream with XOAUTH2 as the mailbox (with
+// SASL-IR, RFC 4959, when offered), probes that the mailbox can be opened
+// (Exchange's "authenticated but not connected") and counts INBOX's
+// messages.
 func (c *Checker) imapStep(ctx context.Context, s *Step, d *proxy.Dialer, a config.Account, token string, acct diagnose.Account) {
 	res, err := probeIMAP(ctx, d, a.Mailbox, token)
 	s.TLS = res.tls
