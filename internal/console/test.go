@@ -29,6 +29,8 @@ type testRun struct {
 	id      string
 	started time.Time
 	sendTo  string
+	all     bool   // Test all; else login
+	login   string // the one account tested
 	// Under Console.mu: the accounts done so far and the one running.
 	report  check.Report
 	current *check.AccountReport // nil between accounts and when done
@@ -58,7 +60,8 @@ func (c *Console) testStart(w http.ResponseWriter, r *http.Request, s *session) 
 		c.fail(w, r, s, http.StatusNotFound, fmt.Sprintf("There is no account %q in the configuration in force (a reload may have removed it); no test was run.", r.PostForm.Get("login")))
 		return
 	}
-	run := &testRun{id: rand.Text(), started: c.opts.Now(), sendTo: sendTo, report: check.Report{Config: cfg.Path, OK: true}}
+	run := &testRun{id: rand.Text(), started: c.opts.Now(), sendTo: sendTo, report: check.Report{Config: cfg.Path, OK: true},
+		all: r.PostForm.Get("all") != "", login: accounts[0].Login}
 	for _, a := range accounts {
 		run.pending = append(run.pending, a.Login)
 	}
@@ -126,6 +129,8 @@ type testView struct {
 	Pending  []string
 	Done, OK bool
 	SendTo   string
+	All      bool   // Test again tests all accounts
+	Login    string // else this one
 }
 
 // testPage shows a run's steps so far; it updates itself until the run ends.
@@ -149,7 +154,7 @@ func (c *Console) testView(id string) (testView, bool) {
 	if run == nil {
 		return testView{}, false
 	}
-	v := testView{ID: run.id, Done: run.done, OK: run.report.OK, SendTo: run.sendTo,
+	v := testView{ID: run.id, Done: run.done, OK: run.report.OK, SendTo: run.sendTo, All: run.all, Login: run.login,
 		Pending: append([]string(nil), run.pending...)}
 	v.Accounts = append(v.Accounts, run.report.Accounts...)
 	if run.current != nil {

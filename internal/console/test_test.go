@@ -95,6 +95,9 @@ func TestTestAll(t *testing.T) {
 	if rep.OK || len(rep.Accounts) != 3 {
 		t.Fatalf("report %+v", rep)
 	}
+	if !strings.Contains(page.body, `name="all" value="1">`) || !strings.Contains(page.body, "Test again") {
+		t.Errorf("no Test again for all accounts:\n%s", page.body)
+	}
 	for i, login := range []string{aliceLogin, "erp-bob", appLogin} {
 		if rep.Accounts[i].Login != login || !strings.Contains(page.body, "<h2>"+login+" ") {
 			t.Errorf("account %d: %s, want %s", i, rep.Accounts[i].Login, login)
