@@ -349,3 +349,37 @@ func TestRecipientsAreBounded(t *testing.T) {
 	}
 	tc.expect("452 4.5.3")
 }
+
+// TestEchoingUpstreamRedacted: an upstream that quotes the XOAUTH2 response
+// in its refusal, or a client's command in a later reply, does not put the
+// token into the log: the login audit and the "upstream refused" line show
+// "***" instead.
+func TestEchoingUpstreamRedacted(t *testing.T) {
+	const saslPrefix = "dXNlcj1" // base64 of "user="
+	t.Run("auth", func(t *testing.T) {
+		h := newHarness(t)
+		h.up.set(func(f *fakeUpstream) { f.echoAuth = true })
+		tc := h.transcript()
+		tc.cmd("EHLO client.test", "250 ")
+		tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "535 5.7.8")
+		h.log.waitFor(t, "msg=login", "result=failure", "Bad response ***")
+		if strings.Contains(h.log.String(), saslPrefix) {
+			t.Fatalf("the log holds the XOAUTH2 response:\n%s", h.log)
+		}
+	})
+	t.Run("mail", func(t *testing.T) {
+		h := newHarness(t)
+		blob := b64("user=" + testIdentity + "\x01auth=Bearer tok-secret\x01\x01")
+		h.up.set(func(f *fakeUpstream) {
+			f.mailErr = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Unexpected " + blob}
+		})
+		tc := h.transcript()
+		tc.cmd("EHLO client.test", "250 ")
+		tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+		tc.cmd("MAIL FROM:<"+testMailbox+">", "550 5.5.2")
+		h.log.waitFor(t, "upstream refused", `text="Unexpected ***"`)
+		if strings.Contains(h.log.String(), saslPrefix) {
+			t.Fatalf("the log holds the XOAUTH2 response:\n%s", h.log)
+		}
+	})
+}

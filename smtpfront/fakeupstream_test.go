@@ -49,6 +49,7 @@ type fakeUpstream struct {
 	rejectToken map[string]bool            // tokens refused at AUTH
 	authErr     *smtp.SMTPError            // final AUTH reply for a refused token (default 535 5.7.8)
 	authFail    *smtp.SMTPError            // when set, AUTH fails with it even for a good token
+	echoAuth    bool                       // AUTH fails with a reply that quotes the client's response
 	mailErr     *smtp.SMTPError            // MAIL reply instead of 250
 	rcptErr     *smtp.SMTPError            // RCPT reply instead of 250
 	dataErr     *smtp.SMTPError            // final DATA reply instead of 250
@@ -217,6 +218,9 @@ func (x *fakeXOAuth2) Next(resp []byte) ([]byte, bool, error) {
 		return []byte{}, false, nil
 	}
 	user, token, ok := parseXOAuth2(resp)
+	if f.echoAuth {
+		return nil, true, &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Bad response " + base64.StdEncoding.EncodeToString(resp)}
+	}
 	if f.authFail != nil {
 		return nil, true, f.authFail
 	}

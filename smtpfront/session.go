@@ -251,7 +251,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.messages++
 	s.bytes += n
-	s.log.Info("message relayed", "bytes", n, "bulk_bytes", bulk, "upstream_reply", resp.StatusText)
+	s.log.Info("message relayed", "bytes", n, "bulk_bytes", bulk, "upstream_reply", proxy.RedactUpstreamText(resp.StatusText))
 	return nil
 }
 
@@ -407,13 +407,13 @@ func (s *session) upstreamFailed(cmd string, err error) error {
 		s.discard("upstream connection lost during "+cmd, err)
 		return replyUpstreamLost
 	}
-	attrs := []any{"cmd", cmd, "code", se.Code, "enhanced", enhancedString(se.EnhancedCode), "text", se.Message}
+	attrs := []any{"cmd", cmd, "code", se.Code, "enhanced", enhancedString(se.EnhancedCode), "text", proxy.RedactUpstreamText(se.Message)}
 	if text, ok := why(se, s.account()); ok {
-		attrs = append(attrs, "why", text)
+		attrs = append(attrs, "why", proxy.RedactUpstreamText(text))
 	}
 	s.log.Warn("upstream refused", attrs...)
 	if se.Code == 421 {
-		s.discard("upstream closed the session", err)
+		s.discard("upstream closed the session", errors.New(proxy.RedactUpstreamText(err.Error())))
 	}
 	return passThrough(se)
 }
