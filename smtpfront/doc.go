@@ -39,8 +39,11 @@
 //     Options.MaxMessageBytes and no SMTPUTF8 until the first login.
 //
 //   - Upstream replies (code, enhanced code, text) reach the client
-//     unchanged; the log adds their cause and fix from package diagnose
-//     (why=...), as it does for failed logins.
+//     unchanged: every refusal, and the 250 that accepts a message (DATA
+//     or BDAT LAST) with the upstream's queue id; the log adds their cause
+//     and fix from package diagnose (why=...), as it does for failed
+//     logins. The 250 to MAIL and RCPT is go-smtp's own (its server keeps
+//     the transaction only on a nil error).
 //     DATA streams through fixed buffers. A client whose data breaks off
 //     never completes the upstream message: the upstream connection is
 //     dropped instead.

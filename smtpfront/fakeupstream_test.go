@@ -53,6 +53,7 @@ type fakeUpstream struct {
 	mailErr     *smtp.SMTPError            // MAIL reply instead of 250
 	rcptErr     *smtp.SMTPError            // RCPT reply instead of 250
 	dataErr     *smtp.SMTPError            // final DATA reply instead of 250
+	dataOK      *smtp.SMTPError            // final DATA reply of an accepted message (a 250 with a queue id); nil: go-smtp's
 	nextDrop    func() dropPlan            // consulted at each DATA
 	msgs        []fakeMsg                  // accepted messages
 	users       []string                   // user= of successful AUTHs
@@ -304,6 +305,9 @@ func (s *fakeSession) Data(r io.Reader) error {
 	s.f.msgs = append(s.f.msgs, fakeMsg{from: s.from, to: s.to, data: buf.Bytes()})
 	if plan.deliverThenDrop {
 		s.conn.Close()
+	}
+	if s.f.dataOK != nil {
+		return s.f.dataOK // go-smtp's server writes a *SMTPError as it is, 250 too
 	}
 	return nil
 }

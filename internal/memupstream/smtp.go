@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/mail"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -64,6 +65,7 @@ type SMTP struct {
 	ln     net.Listener
 	domain string
 	served chan struct{} // closed when Serve has returned
+	queued atomic.Uint64 // messages accepted, for their queue ids
 }
 
 // StartSMTP starts an SMTP upstream on s's users, mailboxes, certificate
@@ -209,7 +211,15 @@ func (sess *smtpSession) Data(r io.Reader) error {
 			return errSMTPDelivery
 		}
 	}
-	return nil
+	return queuedReply(sess.up.queued.Add(1))
+}
+
+// queuedReply is the reply to an accepted message, with a queue id as real
+// servers give one ("250 2.0.0 Ok: queued as 4F2A1C", Postfix's words):
+// go-smtp's server writes a 250 *SMTPError as it is.
+func queuedReply(n uint64) error {
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
+		Message: fmt.Sprintf("Ok: queued as MEM%06X", n)}
 }
 
 // Reset ends the transaction.
