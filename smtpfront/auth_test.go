@@ -38,6 +38,46 @@ func TestEHLOExtensions(t *testing.T) {
 	}
 }
 
+// TestEHLOFirstSessionAfterStart: with its upstreams given, the front
+// probes their EHLO at start, so the very first session is offered
+// SMTPUTF8 and the upstream's SIZE and can send to an internationalised
+// address (it used to get them only after a first login).
+func TestEHLOFirstSessionAfterStart(t *testing.T) {
+	for _, mode := range []upstreamMode{upstreamStartTLS, upstreamImplicit} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+			h := newHarness(t, probeAtStart{}, mode)
+			tc := h.transcript()
+			ehlo := tc.cmd("EHLO client.test", "250 ")
+			if !strings.Contains(ehlo, "SMTPUTF8") || !strings.Contains(ehlo, fmt.Sprintf("SIZE %d\r\n", 30<<20)) {
+				t.Fatalf("first EHLO after start lacks the upstream's SMTPUTF8 and SIZE 31457280:\n%s", ehlo)
+			}
+			tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+			tc.cmd("MAIL FROM:<bïlling@exämple.com> SMTPUTF8", "250")
+			tc.cmd("RCPT TO:<bøb@exämple.net>", "250")
+			tc.cmd("DATA", "354")
+			tc.cmd("Subject: ünïcödé\r\n\r\nGrüße\r\n.", "250")
+			if msgs := h.up.messages(); len(msgs) != 1 || msgs[0].from != "bïlling@exämple.com" {
+				t.Fatalf("upstream got %+v", msgs)
+			}
+		})
+	}
+}
+
+// TestEHLOProbeFailureKeepsDefaults: an upstream that cannot be probed
+// leaves the conservative EHLO, and the session still works.
+func TestEHLOProbeFailureKeepsDefaults(t *testing.T) {
+	h := newHarness(t, probeAtStart{}, func(o *Options) {
+		o.Upstreams = func() []*proxy.Dialer {
+			return []*proxy.Dialer{{Addr: "127.0.0.1:1", Mode: proxy.TLSStartTLS, DialTimeout: time.Second}}
+		}
+	})
+	ehlo := h.transcript().cmd("EHLO client.test", "250 ")
+	if strings.Contains(ehlo, "SMTPUTF8") {
+		t.Fatalf("EHLO offers SMTPUTF8 although no upstream was probed:\n%s", ehlo)
+	}
+	h.log.waitFor(t, "probing the upstream's SMTP extensions failed", "127.0.0.1:1")
+}
+
 func TestEHLOWithoutInsecureAuthOffersNoAuth(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.AllowInsecureAuth = false })
 	tc := h.transcript()

@@ -34,9 +34,12 @@
 //     upstream has closed the connection, so the upstream never counts more.
 //
 //   - The upstream is dialled only after AUTH, but a client reads EHLO
-//     before: its SIZE and SMTPUTF8 come from what earlier sessions learnt
-//     from the upstream's EHLO. A fresh process advertises SIZE
-//     Options.MaxMessageBytes and no SMTPUTF8 until the first login.
+//     before: its SIZE and SMTPUTF8 come from the upstream's EHLO, probed
+//     at start without a login for every upstream in Options.Upstreams
+//     (probe.go; a session arriving meanwhile waits a few seconds for it),
+//     then from what each login sees. Until an upstream is known (no
+//     probe, or it failed) the front advertises SIZE
+//     Options.MaxMessageBytes and no SMTPUTF8.
 //
 //   - Upstream replies (code, enhanced code, text) reach the client
 //     unchanged: every refusal, and the 250 that accepts a message (DATA

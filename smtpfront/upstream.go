@@ -87,11 +87,7 @@ func (s *Server) loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dial
 	}
 	c.CommandTimeout = upstreamCommandTimeout
 	c.SubmissionTimeout = upstreamSubmissionTimeout
-	ok, param := c.Extension("SIZE")
-	ext := upstreamExt{smtputf8: hasExt(c, "SMTPUTF8")}
-	if ok {
-		ext.size = parseSize(param)
-	}
+	ext := upstreamExtOf(c)
 	s.exts.learn(d.Addr, ext)
 	return &upstream{c: c, conn: uc, addr: d.Addr, ext: ext, pipelining: hasExt(c, "PIPELINING")}, nil
 }

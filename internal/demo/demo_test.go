@@ -118,6 +118,11 @@ func sendSMTP(t *testing.T, addr, rcpt string) {
 	if err := c.Hello("test.example"); err != nil {
 		t.Fatal(err)
 	}
+	// Probed at start: even the first session is offered the upstream's
+	// SMTPUTF8.
+	if ok, _ := c.Extension("SMTPUTF8"); !ok {
+		t.Error("the demo's SMTP port does not offer the upstream's SMTPUTF8")
+	}
 	if err := c.Auth(sasl.NewPlainClient("", Login, Password)); err != nil {
 		t.Fatalf("SMTP AUTH PLAIN through the demo: %v", err)
 	}

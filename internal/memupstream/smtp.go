@@ -47,7 +47,8 @@ type SMTPOptions struct {
 
 // SMTP is a running SMTP submission upstream over the mailboxes of a
 // Server: ESMTP (RFC 5321) with STARTTLS (RFC 3207) using the Server's
-// certificate, and AUTH (RFC 4954) with SASL XOAUTH2 only, checked by the
+// certificate, SMTPUTF8 (RFC 6531) as Exchange Online and Gmail offer it,
+// and AUTH (RFC 4954) with SASL XOAUTH2 only, checked by the
 // Server's Options.Validate and offered only after STARTTLS. Both forms
 // work: the response on the AUTH line, or after an empty "334 ". A
 // rejected token gets the JSON error challenge, then 535 5.7.3 as
@@ -92,6 +93,7 @@ func (s *Server) StartSMTP(opts SMTPOptions) (*SMTP, error) {
 	u.smtp.Domain = u.domain
 	u.smtp.TLSConfig = s.ServerTLS()
 	u.smtp.MaxMessageBytes = size
+	u.smtp.EnableSMTPUTF8 = true
 	u.smtp.MaxLineLength = maxSMTPLine
 	u.smtp.MaxRecipients = maxSMTPRecipients
 	u.smtp.ReadTimeout = smtpReadTimeout
