@@ -46,6 +46,7 @@ const (
 	DefaultMaxUpstream         = 20                         // commonly quoted IMAP/POP limit per mailbox
 	DefaultStoreFile           = "tokens.json"              // beside the configuration file
 	DefaultKeyFile             = "store.key"                // beside the token store
+	DefaultTLSMinVersion       = "1.2"                      // local TLS; 1.0 and 1.1 only by opt-in
 	DefaultMicrosoftAuthority  = "https://login.microsoftonline.com"
 	DefaultMicrosoftTenant     = "organizations"
 	microsoftAppOnlyScope      = "https://outlook.office365.com/.default"
@@ -196,6 +197,9 @@ func (s *Server) applyDefaults() {
 	}
 	if s.TLS != nil && s.TLS.Mode == "" {
 		s.TLS.Mode = TLSStartTLS
+	}
+	if s.TLS != nil && s.TLS.MinVersion == "" {
+		s.TLS.MinVersion = DefaultTLSMinVersion
 	}
 }
 

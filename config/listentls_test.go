@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"strings"
 	"testing"
 )
@@ -68,6 +69,10 @@ func TestListenerTLSProblems(t *testing.T) {
 			msg: "or use self_signed: HOST"},
 		{name: "tls mode with self_signed", src: variant(t, at, at+"\n    tls: {self_signed: mail.test, mode: ssl}"), path: "servers[0].tls.mode", line: 10,
 			msg: `unknown TLS mode "ssl"; known: implicit, starttls`},
+		{name: "unknown min_version", src: variant(t, at, at+"\n    tls: {self_signed: mail.test, min_version: \"1.4\"}"), path: "servers[0].tls.min_version", line: 10,
+			msg: `unknown TLS version "1.4"; known: 1.0, 1.1, 1.2, 1.3`},
+		{name: "legacy TLS off loopback", src: variant(t, at, "listen: 0.0.0.0:1143\n    tls: {self_signed: mail.test, min_version: \"1.0\"}"), path: "servers[0].tls.min_version", line: 10,
+			msg: "set allow_legacy_on_network: true under tls: if the network is trusted"},
 		{name: "allow_plaintext not a bool", src: variant(t, at, at+"\n    allow_plaintext: maybe"), path: "servers[0].allow_plaintext", line: 10,
 			msg: "true or false"},
 	}
@@ -94,6 +99,26 @@ func TestListenerTLSAccepted(t *testing.T) {
 		}},
 		{"self-signed for an IP", variant(t, at, at+"\n    tls: {self_signed: \"192.0.2.10\", mode: implicit}"), func(t *testing.T, s Server) {
 			if s.TLS.SelfSigned != "192.0.2.10" || s.TLS.Mode != TLSImplicit {
+				t.Errorf("tls %+v", s.TLS)
+			}
+		}},
+		{"default min_version", variant(t, at, at+"\n    tls: {self_signed: mail.test}"), func(t *testing.T, s Server) {
+			if s.TLS.MinVersion != "1.2" || s.TLS.TLSVersion() != tls.VersionTLS12 || s.TLS.Legacy() {
+				t.Errorf("tls %+v, want TLS 1.2 by default", s.TLS)
+			}
+		}},
+		{"legacy on loopback, unquoted", variant(t, at, at+"\n    tls: {self_signed: mail.test, min_version: 1.0}"), func(t *testing.T, s Server) {
+			if s.TLS.TLSVersion() != tls.VersionTLS10 || !s.TLS.Legacy() {
+				t.Errorf("tls %+v, want TLS 1.0", s.TLS)
+			}
+		}},
+		{"legacy off loopback, acknowledged", variant(t, at, "listen: 0.0.0.0:1143\n    tls: {self_signed: mail.test, min_version: \"1.1\", allow_legacy_on_network: true}"), func(t *testing.T, s Server) {
+			if s.TLS.TLSVersion() != tls.VersionTLS11 || !s.TLS.AllowLegacyOnNetwork {
+				t.Errorf("tls %+v", s.TLS)
+			}
+		}},
+		{"TLS 1.3 only", variant(t, at, at+"\n    tls: {self_signed: mail.test, min_version: \"1.3\"}"), func(t *testing.T, s Server) {
+			if s.TLS.TLSVersion() != tls.VersionTLS13 || s.TLS.Legacy() {
 				t.Errorf("tls %+v", s.TLS)
 			}
 		}},
@@ -135,5 +160,26 @@ func TestValidHost(t *testing.T) {
 		if got := validHost(h); got != want {
 			t.Errorf("validHost(%q) = %v, want %v", h, got, want)
 		}
+	}
+}
+
+// TestWarningsLegacyTLS: a listener that accepts TLS 1.0 or 1.1 is a
+// warning with its path and line; TLS 1.2 and later are not.
+func TestWarningsLegacyTLS(t *testing.T) {
+	const at = "listen: 127.0.0.1:1143"
+	cfg, ps, _ := parseIn(t, variant(t, at, at+"\n    tls: {self_signed: mail.test, min_version: \"1.0\"}"))
+	if ps != nil {
+		t.Fatal(ps)
+	}
+	ws := cfg.Warnings()
+	if len(ws) != 1 || ws[0].Path != "servers[0].tls.min_version" || ws[0].Line != 10 || !strings.Contains(ws[0].Msg, "accepts TLS 1.0") {
+		t.Fatalf("warnings %v, want one for servers[0].tls.min_version on line 10", ws)
+	}
+	cfg, ps, _ = parseIn(t, variant(t, at, at+"\n    tls: {self_signed: mail.test}"))
+	if ps != nil {
+		t.Fatal(ps)
+	}
+	if ws := cfg.Warnings(); len(ws) != 0 {
+		t.Fatalf("warnings %v for TLS 1.2, want none", ws)
 	}
 }

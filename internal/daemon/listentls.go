@@ -14,7 +14,8 @@ import (
 // re-read when those files change (a renewed certificate needs no restart
 // or reload), or is the self-signed one for tls.self_signed kept beside the
 // token store (made on first start). The certificate's names, expiry and
-// SHA-256 fingerprint are logged.
+// SHA-256 fingerprint are logged. tls.min_version sets the oldest TLS
+// version accepted (a warning is logged below TLS 1.2).
 func (d *Daemon) listenerTLS(srv config.Server) (*tls.Config, bool, error) {
 	t := srv.TLS
 	if t == nil {
@@ -33,5 +34,9 @@ func (d *Daemon) listenerTLS(srv config.Server) (*tls.Config, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("local TLS: %w", err)
 	}
-	return cert.ServerConfig(), t.Mode == config.TLSImplicit, nil
+	if t.Legacy() {
+		log.Warn("local TLS accepts TLS "+t.MinVersion+" (tls.min_version): obsolete versions and CBC cipher suites, for mail clients "+
+			"that cannot do TLS 1.2; the upstream still needs TLS 1.2 or later", "allow_legacy_on_network", t.AllowLegacyOnNetwork)
+	}
+	return cert.ServerConfigMin(t.TLSVersion()), t.Mode == config.TLSImplicit, nil
 }
