@@ -45,7 +45,7 @@ const (
 	DefaultMaxUpstreamSMTP     = 3                          // Exchange Online's concurrent SMTP AUTH limit per mailbox
 	DefaultMaxUpstream         = 20                         // commonly quoted IMAP/POP limit per mailbox
 	DefaultStoreFile           = "tokens.json"              // beside the configuration file
-	DefaultKeyFile             = "store.key"                // beside the token store
+	DefaultKeyFile             = "store.key"                // beside the configuration file, apart from the token store
 	DefaultTLSMinVersion       = "1.2"                      // local TLS; 1.0 and 1.1 only by opt-in
 	DefaultMicrosoftAuthority  = "https://login.microsoftonline.com"
 	DefaultMicrosoftTenant     = "organizations"
@@ -100,7 +100,10 @@ func (c *Config) ApplyDefaults() {
 		c.Store.Path = filepath.Join(filepath.Dir(c.Path), DefaultStoreFile)
 	}
 	if c.Store.Key == "" && c.Store.KeyFile == "" {
-		c.Store.KeyFile = filepath.Join(filepath.Dir(c.Store.Path), DefaultKeyFile)
+		// Beside the configuration, not the store: the two are backed up and
+		// mounted apart (/etc/xoauthd, /var/lib/xoauthd), so one leaked
+		// backup or volume does not hold both (SECURITY.md).
+		c.Store.KeyFile = filepath.Join(filepath.Dir(c.Path), DefaultKeyFile)
 	}
 	c.applyNotifyDefaults() // tokens: and notify: (notify.go)
 	for name, p := range c.Providers {

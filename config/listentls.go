@@ -2,7 +2,6 @@ package config
 
 import (
 	"crypto/tls"
-	"fmt"
 	"net"
 	"strings"
 )
@@ -126,23 +125,4 @@ func (k *checker) tlsVersion(at string, s *Server) {
 		k.addf(at+".tls.min_version", "TLS %s on %s, which is not a loopback address: obsolete TLS would cross the network; "+
 			"listen on 127.0.0.1, or set allow_legacy_on_network: true under tls: if the network is trusted", t.MinVersion, quoteShort(s.Listen))
 	}
-}
-
-// Warnings returns what is allowed but weakens security, each with its
-// YAML path and line, for `xoauthd validate` and the log at start: a
-// listener that accepts TLS 1.0 or 1.1.
-func (c *Config) Warnings() Problems {
-	var ws Problems
-	for i := range c.Servers {
-		s := &c.Servers[i]
-		if !s.TLS.Legacy() {
-			continue
-		}
-		path := fmt.Sprintf("servers[%d].tls.min_version", i)
-		ws = append(ws, Problem{Path: path, Line: c.lines.line(path), Msg: fmt.Sprintf(
-			"%s accepts TLS %s from mail clients, with CBC cipher suites: obsolete and weaker than TLS 1.2 "+
-				"(BEAST, Lucky13; no forward secrecy with RSA key exchange). Keep it for clients that cannot do TLS 1.2, "+
-				"on loopback or a trusted network", s.Listen, s.TLS.MinVersion)})
-	}
-	return ws
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/tls"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -171,15 +172,72 @@ func TestWarningsLegacyTLS(t *testing.T) {
 	if ps != nil {
 		t.Fatal(ps)
 	}
-	ws := cfg.Warnings()
-	if len(ws) != 1 || ws[0].Path != "servers[0].tls.min_version" || ws[0].Line != 10 || !strings.Contains(ws[0].Msg, "accepts TLS 1.0") {
+	ws := warningsAt(cfg, "servers[0].tls.min_version")
+	if len(ws) != 1 || ws[0].Line != 10 || !strings.Contains(ws[0].Msg, "accepts TLS 1.0") {
 		t.Fatalf("warnings %v, want one for servers[0].tls.min_version on line 10", ws)
 	}
 	cfg, ps, _ = parseIn(t, variant(t, at, at+"\n    tls: {self_signed: mail.test}"))
 	if ps != nil {
 		t.Fatal(ps)
 	}
-	if ws := cfg.Warnings(); len(ws) != 0 {
+	if ws := warningsAt(cfg, "servers[0].tls.min_version"); len(ws) != 0 {
 		t.Fatalf("warnings %v for TLS 1.2, want none", ws)
+	}
+}
+
+// warningsAt returns cfg's warnings at path.
+func warningsAt(cfg *Config, path string) Problems {
+	var out Problems
+	for _, w := range cfg.Warnings() {
+		if w.Path == path {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// TestWarningsStoreKey: a key file in the token store's directory, set or
+// found at the old default place, is a warning (SECURITY.md: one backup
+// must not hold both); the default beside the configuration, with the store
+// elsewhere, is not.
+func TestWarningsStoreKey(t *testing.T) {
+	key := strings.Repeat("ab", 32)
+	tests := []struct {
+		name, store string
+		files       map[string]string
+		path        string // "" means no warning
+	}{
+		{"key set beside the store", "store:\n  path: state/tokens.json\n  key: ${file:state/store.key}\n", nil, "store.key"},
+		{"old default found beside the store", "store:\n  path: state/tokens.json\n", map[string]string{"state/store.key": key}, "store.key"},
+		{"default apart from the store", "store:\n  path: state/tokens.json\n", nil, ""},
+		{"key in a secret", "store:\n  path: state/tokens.json\n  key: ${file:secrets/store.key}\n", nil, ""},
+	}
+	rest := validYAML[strings.Index(validYAML, "providers:"):]
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, content := range tt.files {
+				writeFile(t, filepath.Join(dir, name), content)
+			}
+			cfg, err := Parse([]byte(tt.store+rest), filepath.Join(dir, "xoauthd.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got Problems
+			for _, w := range cfg.Warnings() {
+				if strings.Contains(w.Msg, "token store's directory") {
+					got = append(got, w)
+				}
+			}
+			if tt.path == "" {
+				if len(got) != 0 {
+					t.Fatalf("warnings %v, want none", got)
+				}
+				return
+			}
+			if len(got) != 1 || got[0].Path != tt.path || got[0].Line == 0 {
+				t.Fatalf("warnings %v, want one at %s with a line", got, tt.path)
+			}
+		})
 	}
 }

@@ -98,6 +98,9 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if d.log == nil {
 		d.log = slog.Default()
 	}
+	for _, w := range cfg.Warnings() { // what validate prints as warnings
+		d.log.Warn(w.Msg, "config", w.Path, "line", w.Line)
+	}
 	d.snap.Store(newSnapshot(cfg))
 	d.initOps(cfg)
 	d.tokens = opts.Tokens

@@ -15,7 +15,7 @@ import (
 // or reload), or is the self-signed one for tls.self_signed kept beside the
 // token store (made on first start). The certificate's names, expiry and
 // SHA-256 fingerprint are logged. tls.min_version sets the oldest TLS
-// version accepted (a warning is logged below TLS 1.2).
+// version accepted (below TLS 1.2 New logs config.Warnings' warning).
 func (d *Daemon) listenerTLS(srv config.Server) (*tls.Config, bool, error) {
 	t := srv.TLS
 	if t == nil {
@@ -33,10 +33,6 @@ func (d *Daemon) listenerTLS(srv config.Server) (*tls.Config, bool, error) {
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("local TLS: %w", err)
-	}
-	if t.Legacy() {
-		log.Warn("local TLS accepts TLS "+t.MinVersion+" (tls.min_version): obsolete versions and CBC cipher suites, for mail clients "+
-			"that cannot do TLS 1.2; the upstream still needs TLS 1.2 or later", "allow_legacy_on_network", t.AllowLegacyOnNetwork)
 	}
 	return cert.ServerConfigMin(t.TLSVersion()), t.Mode == config.TLSImplicit, nil
 }

@@ -68,7 +68,7 @@ func TestTLSLegacyClients(t *testing.T) {
 	for _, mode := range []string{"starttls", "implicit"} {
 		t.Run(mode, func(t *testing.T) {
 			r := newRigWith(t, rigOptions{serverYAML: `tls: {self_signed: ` + tlsHost + `, mode: ` + mode + `, min_version: "1.0"}`})
-			if !strings.Contains(r.logs.String(), "local TLS accepts TLS 1.0") {
+			if !strings.Contains(r.logs.String(), "level=WARN msg=\""+r.imap+" accepts TLS 1.0") {
 				t.Errorf("no warning about TLS 1.0 at start:\n%s", r.logs)
 			}
 			starttls := [3]string{"imap", "pop3", "smtp"}
