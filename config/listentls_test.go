@@ -2,7 +2,6 @@ package config
 
 import (
 	"crypto/tls"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -215,11 +214,7 @@ func TestWarningsStoreKey(t *testing.T) {
 	rest := validYAML[strings.Index(validYAML, "providers:"):]
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			for name, content := range tt.files {
-				writeFile(t, filepath.Join(dir, name), content)
-			}
-			cfg, err := Parse([]byte(tt.store+rest), filepath.Join(dir, "xoauthd.yaml"))
+			cfg, err, _ := parseWithFiles(t, tt.store+rest, tt.files)
 			if err != nil {
 				t.Fatal(err)
 			}

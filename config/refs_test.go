@@ -102,11 +102,7 @@ func TestStoreKey(t *testing.T) {
 	rest := validYAML[strings.Index(validYAML, "providers:"):]
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			for name, content := range tt.files {
-				writeFile(t, filepath.Join(dir, name), content)
-			}
-			cfg, err := Parse([]byte(tt.store+rest), filepath.Join(dir, "xoauthd.yaml"))
+			cfg, err, dir := parseWithFiles(t, tt.store+rest, tt.files)
 			if tt.problem != "" {
 				ps, _ := err.(Problems)
 				if len(ps) != 1 || ps[0].Path != "store.key" || ps[0].Line != tt.probLine || !strings.Contains(ps[0].Msg, tt.problem) {
@@ -196,4 +192,16 @@ func TestDefaultPath(t *testing.T) {
 	if got := DefaultPath(); got != "xoauthd.yaml" {
 		t.Errorf("with ./xoauthd.yaml: %q", got)
 	}
+}
+
+// parseWithFiles parses src as xoauthd.yaml in a fresh directory that also
+// holds files (relative name to content), and returns that directory.
+func parseWithFiles(t *testing.T, src string, files map[string]string) (*Config, error, string) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		writeFile(t, filepath.Join(dir, name), content)
+	}
+	cfg, err := Parse([]byte(src), filepath.Join(dir, "xoauthd.yaml"))
+	return cfg, err, dir
 }

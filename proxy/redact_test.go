@@ -67,15 +67,7 @@ func TestTraceRedactsEchoedResponse(t *testing.T) {
 	traced, other := tracedPipe(t, TracePeerUpstream, logs)
 	blob := xoauth2.Encode("billing@contoso.com", "ya29.secret-token")
 	go io.WriteString(other, "a NO unknown: a AUTHENTICATE XOAUTH2 "+blob+"\r\n")
-	want := len("a NO unknown: a AUTHENTICATE XOAUTH2 " + blob + "\r\n")
-	buf := make([]byte, 4096)
-	for got := 0; got < want; {
-		n, err := traced.Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got += n
-	}
+	readN(t, traced, len("a NO unknown: a AUTHENTICATE XOAUTH2 "+blob+"\r\n"))
 	recs := traceRecords(t, logs)
 	if len(recs) != 1 || recs[0].line != "R:a NO unknown: a AUTHENTICATE XOAUTH2 ***" {
 		t.Fatalf("trace = %+v, want the response as ***", recs)
