@@ -31,7 +31,8 @@ const (
 )
 
 // ErrUnavailable means Dovecot cannot run here: the binary is missing or the
-// process is not root. Tests skip on it under -short.
+// process is not root. New fails a test with it (under -short New skips
+// the test before Dovecot is tried).
 var ErrUnavailable = errors.New("dovecot test upstream unavailable (hint: run as root with the Debian packages " + debianPackages + " installed)")
 
 // errPortInUse means Dovecot exited because one of its ports was taken.
