@@ -13,8 +13,11 @@
 #   /etc/xoauthd/xoauthd.yaml  the configuration ($XOAUTHD_CONFIG). Mount the
 #                              directory, not the file, so edits (rename,
 #                              Kubernetes ConfigMap symlink swap) reach hot reload.
-#   /var/lib/xoauthd           the token store and, by default, its key
-#                              (store.path: /var/lib/xoauthd/tokens.json).
+#   /var/lib/xoauthd           the token store (store.path:
+#                              /var/lib/xoauthd/tokens.json). Its key belongs
+#                              apart from this volume: a file in the mounted
+#                              configuration directory (the default,
+#                              /etc/xoauthd/store.key) or a secret.
 #
 # Run:
 #   docker run -d --name xoauthd --read-only --cap-drop ALL \

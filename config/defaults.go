@@ -48,7 +48,8 @@ const (
 	DefaultMaxUpstreamSMTP     = 3                          // Exchange Online's concurrent SMTP AUTH limit per mailbox
 	DefaultMaxUpstream         = 20                         // commonly quoted IMAP/POP limit per mailbox
 	DefaultStoreFile           = "tokens.json"              // beside the configuration file
-	DefaultKeyFile             = "store.key"                // beside the token store
+	DefaultKeyFile             = "store.key"                // beside the configuration file, apart from the token store
+	DefaultTLSMinVersion       = "1.2"                      // local TLS; 1.0 and 1.1 only by opt-in
 	DefaultMicrosoftAuthority  = "https://login.microsoftonline.com"
 	DefaultMicrosoftTenant     = "organizations"
 	microsoftAppOnlyScope      = "https://outlook.office365.com/.default"
@@ -117,7 +118,10 @@ func (c *Config) ApplyDefaults() {
 		c.Store.Path = filepath.Join(filepath.Dir(c.Path), DefaultStoreFile)
 	}
 	if c.Store.Key == "" && c.Store.KeyFile == "" {
-		c.Store.KeyFile = filepath.Join(filepath.Dir(c.Store.Path), DefaultKeyFile)
+		// Beside the configuration, not the store: the two are backed up and
+		// mounted apart (/etc/xoauthd, /var/lib/xoauthd), so one leaked
+		// backup or volume does not hold both (SECURITY.md).
+		c.Store.KeyFile = filepath.Join(filepath.Dir(c.Path), DefaultKeyFile)
 	}
 	c.applyNotifyDefaults() // tokens: and notify: (notify.go)
 	for name, p := range c.Providers {
@@ -236,6 +240,9 @@ func (s *Server) applyDefaults() {
 	}
 	if s.TLS != nil && s.TLS.Mode == "" {
 		s.TLS.Mode = TLSStartTLS
+	}
+	if s.TLS != nil && s.TLS.MinVersion == "" {
+		s.TLS.MinVersion = DefaultTLSMinVersion
 	}
 }
 

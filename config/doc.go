@@ -21,7 +21,9 @@
 // the token store creates it (mode 0600).
 //
 // Defaults: log level info, format text; store.path tokens.json beside the
-// configuration file, store.key ${file:store.key} beside the token store;
+// configuration file, store.key ${file:store.key} beside the configuration
+// file too (apart from a store kept elsewhere; the old default beside the
+// store is still read when found there, with a warning, see Warnings);
 // tokens.keepalive 24h (0: off); notify.timeout 10s (notify.go);
 // provider flow authcode; microsoft tenant organizations and the
 // login.microsoftonline.com endpoints, Exchange Online delegated scopes

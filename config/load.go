@@ -77,6 +77,9 @@ func Parse(data []byte, path string) (*Config, error) {
 	cfg.resolvePaths(refs)
 	cfg.Store.KeyFile = refs.keyFile
 	cfg.ApplyDefaults()
+	if cfg.Store.Key == "" && refs.keyFile == "" {
+		cfg.Store.adoptOldDefaultKey()
+	}
 	if cfg.Store.Key == "" && cfg.Store.KeyFile != "" {
 		d.readKey(cfg)
 	}
@@ -180,6 +183,23 @@ func (d *decoder) readKey(cfg *Config) {
 		d.addf(storeKeyPath, d.lines.line(storeKeyPath), "%v", err)
 	default:
 		cfg.Store.Key = Secret(key)
+	}
+}
+
+// adoptOldDefaultKey keeps an installation working that relied on the old
+// default key file, store.key beside the token store: when the default
+// (beside the configuration) does not exist and that one does, it is used,
+// and Warnings says to move it.
+func (s *Store) adoptOldDefaultKey() {
+	old := filepath.Join(filepath.Dir(s.Path), DefaultKeyFile)
+	if old == s.KeyFile {
+		return
+	}
+	if _, err := os.Stat(s.KeyFile); !errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if st, err := os.Stat(old); err == nil && st.Mode().IsRegular() {
+		s.KeyFile = old
 	}
 }
 

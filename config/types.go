@@ -104,6 +104,15 @@ type ListenerTLS struct {
 	Key        string `yaml:"key"`         // PEM private key
 	SelfSigned string `yaml:"self_signed"` // host name or IP address; instead of cert and key
 	Mode       string `yaml:"mode"`        // starttls (default) | implicit
+	// MinVersion is the oldest TLS version accepted from mail clients:
+	// "1.2" (default) or "1.3"; "1.0" or "1.1" let in legacy clients that
+	// cannot do better (.NET Framework's SmtpClient), with the CBC cipher
+	// suites they offer. On the local hop only: the upstream stays at TLS
+	// 1.2 or later. Read it with TLSVersion.
+	MinVersion string `yaml:"min_version"`
+	// AllowLegacyOnNetwork acknowledges a min_version below 1.2 on a
+	// listener that is not on a loopback address.
+	AllowLegacyOnNetwork bool `yaml:"allow_legacy_on_network"`
 }
 
 // Account maps a local login to an OAuth identity and mailbox.

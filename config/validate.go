@@ -107,7 +107,7 @@ func (k *checker) store() {
 			k.addf("store.key", "%v", err)
 		}
 	case s.KeyFile == "":
-		k.addf("store.key", "missing; set key: ${file:/var/lib/xoauthd/store.key} (created on first run)")
+		k.addf("store.key", "missing; set key: ${file:/etc/xoauthd/store.key}, apart from the token store (created on first run when its directory is writable)")
 	}
 }
 

@@ -514,6 +514,15 @@ func TestSystemdUnit(t *testing.T) {
 	if !strings.HasPrefix(cfg.Store.Path, "/var/lib/"+state+"/") {
 		t.Errorf("config.example.yaml store.path %s is outside StateDirectory /var/lib/%s", cfg.Store.Path, state)
 	}
+	// Its key is apart from the store (SECURITY.md), where the service can
+	// read it: in ConfigurationDirectory, which the install steps fill.
+	if path.Dir(cfg.Store.KeyFile) != "/etc/"+confDir || len(cfg.Warnings()) != 0 {
+		t.Errorf("config.example.yaml store key %s: want it in ConfigurationDirectory /etc/%s, apart from the store (warnings: %v)",
+			cfg.Store.KeyFile, confDir, cfg.Warnings())
+	}
+	if unit := string(readFile(t, name)); !strings.Contains(unit, "> "+cfg.Store.KeyFile) {
+		t.Errorf("the install steps in %s do not create the store key %s", name, cfg.Store.KeyFile)
+	}
 	verifyUnit(t, name)
 }
 

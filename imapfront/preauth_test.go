@@ -178,7 +178,7 @@ func TestPreAuthTranscripts(t *testing.T) {
 		}},
 		{name: "starttls without local tls", steps: []step{
 			{"a NOOP\r\n", lines("a OK NOOP completed")},
-			{"b STARTTLS\r\n", lines("b BAD Unknown command or not allowed before login")},
+			{"b STARTTLS\r\n", lines("b " + replyNoLocalTLS)},
 		}},
 		{name: "too many errors", steps: []step{
 			{"a NOOP\r\n", lines("a OK NOOP completed")},

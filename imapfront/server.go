@@ -207,9 +207,7 @@ func (s *session) dispatch(ctx context.Context, cmd *command, first bool, stop f
 	case "ID":
 		return s.id(cmd)
 	case "STARTTLS":
-		if s.srv.opts.TLS != nil {
-			return s.startTLS(cmd)
-		}
+		return s.startTLS(cmd)
 	case "LOGIN", "AUTHENTICATE":
 		if !s.loginAllowed() {
 			return s.loginDisabled(ctx, cmd)

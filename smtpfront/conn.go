@@ -62,10 +62,13 @@ type clientConn struct {
 	corked []byte
 	// handshaking: go-smtp answered STARTTLS with 220; TLS records follow.
 	handshaking bool
-	pend        []byte  // bytes read from the client, not yet handed on; in pendBuf
-	pendBuf     *[]byte // from rawBufs while pend is in use
-	pendErr     error   // the read error behind pend, reported once pend is used up
-	broken      error   // the raw stream is unusable (set by the bulk relay): every Read fails
+	// hs watches go-smtp's STARTTLS handshake so that a failure is logged
+	// (tlswatch.go); set with handshaking, nil once a failure was logged.
+	hs      *handshakeWatch
+	pend    []byte  // bytes read from the client, not yet handed on; in pendBuf
+	pendBuf *[]byte // from rawBufs while pend is in use
+	pendErr error   // the read error behind pend, reported once pend is used up
+	broken  error   // the raw stream is unusable (set by the bulk relay): every Read fails
 
 	mu      sync.Mutex
 	inData  bool // a message is being relayed upstream (DATA or BDAT)
@@ -118,6 +121,9 @@ func (c *clientConn) Read(b []byte) (int, error) {
 	n, err := c.read(b)
 	if !c.handshaking && !c.upgraded.Load() {
 		n, err = c.keepAfterLine(b, n, err)
+	}
+	if c.hs != nil {
+		c.hs.read(b[:n], err)
 	}
 	c.noteTail(b[:n])
 	c.noteLine(b[:n])
@@ -244,6 +250,9 @@ func (c *clientConn) Write(b []byte) (int, error) {
 		c.pend = c.pend[:0]
 		c.releasePending()
 		c.handshaking = true
+		c.hs = newHandshakeWatch()
+	} else if c.hs != nil {
+		c.watchHandshake(b)
 	}
 	switch c.lastReply.Load() {
 	case replyMuted:

@@ -34,13 +34,19 @@
 //     upstream has closed the connection, so the upstream never counts more.
 //
 //   - The upstream is dialled only after AUTH, but a client reads EHLO
-//     before: its SIZE and SMTPUTF8 come from what earlier sessions learnt
-//     from the upstream's EHLO. A fresh process advertises SIZE
-//     Options.MaxMessageBytes and no SMTPUTF8 until the first login.
+//     before: its SIZE and SMTPUTF8 come from the upstream's EHLO, probed
+//     at start without a login for every upstream in Options.Upstreams
+//     (probe.go; a session arriving meanwhile waits a few seconds for it),
+//     then from what each login sees. Until an upstream is known (no
+//     probe, or it failed) the front advertises SIZE
+//     Options.MaxMessageBytes and no SMTPUTF8.
 //
 //   - Upstream replies (code, enhanced code, text) reach the client
-//     unchanged; the log adds their cause and fix from package diagnose
-//     (why=...), as it does for failed logins.
+//     unchanged: every refusal, and the 250 that accepts a message (DATA
+//     or BDAT LAST) with the upstream's queue id; the log adds their cause
+//     and fix from package diagnose (why=...), as it does for failed
+//     logins. The 250 to MAIL and RCPT is go-smtp's own (its server keeps
+//     the transaction only on a nil error).
 //     DATA streams through fixed buffers. A client whose data breaks off
 //     never completes the upstream message: the upstream connection is
 //     dropped instead.

@@ -78,6 +78,11 @@ type Options struct {
 	TLS *tls.Config
 	// ImplicitTLS: TLS from the first byte; TLS must be set.
 	ImplicitTLS bool
+	// Upstreams, when set, returns the dialers of the upstreams this
+	// listener relays to; the front probes their EHLO extensions at start
+	// (probe.go), so that the first session already offers SMTPUTF8 and
+	// the upstream's SIZE.
+	Upstreams func() []*proxy.Dialer
 	// MaxMessageBytes is the largest message accepted; the advertised SIZE
 	// is the smaller of it and the upstream's limit once that is known.
 	MaxMessageBytes int64
@@ -119,6 +124,7 @@ type Server struct {
 	opts  Options
 	slots *slots    // upstream sessions per identity
 	exts  *extCache // upstream EHLO extensions, for the front's EHLO
+	probe probeState
 
 	// connect opens a logged-in upstream session for acct; it is
 	// proxy.Connect with loginUpstream.
@@ -151,6 +157,7 @@ func New(opts Options) *Server {
 		maxPipelined: maxRecipients,
 	}
 	s.slots = newSlots(s.opts.MaxUpstreamPerIdentity)
+	s.startProbes()
 	s.connect = func(ctx context.Context, acct proxy.Account) (*upstream, error) {
 		return proxy.Connect(ctx, s.opts.Gateway, acct, s.loginUpstream)
 	}
@@ -168,6 +175,7 @@ func (s *Server) ServeConn(ctx context.Context, c *proxy.Conn) {
 	// A reload that removes the account or changes its password ends the
 	// session politely at its next command.
 	proxy.OnSessionClose(ctx, cc.sessionClosed)
+	s.awaitProbes(ctx)
 	ps, err := s.profileServer(cc.implicitTLS)
 	if err != nil {
 		writeReply(cc.Conn, replyShuttingDown)
@@ -201,6 +209,7 @@ func writeReply(c net.Conn, e *smtp.SMTPError) {
 // then answers 421 at once). Sessions already running are ended by their
 // contexts. Close is for after the proxy.Server has stopped.
 func (s *Server) Close() error {
+	s.probe.cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true

@@ -183,8 +183,8 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 // Data implements smtp.Session: the message streams to the upstream's DATA,
-// and Data returns nil (go-smtp answers 250) only after the upstream
-// accepted the message. When the client's data breaks off, the upstream
+// and Data returns the upstream's 250 (acceptedReply) only after the
+// upstream accepted the message. When the client's data breaks off, the upstream
 // connection is dropped rather than finished, so a partial message is never
 // submitted.
 func (s *session) Data(r io.Reader) error {
@@ -251,8 +251,22 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.messages++
 	s.bytes += n
-	s.log.Info("message relayed", "bytes", n, "bulk_bytes", bulk, "upstream_reply", resp.StatusText)
-	return nil
+	s.log.Info("message relayed", "bytes", n, "bulk_bytes", bulk, "upstream_reply", proxy.RedactUpstreamText(resp.StatusText))
+	return acceptedReply(resp.StatusText)
+}
+
+// acceptedReply returns the upstream's 250 to the end of a message as
+// go-smtp's server will write it byte for byte, so its queue id reaches the
+// client (ERPs log it to trace a message): go-smtp writes an *SMTPError
+// that a session's Data returns as it is, a 250 too, instead of its own
+// "250 2.0.0 OK: queued". The text is as go-smtp's client read it, the
+// enhanced codes still in it, lines joined with "\n". An empty text gets
+// go-smtp's own reply.
+func acceptedReply(text string) error {
+	if text == "" {
+		return nil
+	}
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.NoEnhancedCode, Message: text}
 }
 
 // readMessage reads the client's message from r (go-smtp's DATA or BDAT
@@ -407,13 +421,13 @@ func (s *session) upstreamFailed(cmd string, err error) error {
 		s.discard("upstream connection lost during "+cmd, err)
 		return replyUpstreamLost
 	}
-	attrs := []any{"cmd", cmd, "code", se.Code, "enhanced", enhancedString(se.EnhancedCode), "text", se.Message}
+	attrs := []any{"cmd", cmd, "code", se.Code, "enhanced", enhancedString(se.EnhancedCode), "text", proxy.RedactUpstreamText(se.Message)}
 	if text, ok := why(se, s.account()); ok {
-		attrs = append(attrs, "why", text)
+		attrs = append(attrs, "why", proxy.RedactUpstreamText(text))
 	}
 	s.log.Warn("upstream refused", attrs...)
 	if se.Code == 421 {
-		s.discard("upstream closed the session", err)
+		s.discard("upstream closed the session", errors.New(proxy.RedactUpstreamText(err.Error())))
 	}
 	return passThrough(se)
 }

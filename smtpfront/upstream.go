@@ -141,11 +141,7 @@ func loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct pro
 	uc.inLogin = false
 	c.CommandTimeout = upstreamCommandTimeout
 	c.SubmissionTimeout = upstreamSubmissionTimeout
-	ok, param := c.Extension("SIZE")
-	ext := upstreamExt{smtputf8: hasExt(c, "SMTPUTF8")}
-	if ok {
-		ext.size = parseSize(param)
-	}
+	ext := upstreamExtOf(c)
 	return &upstream{c: c, conn: uc, addr: d.Addr, ext: ext, pipelining: hasExt(c, "PIPELINING")}, nil
 }
 

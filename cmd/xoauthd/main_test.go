@@ -127,6 +127,23 @@ func TestValidateConfigFromEnvironment(t *testing.T) {
 	}
 }
 
+// TestValidateWarnsLegacyTLS: a listener that accepts TLS 1.0 loads, and
+// validate says ok with a warning that names the line.
+func TestValidateWarnsLegacyTLS(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "xoauthd.yaml")
+	src := "servers:\n  - protocol: smtp\n    listen: \"127.0.0.1:1587\"\n    upstream: \"smtp.office365.com:587\"\n" +
+		"    tls: {self_signed: mail.test, min_version: \"1.0\"}\n"
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runIn(t, "", "validate", "--config", path)
+	if code != exitOK || !strings.HasPrefix(out, "ok: ") ||
+		!strings.Contains(errOut, "warning: servers[0].tls.min_version (line 5): 127.0.0.1:1587 accepts TLS 1.0") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
 func TestValidateMissingFile(t *testing.T) {
 	code, _, errOut := runIn(t, "", "validate", "--config", filepath.Join(t.TempDir(), "none.yaml"))
 	if code != exitFailure || !strings.Contains(errOut, "xoauthd validate: reading configuration") {

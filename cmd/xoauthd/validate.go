@@ -10,7 +10,8 @@ import (
 )
 
 // runValidate loads and validates the configuration: every problem with its
-// YAML path and line on stderr and status 1, or a one-line summary.
+// YAML path and line on stderr and status 1, or warnings (allowed but weaker
+// settings) on stderr and a one-line summary.
 func runValidate(_ context.Context, inv *invocation) int {
 	fs := inv.flagSet("[--config FILE]")
 	path := configFlag(fs)
@@ -28,6 +29,9 @@ func runValidate(_ context.Context, inv *invocation) int {
 	}
 	if err != nil {
 		return inv.fail(err)
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(inv.stderr, "warning: %s\n", w)
 	}
 	fmt.Fprintf(inv.stdout, "ok: %s, %s in %s\n",
 		check.Plural(len(cfg.Accounts), "account"), check.Plural(len(cfg.Servers), "server"), *path)

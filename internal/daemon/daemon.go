@@ -98,6 +98,9 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if d.log == nil {
 		d.log = slog.Default()
 	}
+	for _, w := range cfg.Warnings() { // what validate prints as warnings
+		d.log.Warn(w.Msg, "config", w.Path, "line", w.Line)
+	}
 	d.snap.Store(newSnapshot(cfg))
 	d.initOps(cfg)
 	d.tokens = opts.Tokens
@@ -180,6 +183,28 @@ func (d *Daemon) upstreamFunc(start config.Server, key string) func(proxy.Accoun
 	}
 }
 
+// upstreamsOf returns the upstreams a listener relays to for the accounts of
+// the live configuration, one dialer each, for the SMTP front's start-up
+// probe of their EHLO extensions.
+func (d *Daemon) upstreamsOf(srv config.Server) func() []*proxy.Dialer {
+	return func() []*proxy.Dialer {
+		s := d.snap.Load()
+		var out []*proxy.Dialer
+		seen := map[string]bool{}
+		for _, a := range s.cfg.Accounts {
+			addr, mode := srv.UpstreamFor(s.cfg.Providers[a.Provider])
+			if addr == "" || seen[addr+" "+mode] {
+				continue
+			}
+			seen[addr+" "+mode] = true
+			if dl, err := d.dialers.Get(addr, proxy.TLSMode(mode), srv.CAFile); err == nil {
+				out = append(out, dl)
+			}
+		}
+		return out
+	}
+}
+
 // handler builds the protocol front of one listener.
 func (d *Daemon) handler(srv config.Server, gw *proxy.Gateway) (proxy.Handler, error) {
 	idle, preAuth := time.Duration(srv.IdleTimeout), time.Duration(srv.PreAuthTimeout)
@@ -205,6 +230,7 @@ func (d *Daemon) handler(srv config.Server, gw *proxy.Gateway) (proxy.Handler, e
 			AllowInsecureAuth:      plainLogin,
 			TLS:                    tlsConf,
 			ImplicitTLS:            implicit,
+			Upstreams:              d.upstreamsOf(srv),
 		}), nil
 	}
 	return nil, fmt.Errorf("unknown protocol %q", srv.Protocol)

@@ -15,6 +15,8 @@ import (
 	"github.com/xoauthd/xoauthd/internal/passhash"
 	"github.com/xoauthd/xoauthd/internal/testidp"
 	"github.com/xoauthd/xoauthd/tokens"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // TestCheckSharesTheProxysLogin runs a client through the daemon and
@@ -48,7 +50,7 @@ func TestCheckSharesTheProxysLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.imap, r.pop3, r.smtp = freeAddr(t), freeAddr(t), freeAddr(t)
+	r.imap, r.pop3, r.smtp = testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	r.start(fmt.Sprintf(`store: {path: %[1]s/tokens.json, key: "${file:%[1]s/store.key}"}
 providers:
   test: {type: microsoft, tenant: %[2]s, client_id: %[3]s, flow: authcode, authority: "%[4]s"}

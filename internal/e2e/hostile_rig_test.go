@@ -25,6 +25,8 @@ import (
 	"github.com/xoauthd/xoauthd/internal/testidp"
 	"github.com/xoauthd/xoauthd/internal/testupstream"
 	"github.com/xoauthd/xoauthd/proxy"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // hostileFull runs the hostile-client tests at the scale of the hardening
@@ -96,7 +98,7 @@ func newRigWith(t *testing.T, o rigOptions) *rig {
 	r.idp.AddUser(alice)
 	r.idp.AddUser(bob)
 	r.dc = testupstream.New(t, testupstream.Options{JWTKey: r.idp.SigningKey()})
-	r.imap, r.pop3, r.smtp = freeAddr(t), freeAddr(t), freeAddr(t)
+	r.imap, r.pop3, r.smtp = testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	if err := os.WriteFile(r.configPath(), []byte(r.configYAMLWith(o)), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +19,8 @@ import (
 	"github.com/xoauthd/xoauthd/internal/testidp"
 	"github.com/xoauthd/xoauthd/internal/testupstream"
 	"github.com/xoauthd/xoauthd/tokens"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // Test accounts: the local logins a legacy client would type.
@@ -57,7 +58,7 @@ func newRig(t *testing.T) *rig {
 	r.idp.AddUser(bob)
 	r.dc = testupstream.New(t, testupstream.Options{JWTKey: r.idp.SigningKey()})
 
-	r.imap, r.pop3, r.smtp = freeAddr(t), freeAddr(t), freeAddr(t)
+	r.imap, r.pop3, r.smtp = testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	r.start(r.configYAML(), alice, bob)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -196,17 +197,6 @@ func (r *rig) login(identity string) {
 	if !strings.EqualFold(res.User, identity) {
 		r.t.Fatalf("login %s signed in %s", identity, res.User)
 	}
-}
-
-// freeAddr returns a loopback address with a port that was free just now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // syncBuffer is a goroutine-safe log sink.
