@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // BenchmarkEventsHandler measures what the tee costs a log line that the
@@ -34,7 +36,7 @@ func BenchmarkEventsHandler(b *testing.B) {
 // TestEventsHandlerPassesOn: the tee passes every record its next handler
 // wants, with the attributes and groups it was given, and nothing else.
 func TestEventsHandlerPassesOn(t *testing.T) {
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	base := slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn})
 	ev := NewEvents(func(string) bool { return true })
 	log := slog.New(ev.Handler(base)).With("proto", "pop3")

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/passhash"
 	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/internal/testupstream"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
@@ -58,7 +58,7 @@ type rig struct {
 	c      *Console
 	srv    *httptest.Server
 	base   string // http://localhost:PORT, the console's address
-	logs   *syncBuffer
+	logs   *testkit.SyncBuffer
 	hash   string // the console password's hash
 	// liveFetches counts the requests for a live part (the script's).
 	liveFetches atomic.Int64
@@ -76,7 +76,7 @@ type rigOptions struct {
 
 func newRig(t *testing.T, o rigOptions) *rig {
 	t.Helper()
-	r := &rig{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
+	r := &rig{t: t, dir: t.TempDir(), logs: &testkit.SyncBuffer{}}
 	idp, err := testidp.Start(testidp.Options{DeviceInterval: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -321,24 +321,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func ctxT(t *testing.T) context.Context {

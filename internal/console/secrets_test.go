@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xoauthd/xoauthd/internal/leak"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // TestNoSecretAnywhere drives the whole console (a wrong password, sign-in,
@@ -71,7 +71,7 @@ func TestNoSecretAnywhere(t *testing.T) {
 	}
 	for what, out := range map[string]string{"browser": b.seen.String(), "log": r.logs.String()} {
 		for name, s := range secrets {
-			if piece, ok := leak.Find(out, s); ok {
+			if piece, ok := testkit.Leaked(out, s); ok {
 				t.Errorf("the %s holds the %s (%q)", what, name, piece)
 			}
 		}

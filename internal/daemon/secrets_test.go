@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xoauthd/xoauthd/internal/leak"
 	"github.com/xoauthd/xoauthd/internal/passhash"
 	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/internal/xoauth2"
 	"github.com/xoauthd/xoauthd/tokens"
 )
@@ -258,7 +258,7 @@ func TestNoSecretInTheMostVerboseLog(t *testing.T) {
 	}
 	for what, out := range map[string]string{"log": logs, "/metrics": metricsBody, "/readyz": readyBody} {
 		for name, s := range secrets {
-			if piece, ok := leak.Find(out, s); ok {
+			if piece, ok := testkit.Leaked(out, s); ok {
 				t.Errorf("the %s holds the %s (%q)", what, name, piece)
 			}
 		}

@@ -1,8 +1,8 @@
-package leak
+package testkit
 
 import "testing"
 
-func TestFind(t *testing.T) {
+func TestLeaked(t *testing.T) {
 	secret := "0123456789abcdefghijklmnopqrstuvwxyz0123456789"
 	tests := []struct {
 		out  string
@@ -15,8 +15,8 @@ func TestFind(t *testing.T) {
 		{"nothing here", false},
 	}
 	for _, tc := range tests {
-		if _, got := Find(tc.out, secret); got != tc.want {
-			t.Errorf("Find(%q) = %v, want %v", tc.out, got, tc.want)
+		if _, got := Leaked(tc.out, secret); got != tc.want {
+			t.Errorf("Leaked(%q) = %v, want %v", tc.out, got, tc.want)
 		}
 	}
 }
