@@ -87,6 +87,9 @@ type Server struct {
 	// TLS, or with TLS but accepting logins before STARTTLS/STLS: passwords
 	// then cross the network in clear text. Off by default (LoginNeedsTLS).
 	AllowPlaintext bool `yaml:"allow_plaintext"`
+	// NoAuth lets clients from some networks send without AUTH, as one
+	// account (smtp only; noauth.go).
+	NoAuth *NoAuth `yaml:"no_auth"`
 	// Line is the line of this entry in the file, for messages.
 	Line int `yaml:"-"`
 }

@@ -81,6 +81,9 @@ type Options struct {
 	// MaxMessageBytes is the largest message accepted; the advertised SIZE
 	// is the smaller of it and the upstream's limit once that is known.
 	MaxMessageBytes int64
+	// NoAuth, when set, lets clients it admits send without AUTH
+	// (noauth.go); nil: MAIL before AUTH gets "530 5.7.0".
+	NoAuth NoAuthFunc
 	// Log receives the server's own events (not per-connection ones); nil
 	// means slog.Default().
 	Log *slog.Logger

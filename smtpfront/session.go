@@ -92,7 +92,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.release == nil {
-		return replyAuthRequired
+		if err := s.beginWithoutAuth(); err != nil { // noauth.go
+			return err
+		}
 	}
 	if err := s.closedByReload(); err != nil {
 		return err

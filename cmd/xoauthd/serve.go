@@ -47,6 +47,9 @@ func runServe(ctx context.Context, inv *invocation) int {
 		log.Warn("protocol trace on: every client and upstream line up to the login is logged at debug level " +
 			"(passwords, SASL responses and tokens as ***; relayed sessions are not traced); turn it off when done")
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration: "+w.Msg, "path", w.Path, "line", w.Line)
+	}
 	return serveDaemon(ctx, inv, cfg, log, *drain)
 }
 

@@ -9,7 +9,8 @@ import (
 )
 
 // runValidate loads and validates the configuration: every problem with its
-// YAML path and line on stderr and status 1, or a one-line summary.
+// YAML path and line on stderr and status 1, or a one-line summary after
+// any warnings (risky but valid settings) on stderr.
 func runValidate(_ context.Context, inv *invocation) int {
 	fs := inv.flagSet("[--config FILE]")
 	path := configFlag(fs)
@@ -27,6 +28,9 @@ func runValidate(_ context.Context, inv *invocation) int {
 	}
 	if err != nil {
 		return inv.fail(err)
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(inv.stderr, "warning: %s\n", w)
 	}
 	fmt.Fprintf(inv.stdout, "ok: %s, %s in %s\n",
 		plural(len(cfg.Accounts), "account"), plural(len(cfg.Servers), "server"), *path)

@@ -180,8 +180,8 @@ func (d *Daemon) upstreamFunc(start config.Server, key string) func(proxy.Accoun
 	}
 }
 
-// handler builds the protocol front of one listener.
-func (d *Daemon) handler(srv config.Server, gw *proxy.Gateway) (proxy.Handler, error) {
+// handler builds the protocol front of one listener (key: see serverKeys).
+func (d *Daemon) handler(srv config.Server, key string, gw *proxy.Gateway) (proxy.Handler, error) {
 	idle, preAuth := time.Duration(srv.IdleTimeout), time.Duration(srv.PreAuthTimeout)
 	// Local TLS and the exposure policy (listentls.go): logins without TLS
 	// only on loopback listeners or with allow_plaintext.
@@ -205,6 +205,7 @@ func (d *Daemon) handler(srv config.Server, gw *proxy.Gateway) (proxy.Handler, e
 			AllowInsecureAuth:      plainLogin,
 			TLS:                    tlsConf,
 			ImplicitTLS:            implicit,
+			NoAuth:                 d.noAuthFunc(srv, key), // smtp.go
 		}), nil
 	}
 	return nil, fmt.Errorf("unknown protocol %q", srv.Protocol)
@@ -241,7 +242,7 @@ func (d *Daemon) openListeners(ctx context.Context, servers []config.Server, key
 	var ls []*listener
 	for i, sc := range servers {
 		gw := &proxy.Gateway{Auth: d.creds, Tokens: d.tokens, Upstream: d.upstreamFunc(sc, keys[i]), Sessions: &d.sessions}
-		h, err := d.handler(sc, gw)
+		h, err := d.handler(sc, keys[i], gw)
 		if err == nil {
 			var ln net.Listener
 			if ln, err = proxy.Listen(ctx, sc.Listen); err == nil {
