@@ -84,18 +84,27 @@ func wideNetwork(p netip.Prefix) string {
 	return ""
 }
 
-// noAuth checks a server's no_auth: smtp only, a known account, and from
-// given with valid networks. From is required on every listener, so that
-// a no_auth on a non-loopback listener never admits more than was written.
-func (k *checker) noAuth(at string, s *Server) {
-	n := s.NoAuth
-	if n == nil {
+// smtpOnly checks the settings of a server that only SMTP has: send_rate
+// and no_auth.
+func (k *checker) smtpOnly(at string, s *Server) {
+	other := s.Protocol != ProtoSMTP && s.Protocol != ""
+	if s.SendRate != nil && other {
+		k.addf(at+".send_rate", "send_rate is for smtp servers only")
+	}
+	if s.NoAuth == nil {
 		return
 	}
-	at += ".no_auth"
-	if s.Protocol != ProtoSMTP && s.Protocol != "" {
-		k.addf(at, "no_auth is for smtp servers only; IMAP and POP3 clients always log in")
+	if other {
+		k.addf(at+".no_auth", "no_auth is for smtp servers only; IMAP and POP3 clients always log in")
 	}
+	k.noAuth(at+".no_auth", s)
+}
+
+// noAuth checks a server's no_auth: a known account, and from given with
+// valid networks. From is required on every listener, so that a no_auth on
+// a non-loopback listener never admits more than was written.
+func (k *checker) noAuth(at string, s *Server) {
+	n := s.NoAuth
 	switch {
 	case n.Account == "":
 		k.addf(at+".account", "missing; the login of the account whose identity and mailbox the mail is sent with")

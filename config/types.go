@@ -90,6 +90,10 @@ type Server struct {
 	// NoAuth lets clients from some networks send without AUTH, as one
 	// account (smtp only; noauth.go).
 	NoAuth *NoAuth `yaml:"no_auth"`
+	// SendRate paces the messages of each identity sent through this SMTP
+	// server, unless the account sets its own; nil: the provider's default
+	// (sendrate.go).
+	SendRate *SendRate `yaml:"send_rate"`
 	// Line is the line of this entry in the file, for messages.
 	Line int `yaml:"-"`
 }
@@ -112,7 +116,10 @@ type Account struct {
 	Identity     string `yaml:"identity"`      // whose token; the store key
 	Mailbox      string `yaml:"mailbox"`       // IMAP/POP3 user=; default identity
 	Provider     string `yaml:"provider"`      // key in providers:
-	Line         int    `yaml:"-"`
+	// SendRate paces this account's messages through SMTP; nil: the
+	// server's send_rate or the provider's default (sendrate.go).
+	SendRate *SendRate `yaml:"send_rate"`
+	Line     int       `yaml:"-"`
 }
 
 // Duration is a time.Duration written with units in YAML ("30s", "31m").

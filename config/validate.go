@@ -235,7 +235,7 @@ func (k *checker) servers() {
 			k.addf(at+".preauth_timeout", "must be at most %s: a longer wait only lets idle clients hold connection slots", time.Duration(MaxPreAuthTimeout))
 		}
 		k.listenerTLS(at, s) // tls: and allow_plaintext: (listentls.go)
-		k.noAuth(at, s)      // no_auth: (noauth.go)
+		k.smtpOnly(at, s)    // no_auth: and send_rate: (noauth.go)
 	}
 }
 

@@ -103,6 +103,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		s.cc.hangUp("")
 		return replyShuttingDown
 	}
+	if err := s.pace(); err != nil { // pacing.go
+		return err
+	}
 	s.inTx, s.from, s.mailOpts, s.rcpts = false, from, upstreamMailOptions(opts), s.rcpts[:0]
 	// The RCPTs (and DATA) the client pipelined behind this MAIL go
 	// upstream with it.
@@ -253,6 +256,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.messages++
 	s.bytes += n
+	s.srv.pacer.accepted(paceKey(s.acct))
 	s.log.Info("message relayed", "bytes", n, "bulk_bytes", bulk, "upstream_reply", resp.StatusText)
 	return nil
 }
@@ -416,6 +420,9 @@ func (s *session) upstreamFailed(cmd string, err error) error {
 	s.log.Warn("upstream refused", attrs...)
 	if se.Code == 421 {
 		s.discard("upstream closed the session", err)
+	}
+	if limited := s.upstreamLimited(se); limited != nil { // pacing.go
+		return limited
 	}
 	return passThrough(se)
 }

@@ -48,6 +48,8 @@ type Daemon struct {
 	ops     ops       // metrics, admin endpoint, protocol trace (admin.go)
 	keep    keepalive // keep-alive and needs-a-person alerts (keepalive.go)
 
+	pacer *smtpfront.Pacer // sending limits of every SMTP listener (smtp.go)
+
 	// Reloads (reload.go).
 	sessions proxy.Sessions      // logged-in sessions per login, for every Gateway
 	onReload func(result string) // Options.OnReload
@@ -100,6 +102,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	}
 	d.snap.Store(newSnapshot(cfg))
 	d.initOps(cfg)
+	d.pacer = d.newPacer()
 	d.tokens = opts.Tokens
 	if d.tokens == nil {
 		key, created, err := tokens.LoadKey(cfg.Store)
@@ -206,6 +209,8 @@ func (d *Daemon) handler(srv config.Server, key string, gw *proxy.Gateway) (prox
 			TLS:                    tlsConf,
 			ImplicitTLS:            implicit,
 			NoAuth:                 d.noAuthFunc(srv, key), // smtp.go
+			Pacer:                  d.pacer,
+			SendRate:               d.sendRateFunc(srv, key),
 		}), nil
 	}
 	return nil, fmt.Errorf("unknown protocol %q", srv.Protocol)

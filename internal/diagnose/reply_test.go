@@ -152,3 +152,29 @@ func TestFromSMTPError(t *testing.T) {
 		t.Errorf("line %q", r.Line)
 	}
 }
+
+func TestIsSendingLimit(t *testing.T) {
+	cases := []struct {
+		line string
+		want bool
+	}{
+		{"554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.", true},
+		{"421 4.4.2 Message submission rate for this client has exceeded the configured limit", true},
+		{"421 4.4.2 Connection dropped due to timeout", false},
+		{"432 4.3.2 Concurrent connections limit exceeded.", false},
+		{"554 5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException.MapiExceptionShutoffQuotaExceeded", false},
+		{"550 5.7.60 SMTP; Client does not have permissions to send as this sender", false},
+	}
+	for _, c := range cases {
+		r, err := ParseSMTP(c.line)
+		if err != nil {
+			t.Fatalf("%q: %v", c.line, err)
+		}
+		if got := IsSendingLimit(r); got != c.want {
+			t.Errorf("IsSendingLimit(%q) = %v, want %v", c.line, got, c.want)
+		}
+	}
+	if IsSendingLimit(nil) {
+		t.Error("IsSendingLimit(nil) is true")
+	}
+}

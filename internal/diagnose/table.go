@@ -129,8 +129,18 @@ var rules = []rule{
 			return "the account " + a.identity() + " exceeded Exchange's sending limits of 30 messages a minute and 10,000 recipients a day"
 		},
 		fix: func(a Account) string {
-			return "Send fewer messages or recipients from " + a.identity() + "; the daily limit counts the last 24 hours. " +
-				"Bulk mail belongs on a service made for it."
+			return "Send fewer messages or recipients from " + a.identity() + " (xoauthd backs off and answers 451, so clients " +
+				"retry later); the daily limit counts the last 24 hours. Bulk mail belongs on a service made for it."
+		}},
+	// Exchange's message rate limit (MessageRateLimit of a throttling
+	// policy or receive connector) refuses with this documented text.
+	{id: "smtp-message-rate", proto: SMTP, enhanced: EnhancedCode{4, 4, 2}, phrase: "submission rate", kind: KindTemporary,
+		cause: func(a Account) string {
+			return "the account " + a.identity() + " sent more messages per minute than the server's message rate limit allows"
+		},
+		fix: func(a Account) string {
+			return "Lower send_rate for " + a.identity() + " (xoauthd then spaces the messages), or ask the mail admin for a " +
+				"higher MessageRateLimit. The message can be sent again in a minute."
 		}},
 	{id: "smtp-mailbox-full", proto: SMTP, enhanced: EnhancedCode{5, 2, 2}, kind: KindAdmin,
 		cause: func(a Account) string {
