@@ -73,3 +73,24 @@ func TestSendRateProblems(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) { checkOneProblem(t, tc) })
 	}
 }
+
+// FuzzParseSendRate: any text either fails or gives a rate whose String
+// parses back to the same rate.
+func FuzzParseSendRate(f *testing.F) {
+	for _, s := range []string{"30/min", "5/s", "1000/hour", "0", "0/min", " 7 / Second ", "x", "1/", "-1/min", "99999999999/s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseSendRate(s)
+		if err != nil {
+			return
+		}
+		back, err := ParseSendRate(r.String())
+		if err != nil || back != r {
+			t.Fatalf("%q parsed to %+v, whose String %q parses to %+v, %v", s, r, r.String(), back, err)
+		}
+		if !r.Off() && (r.Messages <= 0 || r.Per <= 0) {
+			t.Fatalf("%q: %+v is neither off nor a rate", s, r)
+		}
+	})
+}

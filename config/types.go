@@ -49,7 +49,7 @@ type Provider struct {
 	Type         string   `yaml:"type"`          // microsoft | google | custom
 	Tenant       string   `yaml:"tenant"`        // microsoft: GUID, domain, organizations, common, consumers
 	ClientID     string   `yaml:"client_id"`     //
-	ClientSecret Secret   `yaml:"client_secret"` // empty: public client
+	ClientSecret Secret   `yaml:"client_secret"` // empty: public client (or a client_certificate)
 	Flow         string   `yaml:"flow"`          // authcode | device | client_credentials
 	Authority    string   `yaml:"authority"`     // microsoft: default https://login.microsoftonline.com
 	AuthURL      string   `yaml:"auth_url"`      // filled from the preset unless set
@@ -58,6 +58,9 @@ type Provider struct {
 	Scopes       []string `yaml:"scopes"`        // filled from the preset unless set
 	// Upstreams are the default upstream host:port per protocol (imap, pop3, smtp).
 	Upstreams map[string]string `yaml:"upstreams"`
+	// ClientCertificate authenticates the app with a certificate instead
+	// of ClientSecret (clientcert.go).
+	ClientCertificate *ClientCertificate `yaml:"client_certificate"`
 	// Line is the line of this entry in the file, for messages.
 	Line int `yaml:"-"`
 }
