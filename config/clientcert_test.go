@@ -4,10 +4,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,7 +51,11 @@ func TestClientCertificateProblems(t *testing.T) {
 	b := testidp.WriteCertificate(t, dir, "b", now.Add(-time.Hour), now.Add(time.Hour))
 	open := filepath.Join(dir, "open.key")
 	copyFile(t, a.Key, open, 0o644)
-	ecCert, ecKey := writeECDSACertificate(t, dir)
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec := testidp.WriteCertificateWithKey(t, dir, "ec", ecKey, now.Add(-time.Hour), now.Add(time.Hour))
 	tests := []problemCase{
 		{name: "secret and certificate", src: strings.Replace(certYAML(t, a.Cert, a.Key), "    client_certificate:", "    client_secret: x\n    client_certificate:", 1),
 			path: "providers.m365.client_certificate", line: 9, msg: "either client_secret or client_certificate, not both"},
@@ -67,7 +67,7 @@ func TestClientCertificateProblems(t *testing.T) {
 			path: "providers.m365.client_certificate", line: 8, msg: "chmod 600 " + open},
 		{name: "missing file", src: certYAML(t, filepath.Join(dir, "none.pem"), a.Key),
 			path: "providers.m365.client_certificate", line: 8, msg: "no such file"},
-		{name: "not RSA", src: certYAML(t, ecCert, ecKey),
+		{name: "not RSA", src: certYAML(t, ec.Cert, ec.Key),
 			path: "providers.m365.client_certificate", line: 8, msg: "Microsoft needs RSA"},
 		{name: "google", src: strings.Replace(certYAML(t, a.Cert, a.Key), "type: microsoft\n    flow: client_credentials\n    tenant: contoso.onmicrosoft.com", "type: google", 1),
 			path: "providers.m365.client_certificate", line: 6, msg: "for microsoft providers"},
@@ -114,31 +114,4 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	if err := os.Chmod(to, mode); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// writeECDSACertificate writes a certificate with a P-256 key.
-func writeECDSACertificate(t *testing.T, dir string) (cert, key string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ec"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key = filepath.Join(dir, "ec.pem"), filepath.Join(dir, "ec.key")
-	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
 }

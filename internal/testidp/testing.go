@@ -1,6 +1,7 @@
 package testidp
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -42,13 +43,20 @@ func WriteCertificate(t testing.TB, dir, name string, notBefore, notAfter time.T
 	if err != nil {
 		t.Fatal(err)
 	}
+	return WriteCertificateWithKey(t, dir, name, key, notBefore, notAfter)
+}
+
+// WriteCertificateWithKey is WriteCertificate with a key of the test's
+// choosing (an ECDSA key, say, that Microsoft would refuse).
+func WriteCertificateWithKey(t testing.TB, dir, name string, key crypto.Signer, notBefore, notAfter time.Time) CertificateFiles {
+	t.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(notBefore.UnixNano()),
 		Subject:      pkix.Name{CommonName: name},
 		NotBefore:    notBefore, NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
