@@ -45,8 +45,9 @@ func (s *session) pace() error {
 }
 
 // upstreamLimited turns the upstream's rate-limit reply (Exchange's "554
-// 5.2.0 ...SubmissionQuotaExceededException", or a 4xx "message submission
-// rate ... exceeded") into "451 4.7.0": the message was not accepted, and a
+// 5.2.0 ...SubmissionQuotaExceededException", a 4xx "message submission
+// rate ... exceeded", an X.4.5 congestion reply: diagnose.IsSendingLimit)
+// into "451 4.7.0": the message was not accepted, and a
 // 5xx would have the client drop it, while waiting helps. The identity
 // backs off. It returns nil for any other reply. The caller holds mu.
 func (s *session) upstreamLimited(se *smtp.SMTPError) error {

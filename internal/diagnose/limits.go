@@ -5,11 +5,13 @@ package diagnose
 var sendingLimitRules = map[string]bool{
 	"smtp-submission-limit": true,
 	"smtp-message-rate":     true,
+	"smtp-congestion":       true,
 }
 
 // IsSendingLimit reports whether err holds an upstream SMTP reply saying
 // that the account exceeded a sending limit (Exchange Online's 554 5.2.0
-// SubmissionQuotaExceeded, or a 4xx "message submission rate ... exceeded").
+// SubmissionQuotaExceeded, a 4xx "message submission rate ... exceeded", or
+// an X.4.5 congestion reply such as Gmail's daily limit).
 func IsSendingLimit(err error) bool {
 	r := ReplyOf(err)
 	if r == nil || r.Protocol != SMTP {
