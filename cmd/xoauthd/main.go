@@ -32,7 +32,7 @@ type command struct {
 // never modified at run time.
 var commands = []command{
 	{"serve", "run the IMAP, POP3 and SMTP listeners (SIGTERM drains and stops, SIGHUP reloads)", runServe},
-	{"validate", "load the configuration and report every problem with its line", runValidate},
+	{"validate", "load the configuration and report every problem with its line, and warnings", runValidate},
 	{"login", "sign an identity in (browser or --device) and store its tokens encrypted", runLogin},
 	{"logout", "remove an identity's stored tokens", runLogout},
 	{"check", "test each account end to end (config, token, IMAP, POP3, SMTP) and explain every failure", runCheck},
