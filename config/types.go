@@ -119,10 +119,10 @@ type Account struct {
 	Identity     string `yaml:"identity"`      // whose token; the store key
 	Mailbox      string `yaml:"mailbox"`       // IMAP/POP3 user=; default identity
 	Provider     string `yaml:"provider"`      // key in providers:
+	Line         int    `yaml:"-"`
 	// SendRate paces this account's messages through SMTP; nil: the
 	// server's send_rate or the provider's default (sendrate.go).
 	SendRate *SendRate `yaml:"send_rate"`
-	Line     int       `yaml:"-"`
 }
 
 // Duration is a time.Duration written with units in YAML ("30s", "31m").
