@@ -59,8 +59,8 @@ func Load(path string) (*Config, error) {
 // Parse decodes a configuration strictly, resolves ${env:NAME} and
 // ${file:PATH} references in secret fields, fills in defaults and provider
 // presets and validates the result. Relative paths in the file (store.path,
-// ${file:}, ca_file, tls.cert, tls.key) are taken relative to the
-// directory of path. On any problem it returns a nil Config and Problems
+// ${file:}, ca_file, tls.cert, tls.key, client_certificate) are taken
+// relative to the directory of path. On any problem it returns a nil Config and Problems
 // holding every decode and validation problem, ordered by line.
 func Parse(data []byte, path string) (*Config, error) {
 	if len(data) > maxConfigBytes {
@@ -83,6 +83,7 @@ func Parse(data []byte, path string) (*Config, error) {
 	if cfg.Store.Key == "" && cfg.Store.KeyFile != "" {
 		d.readKey(cfg)
 	}
+	d.clientCertificates(cfg) // clientcert.go
 	problems, dropped := d.problems, d.dropped
 	vps, vdropped := cfg.validate()
 	for _, p := range vps {
@@ -212,6 +213,12 @@ func (c *Config) resolvePaths(r *resolver) {
 		}
 	}
 	rel(&c.Store.Path)
+	for _, p := range c.Providers {
+		if p != nil && p.ClientCertificate != nil {
+			rel(&p.ClientCertificate.Cert)
+			rel(&p.ClientCertificate.Key)
+		}
+	}
 	for i := range c.Servers {
 		s := &c.Servers[i]
 		rel(&s.CAFile)

@@ -53,7 +53,7 @@ type Provider struct {
 	Type         string   `yaml:"type"`          // microsoft | google | custom
 	Tenant       string   `yaml:"tenant"`        // microsoft: GUID, domain, organizations, common, consumers
 	ClientID     string   `yaml:"client_id"`     //
-	ClientSecret Secret   `yaml:"client_secret"` // empty: public client
+	ClientSecret Secret   `yaml:"client_secret"` // empty: public client (or a client_certificate)
 	Flow         string   `yaml:"flow"`          // authcode | device | client_credentials
 	Authority    string   `yaml:"authority"`     // microsoft: default https://login.microsoftonline.com
 	AuthURL      string   `yaml:"auth_url"`      // filled from the preset unless set
@@ -62,6 +62,9 @@ type Provider struct {
 	Scopes       []string `yaml:"scopes"`        // filled from the preset unless set
 	// Upstreams are the default upstream host:port per protocol (imap, pop3, smtp).
 	Upstreams map[string]string `yaml:"upstreams"`
+	// ClientCertificate authenticates the app with a certificate instead
+	// of ClientSecret (clientcert.go).
+	ClientCertificate *ClientCertificate `yaml:"client_certificate"`
 	// Line is the line of this entry in the file, for messages.
 	Line int `yaml:"-"`
 }
@@ -91,6 +94,13 @@ type Server struct {
 	// TLS, or with TLS but accepting logins before STARTTLS/STLS: passwords
 	// then cross the network in clear text. Off by default (LoginNeedsTLS).
 	AllowPlaintext bool `yaml:"allow_plaintext"`
+	// NoAuth lets clients from some networks send without AUTH, as one
+	// account (smtp only; noauth.go).
+	NoAuth *NoAuth `yaml:"no_auth"`
+	// SendRate paces the messages of each identity sent through this SMTP
+	// server, unless the account sets its own; nil: the provider's default
+	// (sendrate.go).
+	SendRate *SendRate `yaml:"send_rate"`
 	// Line is the line of this entry in the file, for messages.
 	Line int `yaml:"-"`
 }
@@ -123,6 +133,9 @@ type Account struct {
 	Mailbox      string `yaml:"mailbox"`       // IMAP/POP3 user=; default identity
 	Provider     string `yaml:"provider"`      // key in providers:
 	Line         int    `yaml:"-"`
+	// SendRate paces this account's messages through SMTP; nil: the
+	// server's send_rate or the provider's default (sendrate.go).
+	SendRate *SendRate `yaml:"send_rate"`
 }
 
 // Duration is a time.Duration written with units in YAML ("30s", "31m").

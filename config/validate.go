@@ -125,9 +125,7 @@ func (k *checker) provider(name string, p *Provider) {
 	if p.ClientID == "" {
 		k.addf(at+".client_id", "missing; copy the application (client) ID of the app registration")
 	}
-	if p.Flow == FlowClientCredentials && p.ClientSecret == "" {
-		k.addf(at+".client_secret", "missing; the client_credentials flow needs one, e.g. client_secret: ${env:CLIENT_SECRET}")
-	}
+	k.clientCertificate(at, p) // client_secret: and client_certificate: (clientcert.go)
 	switch p.Type {
 	case TypeMicrosoft:
 		k.microsoft(at, p)
@@ -242,6 +240,7 @@ func (k *checker) servers() {
 			k.addf(at+".preauth_timeout", "must be at most %s: a longer wait only lets idle clients hold connection slots", time.Duration(MaxPreAuthTimeout))
 		}
 		k.listenerTLS(at, s) // tls: and allow_plaintext: (listentls.go)
+		k.smtpOnly(at, s)    // no_auth: and send_rate: (noauth.go)
 	}
 }
 

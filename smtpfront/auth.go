@@ -59,16 +59,32 @@ func (s *session) login(login, password, mech string) error {
 	if err != nil {
 		return s.loginRefused(login, mech, proxy.Account{}, err)
 	}
+	if err := s.begin(acct, login, []slog.Attr{slog.String("mech", mech)}); err != nil {
+		if err == replyTooManySessions {
+			return err
+		}
+		return s.loginRefused(login, mech, acct, err)
+	}
+	return nil
+}
+
+// begin takes a slot of acct's identity (waiting up to
+// Options.UpstreamWait), opens the upstream session and makes acct the
+// session's account, with one audit line for success and for busy slots
+// (audit adds to it). When every slot stayed busy it returns
+// replyTooManySessions and the session ends; when the upstream session
+// could not be opened it returns that error, not yet logged. The caller
+// holds mu.
+func (s *session) begin(acct proxy.Account, login string, audit []slog.Attr) error {
 	release, err := s.srv.slots.acquire(s.cc.ctx, acct.Identity, s.srv.opts.UpstreamWait)
 	if err != nil {
 		proxy.AuditLogin(s.cc.ctx, s.log, proxy.LoginAudit{Result: proxy.LoginError, Login: login, Identity: acct.Identity,
-			Reason: "every upstream session of this identity stayed in use", Attrs: []slog.Attr{
-				slog.String("mech", mech),
+			Reason: "every upstream session of this identity stayed in use", Attrs: append(audit,
 				slog.Int("max_upstream_per_identity", s.srv.opts.MaxUpstreamPerIdentity),
 				slog.String("waited", s.srv.opts.UpstreamWait.String()),
 				slog.String("why", "Every upstream session of "+acct.Identity+" stayed in use. Have fewer clients send at once "+
 					"for this identity, or spread them over more identities."),
-			}})
+			)})
 		s.cc.hangUp("")
 		return replyTooManySessions
 	}
@@ -77,7 +93,7 @@ func (s *session) login(login, password, mech string) error {
 	cancel()
 	if err != nil {
 		release()
-		return s.loginRefused(login, mech, acct, err)
+		return err
 	}
 	s.acct, s.release = acct, release
 	s.setUpstream(up)
@@ -85,7 +101,7 @@ func (s *session) login(login, password, mech string) error {
 	// The protocol trace ends here: messages are never traced.
 	s.cc.stopTrace()
 	proxy.AuditLogin(s.cc.ctx, s.log, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: login, Identity: acct.Identity,
-		Attrs: []slog.Attr{slog.String("mech", mech), slog.String("mailbox", acct.Mailbox), slog.String("upstream", up.addr)}})
+		Attrs: append(audit, slog.String("mailbox", acct.Mailbox), slog.String("upstream", up.addr))})
 	s.log = s.log.With("login", login, "identity", acct.Identity)
 	return nil
 }

@@ -33,6 +33,20 @@
 //     then gets "421 4.3.2" and is closed. The slot is given back after the
 //     upstream has closed the connection, so the upstream never counts more.
 //
+//   - A listener may admit clients from listed networks without AUTH
+//     (Options.NoAuth, noauth.go): their first MAIL starts the session as
+//     AUTH would, as one configured account, audited as unauthenticated
+//     with the network rule that admitted them. Anyone else gets 530.
+//
+//   - Each identity's messages are paced to the upstream's sending limit
+//     (Pacer, pacing.go): MAIL waits for the identity's next departure, a
+//     token bucket of one refilled at the rate and shared by every
+//     listener, for at most a bound; a longer wait is "451 4.7.0" with
+//     when to retry. The upstream's own rate-limit reply (Exchange's 554
+//     5.2.0) is the one upstream reply not passed on as it is: the client
+//     gets "451 4.7.0", since a 5xx would have it drop a message that
+//     waiting would deliver, and the identity backs off.
+//
 //   - The upstream is dialled only after AUTH, but a client reads EHLO
 //     before: its SIZE and SMTPUTF8 come from the upstream's EHLO, probed
 //     at start without a login for every upstream in Options.Upstreams

@@ -86,6 +86,15 @@ type Options struct {
 	// MaxMessageBytes is the largest message accepted; the advertised SIZE
 	// is the smaller of it and the upstream's limit once that is known.
 	MaxMessageBytes int64
+	// NoAuth, when set, lets clients it admits send without AUTH
+	// (noauth.go); nil: MAIL before AUTH gets "530 5.7.0".
+	NoAuth NoAuthFunc
+	// Pacer keeps each identity within its sending limit; share one among
+	// every SMTP listener (nil: one of this listener's own).
+	Pacer *Pacer
+	// SendRate gives an account's sending limit (nil: none, only the
+	// back-off after the upstream's rate-limit replies).
+	SendRate SendRateFunc
 	// Log receives the server's own events (not per-connection ones); nil
 	// means slog.Default().
 	Log *slog.Logger
@@ -113,6 +122,9 @@ func (o Options) withDefaults() Options {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	if o.Pacer == nil {
+		o.Pacer = NewPacer(PacerOptions{})
+	}
 	return o
 }
 
@@ -123,6 +135,7 @@ func (o Options) withDefaults() Options {
 type Server struct {
 	opts  Options
 	slots *slots    // upstream sessions per identity
+	pacer *Pacer    // opts.Pacer
 	exts  *extCache // upstream EHLO extensions, for the front's EHLO
 	probe probeState
 
@@ -158,6 +171,7 @@ func New(opts Options) *Server {
 	}
 	s.slots = newSlots(s.opts.MaxUpstreamPerIdentity)
 	s.startProbes()
+	s.pacer = s.opts.Pacer
 	s.connect = func(ctx context.Context, acct proxy.Account) (*upstream, error) {
 		return proxy.Connect(ctx, s.opts.Gateway, acct, s.loginUpstream)
 	}

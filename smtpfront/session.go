@@ -92,7 +92,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.release == nil {
-		return replyAuthRequired
+		if err := s.beginWithoutAuth(); err != nil { // noauth.go
+			return err
+		}
 	}
 	if err := s.closedByReload(); err != nil {
 		return err
@@ -100,6 +102,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.cc.draining() {
 		s.cc.hangUp("")
 		return replyShuttingDown
+	}
+	if err := s.pace(); err != nil { // pacing.go
+		return err
 	}
 	s.inTx, s.from, s.mailOpts, s.rcpts = false, from, upstreamMailOptions(opts), s.rcpts[:0]
 	// The RCPTs (and DATA) the client pipelined behind this MAIL go
@@ -251,6 +256,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.messages++
 	s.bytes += n
+	s.srv.pacer.accepted(paceKey(s.acct))
 	s.log.Info("message relayed", "bytes", n, "bulk_bytes", bulk, "upstream_reply", proxy.RedactUpstreamText(resp.StatusText))
 	return acceptedReply(resp.StatusText)
 }
@@ -428,6 +434,9 @@ func (s *session) upstreamFailed(cmd string, err error) error {
 	s.log.Warn("upstream refused", attrs...)
 	if se.Code == 421 {
 		s.discard("upstream closed the session", errors.New(proxy.RedactUpstreamText(err.Error())))
+	}
+	if limited := s.upstreamLimited(se); limited != nil { // pacing.go
+		return limited
 	}
 	return passThrough(se)
 }

@@ -18,8 +18,8 @@ const defaultLifetime = 30 * time.Minute
 
 // Credential authenticates the application (the OAuth client) at the token
 // endpoint. A nil Credential is a public client that sends only client_id.
-// ClientSecret is the one implementation today; a certificate credential
-// (client_assertion with a signed JWT) fits the same method.
+// ClientSecret sends a shared secret; ClientCertificate a signed assertion
+// (assertion.go).
 type Credential interface {
 	// TokenParams returns the form parameters that authenticate clientID on
 	// one request to tokenURL.
@@ -38,10 +38,13 @@ func (c ClientSecret) TokenParams(context.Context, string, string) (url.Values, 
 
 // CredentialFor returns the credential configured for p, nil for a public client.
 func CredentialFor(p *config.Provider) Credential {
-	if p.ClientSecret == "" {
-		return nil
+	switch {
+	case p.ClientCertificate != nil:
+		return ClientCertificate{Files: *p.ClientCertificate}
+	case p.ClientSecret != "":
+		return ClientSecret{Secret: p.ClientSecret}
 	}
-	return ClientSecret{Secret: p.ClientSecret}
+	return nil
 }
 
 // provider is a config.Provider with every endpoint and scope resolved.

@@ -48,6 +48,8 @@ type Daemon struct {
 	ops     ops       // metrics, admin endpoint, protocol trace (admin.go)
 	keep    keepalive // keep-alive and needs-a-person alerts (keepalive.go)
 
+	pacer *smtpfront.Pacer // sending limits of every SMTP listener (smtp.go)
+
 	// Reloads (reload.go).
 	sessions proxy.Sessions      // logged-in sessions per login, for every Gateway
 	onReload func(result string) // Options.OnReload
@@ -103,6 +105,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	}
 	d.snap.Store(newSnapshot(cfg))
 	d.initOps(cfg)
+	d.pacer = d.newPacer()
 	d.tokens = opts.Tokens
 	if d.tokens == nil {
 		key, created, err := tokens.LoadKey(cfg.Store)
@@ -205,8 +208,8 @@ func (d *Daemon) upstreamsOf(srv config.Server) func() []*proxy.Dialer {
 	}
 }
 
-// handler builds the protocol front of one listener.
-func (d *Daemon) handler(srv config.Server, gw *proxy.Gateway) (proxy.Handler, error) {
+// handler builds the protocol front of one listener (key: see serverKeys).
+func (d *Daemon) handler(srv config.Server, key string, gw *proxy.Gateway) (proxy.Handler, error) {
 	idle, preAuth := time.Duration(srv.IdleTimeout), time.Duration(srv.PreAuthTimeout)
 	// Local TLS and the exposure policy (listentls.go): logins without TLS
 	// only on loopback listeners or with allow_plaintext.
@@ -231,6 +234,9 @@ func (d *Daemon) handler(srv config.Server, gw *proxy.Gateway) (proxy.Handler, e
 			TLS:                    tlsConf,
 			ImplicitTLS:            implicit,
 			Upstreams:              d.upstreamsOf(srv),
+			NoAuth:                 d.noAuthFunc(srv, key), // smtp.go
+			Pacer:                  d.pacer,
+			SendRate:               d.sendRateFunc(srv, key),
 		}), nil
 	}
 	return nil, fmt.Errorf("unknown protocol %q", srv.Protocol)
@@ -267,7 +273,7 @@ func (d *Daemon) openListeners(ctx context.Context, servers []config.Server, key
 	var ls []*listener
 	for i, sc := range servers {
 		gw := &proxy.Gateway{Auth: d.creds, Tokens: d.tokens, Upstream: d.upstreamFunc(sc, keys[i]), Sessions: &d.sessions}
-		h, err := d.handler(sc, gw)
+		h, err := d.handler(sc, keys[i], gw)
 		if err == nil {
 			var ln net.Listener
 			if ln, err = proxy.Listen(ctx, sc.Listen); err == nil {

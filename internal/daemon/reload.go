@@ -233,8 +233,9 @@ func (d *Daemon) warnRestartNeeded(prev, next *config.Config) {
 }
 
 // liveServerFields are the listener settings read at each login (by
-// upstreamFunc); every other one is read only when the listener starts.
-var liveServerFields = map[string]bool{"Upstream": true, "UpstreamTLS": true, "CAFile": true}
+// upstreamFunc, noAuthFunc and sendRateFunc); every other one is read only when the
+// listener starts.
+var liveServerFields = map[string]bool{"Upstream": true, "UpstreamTLS": true, "CAFile": true, "NoAuth": true, "SendRate": true}
 
 // startOnlyChanges names (by YAML key) the settings of a listener that
 // differ between a and b and are read only when the listener starts.

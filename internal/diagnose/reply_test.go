@@ -180,3 +180,31 @@ func TestReplyRedactsEcho(t *testing.T) {
 		}
 	}
 }
+
+func TestIsSendingLimit(t *testing.T) {
+	cases := []struct {
+		line string
+		want bool
+	}{
+		{"554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.", true},
+		{"421 4.4.2 Message submission rate for this client has exceeded the configured limit", true},
+		{"421 4.4.2 Connection dropped due to timeout", false},
+		{"550 5.4.5 Daily user sending limit exceeded. For more information on Gmail sending limits go to https://support.google.com/a/answer/166852", true},
+		{"451 4.4.5 Too much mail from this account, try again later", true},
+		{"432 4.3.2 Concurrent connections limit exceeded.", false},
+		{"554 5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException.MapiExceptionShutoffQuotaExceeded", false},
+		{"550 5.7.60 SMTP; Client does not have permissions to send as this sender", false},
+	}
+	for _, c := range cases {
+		r, err := ParseSMTP(c.line)
+		if err != nil {
+			t.Fatalf("%q: %v", c.line, err)
+		}
+		if got := IsSendingLimit(r); got != c.want {
+			t.Errorf("IsSendingLimit(%q) = %v, want %v", c.line, got, c.want)
+		}
+	}
+	if IsSendingLimit(nil) {
+		t.Error("IsSendingLimit(nil) is true")
+	}
+}

@@ -67,6 +67,8 @@ func scaleOf() scale {
 type rigOptions struct {
 	// serverYAML is added to every entry of servers:, e.g. "preauth_timeout: 2s".
 	serverYAML string
+	// smtpYAML is added to the smtp entry of servers: only.
+	smtpYAML string
 	// logYAML replaces the log: section's content (default "level: debug").
 	logYAML string
 	// creds tunes the daemon's local credential check.
@@ -199,8 +201,12 @@ func (r *rig) configYAMLWith(o rigOptions) string {
 	}
 	for _, s := range []struct{ proto, listen string }{{"imap", r.imap}, {"pop3", r.pop3}, {"smtp", r.smtp}} {
 		u := ups[s.proto]
+		extra := serverExtra
+		if s.proto == "smtp" && o.smtpYAML != "" {
+			extra += ", " + o.smtpYAML
+		}
 		fmt.Fprintf(&b, "  - {protocol: %s, listen: %q, upstream: %q, upstream_tls: %s, ca_file: %q%s}\n",
-			s.proto, s.listen, u.addr, u.tlsMode, u.caFile, serverExtra)
+			s.proto, s.listen, u.addr, u.tlsMode, u.caFile, extra)
 	}
 	b.WriteString("accounts:\n")
 	for _, a := range []rigAccount{{aliceLogin, hashA, alice}, {bobLogin, hashB, bob}} {
