@@ -201,6 +201,7 @@ func (d *Daemon) handler(srv config.Server, gw *proxy.Gateway) (proxy.Handler, e
 		return smtpfront.New(smtpfront.Options{
 			Gateway:                gw,
 			PreAuthTimeout:         preAuth,
+			IdleTimeout:            idle,
 			MaxUpstreamPerIdentity: srv.MaxUpstreamPerIdentity,
 			AllowInsecureAuth:      plainLogin,
 			TLS:                    tlsConf,
