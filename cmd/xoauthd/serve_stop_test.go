@@ -1,0 +1,392 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/xoauthd/xoauthd/internal/testupstream"
+)
+
+// helperServeEnv carries the arguments (one per line) of the xoauthd
+// process that TestHelperServe runs.
+const helperServeEnv = "XOAUTHD_TEST_SERVE_ARGS"
+
+// checkPassword is the local password of checkHash.
+const checkPassword = "local password"
+
+// TestHelperServe is not a test of its own: the stop tests run the test
+// binary with helperServeEnv set, and it then is xoauthd, with its real
+// main, signals and exit status.
+func TestHelperServe(t *testing.T) {
+	args := os.Getenv(helperServeEnv)
+	if args == "" {
+		t.Skip("runs only as the xoauthd process of the stop tests")
+	}
+	os.Args = append([]string{"xoauthd"}, strings.Split(args, "\n")...)
+	main()
+}
+
+// stopRig is Dovecot, the test identity provider and a configuration with
+// an IMAP, a POP3 and an SMTP listener, alice signed in and two messages in
+// her mailbox.
+type stopRig struct {
+	e                *checkEnv
+	dc               *testupstream.Dovecot
+	imap, pop3, smtp string
+}
+
+func newStopRig(t *testing.T) *stopRig {
+	t.Helper()
+	e := newCheckEnv(t)
+	dc := testupstream.New(t, testupstream.Options{JWTKey: e.idp.SigningKey()})
+	r := &stopRig{e: e, dc: dc, imap: closedAddr(t), pop3: closedAddr(t), smtp: closedAddr(t)}
+	e.servers = append(e.servers,
+		fmt.Sprintf(`{protocol: imap, listen: "%s", upstream: "%s", ca_file: "%s"}`, r.imap, dc.IMAPAddr, dc.CAFile),
+		fmt.Sprintf(`{protocol: pop3, listen: "%s", upstream: "%s", ca_file: "%s"}`, r.pop3, dc.POP3Addr, dc.CAFile),
+		fmt.Sprintf(`{protocol: smtp, listen: "%s", upstream: "%s", upstream_tls: starttls, ca_file: "%s"}`, r.smtp, dc.SubmissionAddr, dc.CAFile))
+	e.account("erp-alice", checkAlice, "")
+	e.write()
+	e.login(checkAlice)
+	for i := range 2 {
+		msg := fmt.Sprintf("From: <bob@contoso.test>\r\nTo: <alice@contoso.test>\r\nSubject: waiting %d\r\n\r\nhello\r\n", i)
+		if err := dc.Deliver(checkAlice, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
+}
+
+// serveProcess is a running "xoauthd serve".
+type serveProcess struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stderr *syncOutput
+	exited chan struct{} // closed when the process has exited
+	err    error         // cmd.Wait's result, once exited
+}
+
+// serve starts "xoauthd serve --config FILE args..." and waits until it
+// serves.
+func (r *stopRig) serve(t *testing.T, args ...string) *serveProcess {
+	t.Helper()
+	argv := append([]string{"serve", "--config", r.e.path}, args...)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperServe$")
+	cmd.Env = append(os.Environ(), helperServeEnv+"="+strings.Join(argv, "\n"))
+	p := &serveProcess{t: t, cmd: cmd, stderr: &syncOutput{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("xoauthd output:\n%s", p.stderr.String())
+		}
+	})
+	p.waitLog("xoauthd started")
+	return p
+}
+
+// waitLog waits (bounded) until the process has logged text.
+func (p *serveProcess) waitLog(text string) {
+	p.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.stderr.String(), text) {
+		select {
+		case <-p.exited:
+			p.t.Fatalf("xoauthd exited (%v) before logging %q", p.err, text)
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("xoauthd did not log %q", text)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// signal sends sig to the process.
+func (p *serveProcess) signal(sig os.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// wait waits up to bound for the process to exit and returns its exit
+// status and how long that took.
+func (p *serveProcess) wait(bound time.Duration) (code int, took time.Duration) {
+	p.t.Helper()
+	start := time.Now()
+	select {
+	case <-p.exited:
+	case <-time.After(bound):
+		p.t.Fatalf("xoauthd still runs %v after the signal", bound)
+	}
+	var ee *exec.ExitError
+	switch {
+	case p.err == nil:
+		return 0, time.Since(start)
+	case errors.As(p.err, &ee) && ee.Exited():
+		return ee.ExitCode(), time.Since(start)
+	}
+	p.t.Fatalf("xoauthd did not exit by itself: %v", p.err)
+	return 0, 0
+}
+
+// lineConn is a raw client of a line protocol.
+type lineConn struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialLines(t *testing.T, addr string) *lineConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &lineConn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+// send writes line with CRLF.
+func (l *lineConn) send(line string) {
+	l.t.Helper()
+	l.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(l.c, line+"\r\n"); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// until reads lines until one starts with prefix, and returns it.
+func (l *lineConn) until(prefix string) string {
+	l.t.Helper()
+	l.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		line, err := l.br.ReadString('\n')
+		if err != nil {
+			l.t.Fatalf("reading (want %q): %v (got %q)", prefix, err, line)
+		}
+		if strings.HasPrefix(line, prefix) {
+			return line
+		}
+	}
+}
+
+// rest reads to the end of the connection, bounded.
+func (l *lineConn) rest() string {
+	l.t.Helper()
+	l.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	b, err := io.ReadAll(l.br)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		l.t.Fatalf("still open; read %q", b)
+	}
+	return string(b)
+}
+
+// idling logs in over IMAP, selects INBOX and enters IDLE.
+func (r *stopRig) idling(t *testing.T) *lineConn {
+	t.Helper()
+	c := dialLines(t, r.imap)
+	c.until("* OK")
+	c.send(`a LOGIN erp-alice "` + checkPassword + `"`)
+	c.until("a OK")
+	c.send("b SELECT INBOX")
+	c.until("b OK")
+	c.send("c IDLE")
+	c.until("+ ")
+	return c
+}
+
+// popDeleted logs in over POP3 and marks the first message deleted,
+// without QUIT.
+func (r *stopRig) popDeleted(t *testing.T) *lineConn {
+	t.Helper()
+	c := dialLines(t, r.pop3)
+	c.until("+OK")
+	c.send("USER erp-alice")
+	c.until("+OK")
+	c.send("PASS " + checkPassword)
+	c.until("+OK")
+	c.send("DELE 1")
+	c.until("+OK")
+	return c
+}
+
+// sending is an SMTP transaction whose message is half sent.
+type sending struct {
+	c    *smtp.Client
+	w    io.WriteCloser
+	msg  []byte
+	half int
+}
+
+// startSending logs in over SMTP and sends half of a message of about
+// size bytes with a subject unique to the test.
+func (r *stopRig) startSending(t *testing.T, subject string, size int) *sending {
+	t.Helper()
+	c, err := smtp.Dial(r.smtp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Auth(sasl.NewPlainClient("", "erp-alice", checkPassword)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail(checkAlice, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt(checkBob, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n\r\n", checkAlice, checkBob, subject)
+	for i := 0; b.Len() < size; i++ {
+		fmt.Fprintf(&b, "%08d %s\r\n", i, strings.Repeat("x", 66))
+	}
+	s := &sending{c: c, w: w, msg: b.Bytes(), half: b.Len() / 2}
+	if _, err := w.Write(s.msg[:s.half]); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// finish sends the rest of the message and returns the reply's error (nil:
+// 250).
+func (s *sending) finish() error {
+	if _, err := s.w.Write(s.msg[s.half:]); err != nil {
+		return err
+	}
+	return s.w.Close()
+}
+
+// delivered reports whether the sink has the message whole.
+func (r *stopRig) delivered(s *sending) bool {
+	body := s.msg[bytes.Index(s.msg, []byte("\r\n\r\n"))+4:]
+	subject := s.msg[:bytes.Index(s.msg, []byte("\r\n\r\n"))]
+	subject = subject[bytes.Index(subject, []byte("Subject: ")):]
+	for _, m := range r.dc.Sink.Messages() {
+		if bytes.Contains(m.Data, subject) && bytes.Contains(m.Data, body) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestServeStop runs xoauthd as a process and stops it with signals.
+func TestServeStop(t *testing.T) {
+	t.Parallel()
+	r := newStopRig(t)
+
+	// IMAP in IDLE, POP3 with a message marked deleted and an SMTP message
+	// half sent when SIGTERM comes: IMAP gets BYE and POP3 -ERR at once,
+	// while the message goes on; it is delivered with its 250, and xoauthd
+	// exits 0 then, not at the end of the drain time. The POP3 deletion
+	// was never committed.
+	t.Run("IMAP and POP3 end at once, SMTP finishes", func(t *testing.T) {
+		const drain = 30 * time.Second
+		p := r.serve(t, "--drain", drain.String())
+		imap := r.idling(t)
+		pop := r.popDeleted(t)
+		send := r.startSending(t, "stop while sending", 2<<20)
+
+		p.signal(syscall.SIGTERM)
+		signalled := time.Now()
+		if got := imap.until("* "); got != "* BYE Server shutting down\r\n" {
+			t.Errorf("IMAP in IDLE got %q, want * BYE", got)
+		}
+		if rest := imap.rest(); rest != "" {
+			t.Errorf("IMAP got %q after the BYE", rest)
+		}
+		if got := pop.rest(); got != "-ERR [SYS/TEMP] Server shutting down, try again later.\r\n" {
+			t.Errorf("POP3 got %q, want -ERR and the end", got)
+		}
+		err := send.finish()
+		delivered := r.delivered(send)
+		switch {
+		case err == nil && !delivered:
+			t.Fatal("the message was answered 250 but the upstream does not have it")
+		case err != nil:
+			t.Errorf("the message under way at SIGTERM was not accepted: %v (delivered: %v)", err, delivered)
+		}
+		code, _ := p.wait(drain)
+		if code != exitOK {
+			t.Errorf("exit status %d, want 0", code)
+		}
+		t.Logf("xoauthd exited %v after SIGTERM (drain %v)", time.Since(signalled).Round(time.Millisecond), drain)
+		if strings.Contains(p.stderr.String(), "sessions closed at the end of the drain time") {
+			t.Error("xoauthd waited for the drain time")
+		}
+		code, rep := r.e.report()
+		if pop3 := step(t, rep, "pop3"); code != exitOK || pop3.Messages == nil || *pop3.Messages != 2 {
+			t.Errorf("after the stop, check says %d and pop3 %+v; want both messages still there", code, pop3)
+		}
+	})
+
+	// A message stalled when the drain time is up is cut, never answered
+	// 250, and xoauthd exits 0 right after the drain time.
+	t.Run("drain time up", func(t *testing.T) {
+		p := r.serve(t, "--drain", "2s")
+		send := r.startSending(t, "stalled at the drain", 256<<10)
+		p.signal(syscall.SIGTERM)
+		code, took := p.wait(10 * time.Second)
+		if code != exitOK {
+			t.Errorf("exit status %d, want 0", code)
+		}
+		t.Logf("xoauthd exited %v after SIGTERM with --drain 2s", took.Round(time.Millisecond))
+		if err := send.finish(); err == nil || r.delivered(send) {
+			t.Errorf("a message cut by the end of the drain: reply %v, delivered %v; want neither", err, r.delivered(send))
+		}
+	})
+
+	// A second SIGTERM exits at once, long before the drain time, with
+	// status 1; the stalled message is not answered 250.
+	t.Run("second signal", func(t *testing.T) {
+		p := r.serve(t, "--drain", "5m")
+		send := r.startSending(t, "stalled at the second signal", 256<<10)
+		p.signal(syscall.SIGTERM)
+		p.waitLog("stopping")
+		p.signal(syscall.SIGTERM)
+		code, took := p.wait(time.Minute)
+		if code != exitFailure {
+			t.Errorf("exit status %d, want %d", code, exitFailure)
+		}
+		t.Logf("xoauthd exited %v after the second SIGTERM", took.Round(time.Millisecond))
+		if !strings.Contains(p.stderr.String(), "second signal") {
+			t.Error("xoauthd did not say why it exited at once")
+		}
+		if err := send.finish(); err == nil || r.delivered(send) {
+			t.Errorf("a message cut by the second signal: reply %v, delivered %v; want neither", err, r.delivered(send))
+		}
+	})
+}
