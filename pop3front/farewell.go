@@ -43,24 +43,21 @@ type farewell struct {
 
 var _ proxy.Farewell = (*farewell)(nil)
 
+// lf ends a line (the CR before it is part of the line as kept).
+var lf = []byte("\n")
+
 // ClientBytes notes each command line and how it will be answered.
 func (f *farewell) ClientBytes(p []byte) {
 	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		part := p
-		if i >= 0 {
-			part = p[:i]
-		}
-		if n := maxTrackedHead - len(f.cmd); n > 0 {
-			f.cmd = append(f.cmd, part[:min(len(part), n)]...)
-		}
+		part, rest, ended := bytes.Cut(p, lf)
+		f.cmd = keepHead(f.cmd, part)
 		if len(part) > 0 && len(f.cmd) == maxTrackedHead {
 			f.cmdOver = true
 		}
-		if i < 0 {
+		if !ended {
 			return
 		}
-		p = p[i+1:]
+		p = rest
 		multi := multiLine(f.cmd, f.cmdOver)
 		f.cmd, f.cmdOver = f.cmd[:0], false
 		f.mu.Lock()
@@ -96,22 +93,22 @@ func (f *farewell) UpstreamBytes(p []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for len(p) > 0 && !f.lost {
-		i := bytes.IndexByte(p, '\n')
-		part := p
-		if i >= 0 {
-			part = p[:i]
-		}
-		if n := maxTrackedHead - len(f.line); n > 0 {
-			f.line = append(f.line, part[:min(len(part), n)]...)
-		}
+		part, rest, ended := bytes.Cut(p, lf)
+		f.line = keepHead(f.line, part)
 		f.lineLen += len(part)
-		if i < 0 {
+		if !ended {
 			return
 		}
-		p = p[i+1:]
+		p = rest
 		f.endLine()
 		f.line, f.lineLen = f.line[:0], 0
 	}
+}
+
+// keepHead appends to head what of part fits within maxTrackedHead.
+func keepHead(head, part []byte) []byte {
+	n := max(maxTrackedHead-len(head), 0)
+	return append(head, part[:min(len(part), n)]...)
 }
 
 // endLine accounts for one whole response line (f.line, f.lineLen, without
