@@ -455,6 +455,15 @@ func (r *relay) bufferedCopy(dst, src net.Conn, count *dirCount, srcName, dstNam
 				b = big[:n]
 			}
 		}
+		if len(b) > 0 && count == &r.c2u && r.draining.Load() {
+			// What the client sent after the drain began is not passed
+			// on: the client gets the goodbye (or the end) instead, so
+			// no command is started upstream after it.
+			if bp != nil {
+				relayBufs.Put(bp)
+			}
+			return dirResult{by: srcName, err: os.ErrDeadlineExceeded}
+		}
 		if len(b) > 0 {
 			r.touch()
 			r.see(count, b, false)
