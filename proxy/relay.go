@@ -106,8 +106,9 @@ type Farewell interface {
 // Relay carries a logged-in session: it first writes what each side's buffered
 // reader already holds to the other side, then copies bytes both ways until
 // either side ends, nothing moves for opts.Idle or opts.Drain closes,
-// half-closing as each direction ends. It closes neither connection's reader before both directions are
-// done, logs one "closed" line with the byte counts, and returns them.
+// half-closing as each direction ends. It closes neither connection's
+// reader before both directions are done, logs one "closed" line with the
+// byte counts, and returns them.
 // clientBuf and upstreamBuf may be nil when nothing was buffered.
 //
 // clientBuf and upstreamBuf must read from client and upstream; after their
