@@ -3,12 +3,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -19,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/xoauthd/xoauthd/internal/testline"
 	"github.com/xoauthd/xoauthd/internal/testupstream"
 )
 
@@ -157,85 +156,32 @@ func (p *serveProcess) wait(bound time.Duration) (code int, took time.Duration) 
 	return 0, 0
 }
 
-// lineConn is a raw client of a line protocol.
-type lineConn struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func dialLines(t *testing.T, addr string) *lineConn {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &lineConn{t: t, c: c, br: bufio.NewReader(c)}
-}
-
-// send writes line with CRLF.
-func (l *lineConn) send(line string) {
-	l.t.Helper()
-	l.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(l.c, line+"\r\n"); err != nil {
-		l.t.Fatal(err)
-	}
-}
-
-// until reads lines until one starts with prefix, and returns it.
-func (l *lineConn) until(prefix string) string {
-	l.t.Helper()
-	l.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	for {
-		line, err := l.br.ReadString('\n')
-		if err != nil {
-			l.t.Fatalf("reading (want %q): %v (got %q)", prefix, err, line)
-		}
-		if strings.HasPrefix(line, prefix) {
-			return line
-		}
-	}
-}
-
-// rest reads to the end of the connection, bounded.
-func (l *lineConn) rest() string {
-	l.t.Helper()
-	l.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	b, err := io.ReadAll(l.br)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		l.t.Fatalf("still open; read %q", b)
-	}
-	return string(b)
-}
-
 // idling logs in over IMAP, selects INBOX and enters IDLE.
-func (r *stopRig) idling(t *testing.T) *lineConn {
+func (r *stopRig) idling(t *testing.T) *testline.Conn {
 	t.Helper()
-	c := dialLines(t, r.imap)
-	c.until("* OK")
-	c.send(`a LOGIN erp-alice "` + checkPassword + `"`)
-	c.until("a OK")
-	c.send("b SELECT INBOX")
-	c.until("b OK")
-	c.send("c IDLE")
-	c.until("+ ")
+	c := testline.Dial(t, r.imap)
+	c.Until("* OK")
+	c.Send(`a LOGIN erp-alice "` + checkPassword + `"`)
+	c.Until("a OK")
+	c.Send("b SELECT INBOX")
+	c.Until("b OK")
+	c.Send("c IDLE")
+	c.Until("+ ")
 	return c
 }
 
 // popDeleted logs in over POP3 and marks the first message deleted,
 // without QUIT.
-func (r *stopRig) popDeleted(t *testing.T) *lineConn {
+func (r *stopRig) popDeleted(t *testing.T) *testline.Conn {
 	t.Helper()
-	c := dialLines(t, r.pop3)
-	c.until("+OK")
-	c.send("USER erp-alice")
-	c.until("+OK")
-	c.send("PASS " + checkPassword)
-	c.until("+OK")
-	c.send("DELE 1")
-	c.until("+OK")
+	c := testline.Dial(t, r.pop3)
+	c.Until("+OK")
+	c.Send("USER erp-alice")
+	c.Until("+OK")
+	c.Send("PASS " + checkPassword)
+	c.Until("+OK")
+	c.Send("DELE 1")
+	c.Until("+OK")
 	return c
 }
 
@@ -322,13 +268,13 @@ func TestServeStop(t *testing.T) {
 
 		p.signal(syscall.SIGTERM)
 		signalled := time.Now()
-		if got := imap.until("* "); got != "* BYE Server shutting down\r\n" {
+		if got := imap.Until("* "); got != "* BYE Server shutting down\r\n" {
 			t.Errorf("IMAP in IDLE got %q, want * BYE", got)
 		}
-		if rest := imap.rest(); rest != "" {
+		if rest := imap.Rest(); rest != "" {
 			t.Errorf("IMAP got %q after the BYE", rest)
 		}
-		if got := pop.rest(); got != "-ERR [SYS/TEMP] Server shutting down, try again later.\r\n" {
+		if got := pop.Rest(); got != "-ERR [SYS/TEMP] Server shutting down, try again later.\r\n" {
 			t.Errorf("POP3 got %q, want -ERR and the end", got)
 		}
 		err := send.finish()

@@ -1,19 +1,19 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/xoauthd/xoauthd/internal/testline"
 )
 
 // TestSMTPShutdownDuringDATA: a graceful shutdown (what SIGTERM triggers)
@@ -90,91 +90,37 @@ func TestShutdownMidResponse(t *testing.T) {
 	if err := r.dc.Deliver(alice, msg); err != nil {
 		t.Fatal(err)
 	}
-	imap := dialRaw(t, r.imap)
-	imap.until("* OK")
-	imap.send(`a LOGIN ` + aliceLogin + ` "` + alicePass + `"`)
-	imap.until("a OK")
-	imap.send("b SELECT INBOX")
-	imap.until("b OK")
-	imap.send("c FETCH 1 BODY.PEEK[]")
-	if head := imap.until("* 1 FETCH"); !strings.HasSuffix(head, fmt.Sprintf("{%d}\r\n", len(msg))) {
+	imap := testline.Dial(t, r.imap)
+	imap.Until("* OK")
+	imap.Send(`a LOGIN ` + aliceLogin + ` "` + alicePass + `"`)
+	imap.Until("a OK")
+	imap.Send("b SELECT INBOX")
+	imap.Until("b OK")
+	imap.Send("c FETCH 1 BODY.PEEK[]")
+	if head := imap.Until("* 1 FETCH"); !strings.HasSuffix(head, fmt.Sprintf("{%d}\r\n", len(msg))) {
 		t.Fatalf("FETCH began with %q", head)
 	}
-	pop := dialRaw(t, r.pop3)
-	pop.until("+OK")
-	pop.send("USER " + aliceLogin)
-	pop.until("+OK")
-	pop.send("PASS " + alicePass)
-	pop.until("+OK")
-	pop.send("RETR 1")
-	pop.until("+OK")
+	pop := testline.Dial(t, r.pop3)
+	pop.Until("+OK")
+	pop.Send("USER " + aliceLogin)
+	pop.Until("+OK")
+	pop.Send("PASS " + alicePass)
+	pop.Until("+OK")
+	pop.Send("RETR 1")
+	pop.Until("+OK")
 	// Neither client reads on.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := r.d.Shutdown(ctx); err != nil {
 		t.Errorf("Shutdown = %v, want every session ended within the drain time", err)
 	}
-	literal := imap.rest()
+	literal := imap.Rest()
 	if len(literal) >= len(msg) || !bytes.Equal([]byte(literal), msg[:len(literal)]) {
 		t.Errorf("IMAP got %d bytes after the FETCH line, want a clean prefix of the %d-byte literal", len(literal), len(msg))
 	}
-	body := pop.rest()
+	body := pop.Rest()
 	if len(body) >= len(msg) || !bytes.Equal([]byte(body), msg[:len(body)]) {
 		t.Errorf("POP3 got %d bytes after +OK, want a clean prefix of the %d-byte message", len(body), len(msg))
 	}
 	t.Logf("cut after %d of %d bytes (IMAP) and %d (POP3)", len(literal), len(msg), len(body))
-}
-
-// rawConn is a raw client of a line protocol.
-type rawConn struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func dialRaw(t *testing.T, addr string) *rawConn {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
-}
-
-// send writes line with CRLF.
-func (c *rawConn) send(line string) {
-	c.t.Helper()
-	c.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c.c, line+"\r\n"); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-// until reads lines until one starts with prefix and returns it.
-func (c *rawConn) until(prefix string) string {
-	c.t.Helper()
-	c.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	for {
-		line, err := c.br.ReadString('\n')
-		if err != nil {
-			c.t.Fatalf("reading (want %q): %v (got %q)", prefix, err, line)
-		}
-		if strings.HasPrefix(line, prefix) {
-			return line
-		}
-	}
-}
-
-// rest reads to the end of the connection (a reset counts as the end),
-// bounded.
-func (c *rawConn) rest() string {
-	c.t.Helper()
-	c.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	b, err := io.ReadAll(c.br)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		c.t.Fatalf("still open after the shutdown; read %d bytes", len(b))
-	}
-	return string(b)
 }
