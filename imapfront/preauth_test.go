@@ -376,6 +376,27 @@ func TestDrain(t *testing.T) {
 	<-done
 }
 
+// TestDrainDuringAuthenticate: a shutdown while the server waits for a SASL
+// response ends the session at once with the shutdown's BYE.
+func TestDrainDuringAuthenticate(t *testing.T) {
+	server, clientConn := pipeTCP(t)
+	drain := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer server.Close()
+		New(Options{}).ServeConn(t.Context(), &proxy.Conn{Conn: server, Drain: drain})
+	}()
+	c := &client{t: t, c: clientConn, br: newReader(clientConn)}
+	c.expect(greeting)
+	c.send("a AUTHENTICATE PLAIN\r\n")
+	c.expect("+ ")
+	close(drain)
+	c.expect("* BYE Server shutting down")
+	c.expectClosed()
+	<-done
+}
+
 // TestContextCancel ends a waiting session when its context ends.
 func TestContextCancel(t *testing.T) {
 	server, clientConn := pipeTCP(t)
