@@ -217,7 +217,8 @@ func (s *session) Data(r io.Reader) error {
 		return s.upstreamFailed("DATA", err)
 	}
 	// A reload or a shutdown that ends the session now lets this message
-	// finish (beginData before the transaction ends: never neither).
+	// finish. beginData comes before the transaction is marked over, so a
+	// drain at this moment sees one or the other, never an idle session.
 	s.cc.beginData()
 	defer s.cc.endData()
 	s.setTx(false) // the final reply ends the transaction, whatever it is
