@@ -43,6 +43,7 @@ const (
 	DefaultLogFormat           = "text"
 	DefaultMaxConnections      = 1000
 	DefaultIdleTimeout         = Duration(31 * time.Minute) // RFC 9051: IDLE clients re-issue every 29 min
+	DefaultIdleTimeoutSMTP     = Duration(5 * time.Minute)  // RFC 5321 section 4.5.3.2.7: at least 5 min per command
 	DefaultPreAuthTimeout      = Duration(time.Minute)      // the whole dialogue before login
 	MaxPreAuthTimeout          = Duration(10 * time.Minute) // longer only keeps idle connections' slots taken
 	DefaultMaxUpstreamSMTP     = 3                          // Exchange Online's concurrent SMTP AUTH limit per mailbox
@@ -225,6 +226,9 @@ func (s *Server) applyDefaults() {
 	}
 	if s.IdleTimeout == 0 {
 		s.IdleTimeout = DefaultIdleTimeout
+		if s.Protocol == ProtoSMTP {
+			s.IdleTimeout = DefaultIdleTimeoutSMTP
+		}
 	}
 	if s.PreAuthTimeout == 0 {
 		s.PreAuthTimeout = DefaultPreAuthTimeout

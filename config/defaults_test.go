@@ -31,6 +31,9 @@ func TestDefaults(t *testing.T) {
 	if smtp.MaxUpstreamPerIdentity != 3 {
 		t.Errorf("smtp max_upstream_per_identity = %d, want 3", smtp.MaxUpstreamPerIdentity)
 	}
+	if time.Duration(smtp.IdleTimeout) != 5*time.Minute {
+		t.Errorf("smtp idle_timeout = %v, want 5m (RFC 5321's minimum wait for a command)", smtp.IdleTimeout)
+	}
 	if imap.Upstream != "" || imap.UpstreamTLS != "" {
 		t.Errorf("imap upstream = %q/%q; want empty (taken from the provider)", imap.Upstream, imap.UpstreamTLS)
 	}

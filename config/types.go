@@ -78,8 +78,10 @@ type Server struct {
 	CAFile      string `yaml:"ca_file"`      // extra CA for the upstream certificate
 	// MaxConnections bounds concurrent client connections (default 1000).
 	MaxConnections int `yaml:"max_connections"`
-	// IdleTimeout ends a relayed session after this long without traffic
-	// (default 31m so IMAP IDLE survives).
+	// IdleTimeout ends a relayed IMAP or POP3 session after this long
+	// without traffic (default 31m so IMAP IDLE survives), and an SMTP
+	// session that waits this long for a command or message data, with
+	// 421 4.4.2 (default 5m, RFC 5321's minimum).
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// PreAuthTimeout bounds the whole dialogue before a successful login
 	// (greeting, capabilities, credentials), so a client that connects and

@@ -25,11 +25,17 @@ func (c *Config) Warnings() Problems {
 	return k.ps
 }
 
-// storeKeyWarning warns when the key file sits in the token store's
-// directory: one backup or volume then holds both.
+// storeKeyWarning warns when the key file sits in the token store's data
+// directory (/var/lib/xoauthd, a volume): one backup or volume of it then
+// holds both. A store kept beside the configuration, the single-directory
+// layout of the defaults, has no data directory of its own to warn about.
 func (k *checker) storeKeyWarning() {
 	c := k.c
-	if s := c.Store; s.KeyFile != "" && s.Path != "" && filepath.Dir(s.KeyFile) == filepath.Dir(s.Path) {
+	s := c.Store
+	if s.KeyFile == "" || s.Path == "" || filepath.Dir(s.Path) == filepath.Dir(c.Path) {
+		return
+	}
+	if filepath.Dir(s.KeyFile) == filepath.Dir(s.Path) {
 		k.ps = append(k.ps, Problem{Path: storeKeyPath, Line: c.lines.line(storeKeyPath), Msg: fmt.Sprintf(
 			"the key file %s is in the token store's directory: one backup or volume of it holds both, and with them "+
 				"every mailbox; keep the key apart, beside the configuration (the default) or in a secret, with "+

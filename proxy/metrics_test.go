@@ -139,7 +139,7 @@ func TestRelayCountsBytes(t *testing.T) {
 			ctx := WithMetrics(context.Background(), m, "imap")
 			done := make(chan RelayStats, 1)
 			go func() {
-				r := newRelay(e.client, e.upstream, 0, e.splice)
+				r := newRelay(e.client, e.upstream, RelayOptions{}, e.splice)
 				r.c2u.m = metricsFrom(ctx)
 				r.u2c.m = metricsFrom(ctx)
 				done <- r.run(ctx, nil, nil, nil)
@@ -169,7 +169,7 @@ func TestRelayTakesMetricsFromContext(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		Relay(ctx, nil, c, bufio.NewReader(strings.NewReader("")), u, nil, 0)
+		Relay(ctx, nil, c, bufio.NewReader(strings.NewReader("")), u, nil, RelayOptions{})
 	}()
 	io.WriteString(cp, "STAT\r\n")
 	readN(t, up, 6)

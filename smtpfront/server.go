@@ -186,6 +186,8 @@ func (s *Server) ServeConn(ctx context.Context, c *proxy.Conn) {
 	}
 	stop := context.AfterFunc(ctx, cc.cancel)
 	defer stop()
+	stopDrain := c.OnDrain(cc.drained)
+	defer stopDrain()
 	// A reload that removes the account or changes its password ends the
 	// session politely at its next command.
 	proxy.OnSessionClose(ctx, cc.sessionClosed)

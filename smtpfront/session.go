@@ -100,13 +100,17 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return err
 	}
 	if s.cc.draining() {
+		// This reply is the last one, even when drained has already
+		// asked for a goodbye.
 		s.cc.hangUp("")
+		s.cc.farewellSent.Store(true)
 		return replyShuttingDown
 	}
 	if err := s.pace(); err != nil { // pacing.go
 		return err
 	}
-	s.inTx, s.from, s.mailOpts, s.rcpts = false, from, upstreamMailOptions(opts), s.rcpts[:0]
+	s.setTx(false)
+	s.from, s.mailOpts, s.rcpts = from, upstreamMailOptions(opts), s.rcpts[:0]
 	// The RCPTs (and DATA) the client pipelined behind this MAIL go
 	// upstream with it.
 	rcpts, data := s.cc.pipelinedEnvelope(s.srv.maxPipelined)
@@ -131,7 +135,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		err = up.c.Mail(from, s.mailOpts)
 		up.conn.behind = nil
 		if err == nil {
-			s.inTx = true
+			s.setTx(true)
 			return nil
 		}
 		if attempt == 0 && !dialled && isStale(err) {
@@ -217,10 +221,12 @@ func (s *session) Data(r io.Reader) error {
 		// sends RSET.
 		return s.upstreamFailed("DATA", err)
 	}
-	s.inTx = false // the final reply ends the transaction, whatever it is
-	// A reload that ends the session now lets this message finish.
+	// A reload or a shutdown that ends the session now lets this message
+	// finish. beginData comes before the transaction is marked over, so a
+	// drain at this moment sees one or the other, never an idle session.
 	s.cc.beginData()
 	defer s.cc.endData()
+	s.setTx(false) // the final reply ends the transaction, whatever it is
 	// The message goes onto the upstream connection under go-smtp's client,
 	// stuffed by dotEncoder; only its final CRLF goes through the client's
 	// own DATA writer, which then ends the data and reads the reply.
@@ -323,10 +329,10 @@ func (s *session) Reset() {
 		s.discard("upstream session lost at RSET", err)
 	}
 	if !s.inTx || s.up == nil {
-		s.inTx = false
+		s.setTx(false)
 		return
 	}
-	s.inTx = false
+	s.setTx(false)
 	if err := s.up.c.Reset(); err != nil && isConnectionGone(err) {
 		s.discard("upstream session lost at RSET", err)
 	}
@@ -413,7 +419,14 @@ func (s *session) discard(why string, err error) {
 	s.up.abort()
 	s.up = nil
 	s.live.Store(nil)
-	s.inTx = false
+	s.setTx(false)
+}
+
+// setTx records whether a transaction is open, for the session and for the
+// drain (clientConn.inTx). The caller holds mu.
+func (s *session) setTx(open bool) {
+	s.inTx = open
+	s.cc.inTx.Store(open)
 }
 
 // upstreamFailed turns an upstream failure of cmd into the client's reply:

@@ -45,14 +45,18 @@ var commands = []command{
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, release := stopOnSignals(sigs, os.Stderr, os.Exit)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
+	signal.Stop(sigs)
+	release()
 	os.Exit(code)
 }
 
 // run dispatches args (without the program name) to a subcommand and
-// returns the exit status. ctx is cancelled on SIGINT and SIGTERM.
+// returns the exit status. ctx is cancelled on SIGINT and SIGTERM (a second
+// one exits at once: stopOnSignals).
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)

@@ -229,6 +229,7 @@ func (d *Daemon) handler(srv config.Server, key string, gw *proxy.Gateway) (prox
 		return smtpfront.New(smtpfront.Options{
 			Gateway:                gw,
 			PreAuthTimeout:         preAuth,
+			IdleTimeout:            idle,
 			MaxUpstreamPerIdentity: srv.MaxUpstreamPerIdentity,
 			AllowInsecureAuth:      plainLogin,
 			TLS:                    tlsConf,
