@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -236,7 +237,7 @@ func TestCredentialsCountThrottled(t *testing.T) {
 	if got := m.get("throttled smtp"); got != 0 {
 		t.Fatalf("throttled = %d before the limit", got)
 	}
-	if _, err := e.c.Authenticate(ctx, "alice", "secret", addrA); err != ErrThrottled {
+	if _, err := e.c.Authenticate(ctx, "alice", "secret", addrA); !errors.Is(err, ErrThrottled) {
 		t.Fatalf("Authenticate = %v, want ErrThrottled", err)
 	}
 	if got := m.get("throttled smtp"); got != 1 {
