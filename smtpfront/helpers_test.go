@@ -272,8 +272,9 @@ func newHarness(t testing.TB, opts ...any) *harness {
 	clientTLS := &tls.Config{RootCAs: pki.roots, ServerName: "localhost", MinVersion: tls.VersionTLS12,
 		ClientSessionCache: tls.NewLRUClientSessionCache(8)}
 	gw := &proxy.Gateway{
-		Auth:   h.auth,
-		Tokens: h.tokens,
+		Auth:    h.auth,
+		Tokens:  h.tokens,
+		Explain: func(err error, acct proxy.Account) (string, bool) { return why(err, diagnoseAccount(acct, "")) },
 		Upstream: func(proxy.Account) (*proxy.Dialer, error) {
 			return &proxy.Dialer{Addr: h.up.addr, Mode: dialMode, TLS: clientTLS,
 				DialTimeout: 5 * time.Second, HandshakeTimeout: 5 * time.Second}, nil

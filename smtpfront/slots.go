@@ -2,14 +2,11 @@ package smtpfront
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
-)
 
-// errNoSlot means every upstream session of an identity stayed busy for the
-// whole wait.
-var errNoSlot = errors.New("all upstream sessions of this identity are in use")
+	"github.com/xoauthd/xoauthd/proxy"
+)
 
 // slots limits the upstream SMTP sessions per identity (Exchange Online
 // accepts 3 concurrent submissions per mailbox and answers a fourth with
@@ -52,7 +49,7 @@ func (s *slots) acquire(ctx context.Context, identity string, wait time.Duration
 	case e.sem <- struct{}{}:
 		return s.releaser(identity, e), nil
 	case <-t.C:
-		err = errNoSlot
+		err = &proxy.IdentityLimitError{Identity: identity, Limit: s.max, Waited: wait}
 	case <-ctx.Done():
 		err = ctx.Err()
 	}

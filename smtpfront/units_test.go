@@ -76,8 +76,8 @@ func TestSlots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.acquire(ctx, "a", 10*time.Millisecond); !errors.Is(err, errNoSlot) {
-		t.Fatalf("third slot: %v, want errNoSlot", err)
+	if _, err := s.acquire(ctx, "a", 10*time.Millisecond); !errors.Is(err, proxy.ErrIdentityLimit) {
+		t.Fatalf("third slot: %v, want proxy.ErrIdentityLimit", err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()

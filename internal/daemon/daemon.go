@@ -240,7 +240,8 @@ func (d *Daemon) Start(ctx context.Context) error {
 func (d *Daemon) openListeners(ctx context.Context, servers []config.Server, keys []string) ([]*listener, error) {
 	var ls []*listener
 	for i, sc := range servers {
-		gw := &proxy.Gateway{Auth: d.creds, Tokens: d.tokens, Upstream: d.upstreamFunc(sc, keys[i]), Sessions: &d.sessions}
+		gw := &proxy.Gateway{Auth: d.creds, Tokens: classifiedTokens{d.tokens}, Upstream: d.upstreamFunc(sc, keys[i]),
+			Sessions: &d.sessions, Explain: explainLogin}
 		h, err := d.handler(sc, gw)
 		if err == nil {
 			var ln net.Listener
