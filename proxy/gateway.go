@@ -63,6 +63,15 @@ type Gateway struct {
 	// Explain, when set, explains failed logins for the audit line
 	// (LoginFailed).
 	Explain Explainer
+	// Limits, with MaxPerIdentity > 0, bounds the upstream sessions of an
+	// identity over every listener whose Gateway shares Limits and
+	// LimitKey (one key per protocol): Connect refuses a login over the
+	// limit at once with an *IdentityLimitError, before it dials. A session
+	// holds its place until its connection ends. Like Sessions, it counts
+	// connections accepted by a Server.
+	Limits         *IdentityLimits
+	LimitKey       string
+	MaxPerIdentity int
 }
 
 // LoginFunc speaks one protocol's XOAUTH2 login on a freshly dialled upstream

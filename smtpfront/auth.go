@@ -57,7 +57,7 @@ func (s *session) login(login, password, mech string) error {
 	if err != nil {
 		return s.loginRefused(login, mech, proxy.Account{}, err)
 	}
-	release, err := s.srv.slots.acquire(s.cc.ctx, acct.Identity, s.srv.opts.UpstreamWait)
+	release, err := s.srv.slots.Acquire(s.cc.ctx, "smtp", acct.Identity, s.srv.opts.MaxUpstreamPerIdentity, s.srv.opts.UpstreamWait)
 	if err != nil {
 		reply := s.loginRefused(login, mech, acct, err, slog.String("waited", s.srv.opts.UpstreamWait.String()))
 		s.cc.hangUp("")

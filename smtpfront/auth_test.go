@@ -254,7 +254,7 @@ func TestIdleTimeoutAfterLogin(t *testing.T) {
 	}
 	// The upstream session and the slot are given back.
 	h.log.waitFor(t, "result=success")
-	waitUntil(t, "the slot is given back", func() bool { return h.front.slots.inUse(testIdentity) == 0 })
+	waitUntil(t, "the slot is given back", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
 }
 
 func TestEndlessLineIsCut(t *testing.T) {

@@ -549,7 +549,7 @@ func TestBrokenClientDataIsNeverSubmitted(t *testing.T) {
 				return h.up.dataStarted == 1
 			})
 			tt.breakIt(h, tc)
-			waitUntil(t, "the session has ended", func() bool { return h.front.slots.inUse(testIdentity) == 0 })
+			waitUntil(t, "the session has ended", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
 			waitUntil(t, "the upstream session has ended", func() bool {
 				h.up.mu.Lock()
 				defer h.up.mu.Unlock()
