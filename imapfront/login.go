@@ -81,14 +81,6 @@ func (s *session) loginFailed(ctx context.Context, tag, login string, acct proxy
 // failureReply is the tagged reply's status and text for a failed login
 // (RFC 5530 §3 response codes).
 func failureReply(f proxy.Failure) string {
-	code := "UNAVAILABLE"
-	switch f.Class {
-	case proxy.ClassCredentials:
-		code = "AUTHENTICATIONFAILED"
-	case proxy.ClassAdmin:
-		code = "CONTACTADMIN"
-	case proxy.ClassLimit:
-		code = "LIMIT"
-	}
+	code := proxy.ByClass(f.Class, "UNAVAILABLE", "AUTHENTICATIONFAILED", "CONTACTADMIN", "LIMIT")
 	return "NO [" + code + "] " + f.Message + "."
 }

@@ -82,14 +82,6 @@ func (s *session) loginFailed(ctx context.Context, mech, login string, acct prox
 // [SYS/TEMP] when it may pass (RFC 3206 §4), [IN-USE] when the account has
 // as many sessions as allowed (RFC 2449 §8.1.2).
 func failureReply(f proxy.Failure) string {
-	code := "SYS/TEMP"
-	switch f.Class {
-	case proxy.ClassCredentials:
-		code = "AUTH"
-	case proxy.ClassAdmin:
-		code = "SYS/PERM"
-	case proxy.ClassLimit:
-		code = "IN-USE"
-	}
+	code := proxy.ByClass(f.Class, "SYS/TEMP", "AUTH", "SYS/PERM", "IN-USE")
 	return "-ERR [" + code + "] " + f.Message + ".\r\n"
 }

@@ -76,6 +76,20 @@ const (
 	ClassLimit
 )
 
+// ByClass returns the one of the four replies that answers class c; the
+// fronts name their protocol's replies with it.
+func ByClass[T any](c Class, temporary, credentials, admin, limit T) T {
+	switch c {
+	case ClassCredentials:
+		return credentials
+	case ClassAdmin:
+		return admin
+	case ClassLimit:
+		return limit
+	}
+	return temporary
+}
+
 // Failure is how a failed login is answered and audited.
 type Failure struct {
 	Outcome Outcome

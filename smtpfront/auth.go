@@ -98,13 +98,7 @@ func (s *session) loginRefused(login, mech string, acct proxy.Account, err error
 // an administrator must act, 454 4.7.0 when it may pass, 421 4.3.2 when
 // the account has as many sessions as allowed.
 func failureReply(f proxy.Failure) *smtp.SMTPError {
-	switch f.Class {
-	case proxy.ClassCredentials:
-		return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: f.Message}
-	case proxy.ClassAdmin:
-		return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: f.Message}
-	case proxy.ClassLimit:
-		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: f.Message}
-	}
-	return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: f.Message}
+	code, enhanced := proxy.ByClass(f.Class, 454, 535, 535, 421),
+		proxy.ByClass(f.Class, smtp.EnhancedCode{4, 7, 0}, smtp.EnhancedCode{5, 7, 8}, smtp.EnhancedCode{5, 7, 0}, smtp.EnhancedCode{4, 3, 2})
+	return &smtp.SMTPError{Code: code, EnhancedCode: enhanced, Message: f.Message}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,7 +65,7 @@ func newPolicyRig(t *testing.T, o policyRigOptions) *policyRig {
 	t.Cleanup(func() { r.sub.Close() })
 	addrs := make([]string, 4)
 	for i := range addrs {
-		addrs[i] = freeLoopback(t)
+		addrs[i] = freeAddr(t)
 	}
 	r.imap, r.imap2, r.opsRig.pop, r.smtp = addrs[0], addrs[1], addrs[2], addrs[3]
 	var b strings.Builder
@@ -125,17 +124,6 @@ func (r *policyRig) upstreamLogins(user string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.logins[user]
-}
-
-// freeLoopback returns a loopback address whose port was free just now.
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // loginIMAP logs in on a new connection and returns the tagged reply and
