@@ -47,9 +47,6 @@ func (g *Gateway) holdPlace(ctx context.Context, acct Account) (free func(), err
 	}
 	release, err := g.Limits.Acquire(ctx, g.LimitKey, acct.Identity, g.MaxPerIdentity, 0)
 	if err != nil {
-		if errors.Is(err, ErrIdentityLimit) {
-			metricsFrom(ctx).identityLimited()
-		}
 		return nil, err
 	}
 	stop := context.AfterFunc(sc.ctx, release)

@@ -140,11 +140,15 @@ func Classify(err error) Failure {
 type Explainer func(err error, acct Account) (text string, ok bool)
 
 // LoginFailed classifies err, writes the audit line of the failed login
-// (with the explanation from g.Explain when there is one, and attrs) and
-// returns the Failure for the front's reply. login is what the client sent;
-// acct is the account when the local check passed. g may be nil.
+// (with the explanation from g.Explain when there is one, and attrs), counts
+// a refusal at the identity limit in the metrics, and returns the Failure
+// for the front's reply. login is what the client sent; acct is the account
+// when the local check passed. g may be nil.
 func (g *Gateway) LoginFailed(ctx context.Context, log *slog.Logger, login string, acct Account, err error, attrs ...slog.Attr) Failure {
 	f := Classify(err)
+	if f.Outcome == OutcomeIdentityLimit {
+		metricsFrom(ctx).identityLimited()
+	}
 	all := make([]slog.Attr, 0, len(attrs)+2)
 	all = append(all, attrs...)
 	all = append(all, slog.Any("err", err))

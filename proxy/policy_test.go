@@ -78,6 +78,10 @@ func TestLoginFailedAudit(t *testing.T) {
 	if got := m.get("login imap failure"); got != 1 {
 		t.Errorf("login failures counted = %d, want 1", got)
 	}
+	g.LoginFailed(ctx, log, "erp", acct, &IdentityLimitError{Identity: acct.Identity, Limit: 3})
+	if got := m.get("limited imap"); got != 1 {
+		t.Errorf("identity-limited logins counted = %d, want 1", got)
+	}
 	// Nothing to explain, no gateway: no why.
 	buf.Reset()
 	(*Gateway)(nil).LoginFailed(ctx, log, "erp", Account{}, ErrBadCredentials)

@@ -164,6 +164,10 @@ func TestLoginFailureSameClassOnEveryFront(t *testing.T) {
 			if tt.before != nil {
 				tt.before()
 			}
+			limited := map[string]float64{}
+			for _, p := range protos {
+				limited[p] = r.metric(`xoauthd_logins_identity_limited_total{protocol="` + p + `"}`)
+			}
 			for _, p := range protos {
 				reply, w := logins[p](t, addrs[p], tt.acct)
 				w.closeAndDrain()
@@ -172,6 +176,13 @@ func TestLoginFailureSameClassOnEveryFront(t *testing.T) {
 				}
 				if !auditLine(r.logs.String(), p, tt.acct.login, "result="+tt.result, tt.log) {
 					t.Errorf("%s: no audit line with result=%s and %s", p, tt.result, tt.log)
+				}
+				want := limited[p]
+				if tt.class == "limit" {
+					want++
+				}
+				if got := r.metric(`xoauthd_logins_identity_limited_total{protocol="` + p + `"}`); got != want {
+					t.Errorf("%s: identity-limited logins counted %v, want %v", p, got, want)
 				}
 			}
 		})
