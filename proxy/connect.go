@@ -15,13 +15,14 @@ import (
 // until then, and a login over the limit is refused before anything else.
 func Connect[T any](ctx context.Context, g *Gateway, acct Account, login LoginFunc[T]) (T, error) {
 	var zero T
-	d, err := g.Upstream(acct)
-	if err != nil {
-		return zero, fmt.Errorf("choosing upstream for %s: %w", acct.Login, err)
-	}
 	free, err := g.holdPlace(ctx, acct)
 	if err != nil {
 		return zero, err
+	}
+	d, err := g.Upstream(acct)
+	if err != nil {
+		free()
+		return zero, fmt.Errorf("choosing upstream for %s: %w", acct.Login, err)
 	}
 	leave, err := g.Sessions.enter(ctx, acct.Login)
 	if err != nil {

@@ -214,9 +214,11 @@ func (c *Credentials) Authenticate(ctx context.Context, login, password string, 
 			}
 			continue // the check that was shared gave up: check again
 		case verdictFailure:
-			if _, _, err := c.throttle.failJoined(ctx, src, lk); err != nil {
+			a, l, err := c.throttle.failJoined(context.WithoutCancel(ctx), src, lk)
+			if err != nil {
 				return Account{}, err
 			}
+			c.logLimits(src, login, a, l)
 		}
 		return c.answer(acct, f.verdict, nil)
 	}
@@ -251,26 +253,29 @@ func (c *Credentials) verifyOnce(ctx context.Context, f *flight, key cacheKey, s
 	if err != nil {
 		return verdictNone, c.refused(ctx, err)
 	}
+	// An admitted check is settled even when the client has gone away: a
+	// guesser must not escape the count by hanging up.
+	sctx := context.WithoutCancel(ctx)
 	if !c.sleep(ctx, c.delay(prior)) {
-		_, _, serr := c.throttle.settle(ctx, src, lk, verdictNone)
+		_, _, serr := c.throttle.settle(sctx, src, lk, verdictNone)
 		return verdictNone, errors.Join(fmt.Errorf("waiting before checking the password of %s: %w", logLogin(login), context.Cause(ctx)), serr)
 	}
 	ok, err := c.verifyBounded(ctx, phc, password)
 	switch {
 	case err != nil && (known || ctx.Err() != nil):
-		_, _, serr := c.throttle.settle(ctx, src, lk, verdictNone)
+		_, _, serr := c.throttle.settle(sctx, src, lk, verdictNone)
 		if ctx.Err() != nil {
 			return verdictNone, errors.Join(err, serr)
 		}
 		f.err = errors.Join(fmt.Errorf("checking the password of %s: %w (hint: set its password_hash to the output of xoauthd hash-password)", logLogin(login), err), serr)
 		return verdictNone, f.err
 	case !known || !ok:
-		a, l, err := c.throttle.settle(ctx, src, lk, verdictFailure)
+		a, l, err := c.throttle.settle(sctx, src, lk, verdictFailure)
 		c.logLimits(src, login, a, l)
 		return verdictFailure, err
 	}
 	c.cache.add(key, c.now())
-	_, _, err = c.throttle.settle(ctx, src, lk, verdictSuccess)
+	_, _, err = c.throttle.settle(sctx, src, lk, verdictSuccess)
 	if err != nil {
 		c.log.Warn("forgetting the failed logins of a source after a good login", "source", src, "err", err)
 	}

@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -77,4 +79,55 @@ func TestIdentityLimits(t *testing.T) {
 	if _, err := l.Acquire(ctx, "imap", "a@contoso.test", 0, 0); err != nil {
 		t.Errorf("max 0: %v", err)
 	}
+}
+
+// TestConnectHoldsIdentityPlace checks Connect with Gateway.Limits: a
+// session holds its place while its connection lives, a login over the
+// limit is refused before anything is dialled, a failed login gives its
+// place back at once, and an ended connection frees its place.
+func TestConnectHoldsIdentityPlace(t *testing.T) {
+	d := plainUpstream(t)
+	var dials int
+	g := &Gateway{Tokens: &fakeTokens{current: "tok1"}, Upstream: func(Account) (*Dialer, error) { dials++; return d, nil },
+		Limits: &IdentityLimits{}, LimitKey: "imap", MaxPerIdentity: 1}
+	acct := Account{Login: "erp", Identity: "billing@contoso.com"}
+	ok := func(_ context.Context, conn net.Conn, _ *Dialer, _ Account, _ string) (net.Conn, error) {
+		return conn, nil
+	}
+	conn := func() (context.Context, context.CancelFunc) {
+		ctx, cancel := context.WithCancelCause(t.Context())
+		return withConnScope(ctx, cancel, nil), func() { cancel(nil) }
+	}
+	ctx1, end1 := conn()
+	up, err := Connect(ctx1, g, acct, ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	ctx2, end2 := conn()
+	defer end2()
+	dialsBefore := dials
+	if _, err := Connect(ctx2, g, acct, ok); !errors.Is(err, ErrIdentityLimit) {
+		t.Fatalf("second session: %v", err)
+	}
+	if dials != dialsBefore {
+		t.Error("the refused login chose an upstream")
+	}
+	end1()
+	waitFor(t, "the ended connection's place to be free", func() bool { return g.Limits.InUse("imap", acct.Identity) == 0 })
+	failing := func(_ context.Context, conn net.Conn, _ *Dialer, _ Account, _ string) (net.Conn, error) {
+		conn.Close()
+		return nil, fmt.Errorf("greeting: %w", ErrUpstreamUnavailable)
+	}
+	if _, err := Connect(ctx2, g, acct, failing); !errors.Is(err, ErrUpstreamUnavailable) {
+		t.Fatalf("failing login: %v", err)
+	}
+	if n := g.Limits.InUse("imap", acct.Identity); n != 0 {
+		t.Errorf("a failed login kept its place: %d in use", n)
+	}
+	up2, err := Connect(ctx2, g, acct, ok)
+	if err != nil {
+		t.Fatalf("after the first session ended: %v", err)
+	}
+	up2.Close()
 }
