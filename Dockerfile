@@ -13,8 +13,11 @@
 #   /etc/xoauthd/xoauthd.yaml  the configuration ($XOAUTHD_CONFIG). Mount the
 #                              directory, not the file, so edits (rename,
 #                              Kubernetes ConfigMap symlink swap) reach hot reload.
-#   /var/lib/xoauthd           the token store and, by default, its key
-#                              (store.path: /var/lib/xoauthd/tokens.json).
+#   /var/lib/xoauthd           the token store (store.path:
+#                              /var/lib/xoauthd/tokens.json). Its key belongs
+#                              apart from this volume: a file in the mounted
+#                              configuration directory (the default,
+#                              /etc/xoauthd/store.key) or a secret.
 #
 # Run:
 #   docker run -d --name xoauthd --read-only --cap-drop ALL \
@@ -26,8 +29,9 @@
 # shares the network namespace (deploy/) keeps 127.0.0.1.
 # The health check asks admin.listen from the configuration (keep it set, e.g.
 # 127.0.0.1:9925). Reload: docker kill -s HUP xoauthd, or edit the file.
-# Stop: sessions get 30 s to finish (serve --drain); give docker stop that
-# long (docker stop -t 40, compose stop_grace_period: 40s).
+# Stop: IMAP and POP3 sessions end at once, SMTP messages under way get up
+# to 8 s (serve --drain), and serve exits within 9 s: inside docker stop's
+# default 10 s. With a longer --drain, give docker stop -t at least 2 s more.
 
 ARG GO_VERSION=1.26
 

@@ -24,7 +24,7 @@ tidy-check:
 vet:
 	$(GO) vet $(PKGS)
 
-## test-short: quick run without the race detector; Dovecot tests skip if Dovecot is missing
+## test-short: quick run without the race detector; skips the tests that need Dovecot
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"maps"
 	"net"
+	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -40,12 +43,14 @@ const (
 	DefaultLogFormat           = "text"
 	DefaultMaxConnections      = 1000
 	DefaultIdleTimeout         = Duration(31 * time.Minute) // RFC 9051: IDLE clients re-issue every 29 min
+	DefaultIdleTimeoutSMTP     = Duration(5 * time.Minute)  // RFC 5321 section 4.5.3.2.7: at least 5 min per command
 	DefaultPreAuthTimeout      = Duration(time.Minute)      // the whole dialogue before login
 	MaxPreAuthTimeout          = Duration(10 * time.Minute) // longer only keeps idle connections' slots taken
 	DefaultMaxUpstreamSMTP     = 3                          // Exchange Online's concurrent SMTP AUTH limit per mailbox
 	DefaultMaxUpstream         = 20                         // commonly quoted IMAP/POP limit per mailbox
 	DefaultStoreFile           = "tokens.json"              // beside the configuration file
-	DefaultKeyFile             = "store.key"                // beside the token store
+	DefaultKeyFile             = "store.key"                // beside the configuration file, apart from the token store
+	DefaultTLSMinVersion       = "1.2"                      // local TLS; 1.0 and 1.1 only by opt-in
 	DefaultMicrosoftAuthority  = "https://login.microsoftonline.com"
 	DefaultMicrosoftTenant     = "organizations"
 	microsoftAppOnlyScope      = "https://outlook.office365.com/.default"
@@ -56,14 +61,29 @@ const (
 )
 
 // microsoftDelegatedScopes are requested for the user flows: one token serves
-// IMAP, POP3 and SMTP; openid/profile/email make the id_token name the user.
+// IMAP, POP3 and SMTP (oidcScopes are added to them).
 func microsoftDelegatedScopes() []string {
 	return []string{
 		"https://outlook.office.com/IMAP.AccessAsUser.All",
 		"https://outlook.office.com/POP.AccessAsUser.All",
 		"https://outlook.office.com/SMTP.Send",
-		"offline_access", "openid", "profile", "email",
+		"offline_access",
 	}
+}
+
+// oidcScopes are added to the scopes of a user flow, written ones
+// included, so that the provider returns an id_token naming who signed in
+// (the identity check of login and the token step). Microsoft names the
+// user in preferred_username (profile) or email; Google in email, so
+// Google's profile scope (name and picture) is not asked for.
+func oidcScopes(typ string) []string {
+	switch typ {
+	case TypeMicrosoft:
+		return []string{"openid", "profile", "email"}
+	case TypeGoogle:
+		return []string{"openid", "email"}
+	}
+	return nil
 }
 
 // presetUpstreams returns a fresh copy of a provider type's mail hosts.
@@ -99,7 +119,10 @@ func (c *Config) ApplyDefaults() {
 		c.Store.Path = filepath.Join(filepath.Dir(c.Path), DefaultStoreFile)
 	}
 	if c.Store.Key == "" && c.Store.KeyFile == "" {
-		c.Store.KeyFile = filepath.Join(filepath.Dir(c.Store.Path), DefaultKeyFile)
+		// Beside the configuration, not the store: the two are backed up and
+		// mounted apart (/etc/xoauthd, /var/lib/xoauthd), so one leaked
+		// backup or volume does not hold both (SECURITY.md).
+		c.Store.KeyFile = filepath.Join(filepath.Dir(c.Path), DefaultKeyFile)
 	}
 	c.applyNotifyDefaults() // tokens: and notify: (notify.go)
 	for name, p := range c.Providers {
@@ -124,6 +147,19 @@ func (c *Config) ApplyDefaults() {
 	}
 }
 
+// Resolved returns a copy of p with its type's preset filled in wherever p
+// leaves something empty, as Parse does for every provider of a
+// configuration (idempotent); p itself is not changed. This is the one
+// place that knows a type's endpoints, scopes and tenant default: package
+// tokens reads them from here.
+func (p *Provider) Resolved() *Provider {
+	q := *p
+	q.Scopes = slices.Clone(p.Scopes)
+	q.Upstreams = maps.Clone(p.Upstreams)
+	q.applyDefaults()
+	return &q
+}
+
 // applyDefaults fills the provider's flow, endpoints, scopes and upstreams
 // from its type's preset.
 func (p *Provider) applyDefaults() {
@@ -138,7 +174,9 @@ func (p *Provider) applyDefaults() {
 		if p.Authority == "" {
 			p.Authority = DefaultMicrosoftAuthority
 		}
-		base := strings.TrimRight(p.Authority, "/") + "/" + p.Tenant + microsoftEndpointsTemplate
+		// The tenant is one path segment ({tenant} in
+		// https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token).
+		base := strings.TrimRight(p.Authority, "/") + "/" + url.PathEscape(p.Tenant) + microsoftEndpointsTemplate
 		setDefault(&p.AuthURL, base+"authorize")
 		setDefault(&p.TokenURL, base+"token")
 		setDefault(&p.DeviceURL, base+"devicecode")
@@ -154,7 +192,14 @@ func (p *Provider) applyDefaults() {
 		setDefault(&p.TokenURL, googleTokenURL)
 		setDefault(&p.DeviceURL, googleDeviceURL)
 		if len(p.Scopes) == 0 {
-			p.Scopes = []string{"https://mail.google.com/", "openid", "email"}
+			p.Scopes = []string{"https://mail.google.com/"}
+		}
+	}
+	if p.Flow != FlowClientCredentials {
+		for _, s := range oidcScopes(p.Type) {
+			if !slices.Contains(p.Scopes, s) {
+				p.Scopes = append(p.Scopes, s)
+			}
 		}
 	}
 	preset := presetUpstreams(p.Type)
@@ -181,6 +226,9 @@ func (s *Server) applyDefaults() {
 	}
 	if s.IdleTimeout == 0 {
 		s.IdleTimeout = DefaultIdleTimeout
+		if s.Protocol == ProtoSMTP {
+			s.IdleTimeout = DefaultIdleTimeoutSMTP
+		}
 	}
 	if s.PreAuthTimeout == 0 {
 		s.PreAuthTimeout = DefaultPreAuthTimeout
@@ -196,6 +244,9 @@ func (s *Server) applyDefaults() {
 	}
 	if s.TLS != nil && s.TLS.Mode == "" {
 		s.TLS.Mode = TLSStartTLS
+	}
+	if s.TLS != nil && s.TLS.MinVersion == "" {
+		s.TLS.MinVersion = DefaultTLSMinVersion
 	}
 }
 

@@ -31,6 +31,9 @@ func TestDefaults(t *testing.T) {
 	if smtp.MaxUpstreamPerIdentity != 3 {
 		t.Errorf("smtp max_upstream_per_identity = %d, want 3", smtp.MaxUpstreamPerIdentity)
 	}
+	if time.Duration(smtp.IdleTimeout) != 5*time.Minute {
+		t.Errorf("smtp idle_timeout = %v, want 5m (RFC 5321's minimum wait for a command)", smtp.IdleTimeout)
+	}
 	if imap.Upstream != "" || imap.UpstreamTLS != "" {
 		t.Errorf("imap upstream = %q/%q; want empty (taken from the provider)", imap.Upstream, imap.UpstreamTLS)
 	}
@@ -84,7 +87,7 @@ func TestProviderPresets(t *testing.T) {
 				AuthURL:   "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize",
 				TokenURL:  "https://idp.test/token",
 				DeviceURL: "https://login.microsoftonline.com/organizations/oauth2/v2.0/devicecode",
-				Scopes:    []string{"a"}, Upstreams: msUp},
+				Scopes:    []string{"a", "openid", "profile", "email"}, Upstreams: msUp},
 		},
 		{
 			name: "google",
@@ -125,6 +128,25 @@ func sameProvider(a, b Provider) bool {
 			}
 			return true
 		}()
+}
+
+// TestResolved: Resolved fills a copy, escapes the tenant as one path
+// segment, and leaves the original alone.
+func TestResolved(t *testing.T) {
+	p := &Provider{Type: TypeMicrosoft, Tenant: "a b", Scopes: []string{"x"}, Upstreams: map[string]string{"imap": "h:1"}}
+	r := p.Resolved()
+	if r.TokenURL != "https://login.microsoftonline.com/a%20b/oauth2/v2.0/token" {
+		t.Errorf("token URL %q", r.TokenURL)
+	}
+	if !slices.Equal(r.Scopes, []string{"x", "openid", "profile", "email"}) || r.Upstreams["pop3"] == "" {
+		t.Errorf("resolved %+v", r)
+	}
+	if p.TokenURL != "" || !slices.Equal(p.Scopes, []string{"x"}) || len(p.Upstreams) != 1 || p.Flow != "" {
+		t.Errorf("the original changed: %+v", p)
+	}
+	if again := r.Resolved(); !sameProvider(*again, *r) {
+		t.Errorf("not idempotent: %+v", again)
+	}
 }
 
 // TestPresetsNotShared: filling one provider must not alias another's maps

@@ -21,13 +21,15 @@
 // the token store creates it (mode 0600).
 //
 // Defaults: log level info, format text; store.path tokens.json beside the
-// configuration file, store.key ${file:store.key} beside the token store;
+// configuration file, store.key ${file:store.key} beside the configuration
+// file too (apart from a store kept elsewhere; the old default beside the
+// store is still read when found there, with a warning, see Warnings);
 // tokens.keepalive 24h (0: off); notify.timeout 10s (notify.go);
 // provider flow authcode; microsoft tenant organizations and the
 // login.microsoftonline.com endpoints, Exchange Online delegated scopes
 // (app-only .default for client_credentials) and upstreams; google's
 // endpoints, https://mail.google.com/ and Gmail's upstreams; per server
-// max_connections 1000, idle_timeout 31m, preauth_timeout 60s (at most
+// max_connections 1000, idle_timeout 31m (smtp 5m), preauth_timeout 60s (at most
 // 10m), max_upstream_per_identity 3 for smtp and 20 otherwise, upstream_tls
 // by port (587 and 25 starttls, others implicit); an account's mailbox is its
 // identity, and its provider the only one when exactly one is configured.

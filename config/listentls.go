@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"net"
 	"strings"
 )
@@ -61,6 +62,7 @@ func (k *checker) listenerTLS(at string, s *Server) {
 		}
 	}
 	k.oneOf(at+".tls.mode", "TLS mode", t.Mode, tlsModes)
+	k.tlsVersion(at, s)
 }
 
 // validHost reports whether h is an IP address or a DNS host name.
@@ -82,4 +84,45 @@ func validHost(h string) bool {
 		}
 	}
 	return true
+}
+
+// tlsVersions maps the values of tls.min_version to crypto/tls versions, in
+// the order messages list them.
+var tlsVersions = []struct {
+	name string
+	v    uint16
+}{{"1.0", tls.VersionTLS10}, {"1.1", tls.VersionTLS11}, {"1.2", tls.VersionTLS12}, {"1.3", tls.VersionTLS13}}
+
+// TLSVersion returns the crypto/tls version of min_version (TLS 1.2 when
+// it is empty or unknown, which Validate reports).
+func (t *ListenerTLS) TLSVersion() uint16 {
+	for _, tv := range tlsVersions {
+		if tv.name == t.MinVersion {
+			return tv.v
+		}
+	}
+	return tls.VersionTLS12
+}
+
+// Legacy reports whether the listener accepts TLS 1.0 or 1.1.
+func (t *ListenerTLS) Legacy() bool { return t != nil && t.TLSVersion() < tls.VersionTLS12 }
+
+// tlsVersion checks tls.min_version and its acknowledgement off loopback.
+func (k *checker) tlsVersion(at string, s *Server) {
+	t := s.TLS
+	names := make([]string, len(tlsVersions))
+	known := false
+	for i, tv := range tlsVersions {
+		names[i] = tv.name
+		known = known || tv.name == t.MinVersion
+	}
+	if !known {
+		k.addf(at+".tls.min_version", "unknown TLS version %s; known: %s (write it quoted, like \"1.2\")",
+			quoteShort(t.MinVersion), strings.Join(names, ", "))
+		return
+	}
+	if t.Legacy() && !t.AllowLegacyOnNetwork && s.Listen != "" && !IsLoopbackListen(s.Listen) {
+		k.addf(at+".tls.min_version", "TLS %s on %s, which is not a loopback address: obsolete TLS would cross the network; "+
+			"listen on 127.0.0.1, or set allow_legacy_on_network: true under tls: if the network is trusted", t.MinVersion, quoteShort(s.Listen))
+	}
 }

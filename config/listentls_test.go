@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"strings"
 	"testing"
 )
@@ -68,6 +69,10 @@ func TestListenerTLSProblems(t *testing.T) {
 			msg: "or use self_signed: HOST"},
 		{name: "tls mode with self_signed", src: variant(t, at, at+"\n    tls: {self_signed: mail.test, mode: ssl}"), path: "servers[0].tls.mode", line: 10,
 			msg: `unknown TLS mode "ssl"; known: implicit, starttls`},
+		{name: "unknown min_version", src: variant(t, at, at+"\n    tls: {self_signed: mail.test, min_version: \"1.4\"}"), path: "servers[0].tls.min_version", line: 10,
+			msg: `unknown TLS version "1.4"; known: 1.0, 1.1, 1.2, 1.3`},
+		{name: "legacy TLS off loopback", src: variant(t, at, "listen: 0.0.0.0:1143\n    tls: {self_signed: mail.test, min_version: \"1.0\"}"), path: "servers[0].tls.min_version", line: 10,
+			msg: "set allow_legacy_on_network: true under tls: if the network is trusted"},
 		{name: "allow_plaintext not a bool", src: variant(t, at, at+"\n    allow_plaintext: maybe"), path: "servers[0].allow_plaintext", line: 10,
 			msg: "true or false"},
 	}
@@ -94,6 +99,26 @@ func TestListenerTLSAccepted(t *testing.T) {
 		}},
 		{"self-signed for an IP", variant(t, at, at+"\n    tls: {self_signed: \"192.0.2.10\", mode: implicit}"), func(t *testing.T, s Server) {
 			if s.TLS.SelfSigned != "192.0.2.10" || s.TLS.Mode != TLSImplicit {
+				t.Errorf("tls %+v", s.TLS)
+			}
+		}},
+		{"default min_version", variant(t, at, at+"\n    tls: {self_signed: mail.test}"), func(t *testing.T, s Server) {
+			if s.TLS.MinVersion != "1.2" || s.TLS.TLSVersion() != tls.VersionTLS12 || s.TLS.Legacy() {
+				t.Errorf("tls %+v, want TLS 1.2 by default", s.TLS)
+			}
+		}},
+		{"legacy on loopback, unquoted", variant(t, at, at+"\n    tls: {self_signed: mail.test, min_version: 1.0}"), func(t *testing.T, s Server) {
+			if s.TLS.TLSVersion() != tls.VersionTLS10 || !s.TLS.Legacy() {
+				t.Errorf("tls %+v, want TLS 1.0", s.TLS)
+			}
+		}},
+		{"legacy off loopback, acknowledged", variant(t, at, "listen: 0.0.0.0:1143\n    tls: {self_signed: mail.test, min_version: \"1.1\", allow_legacy_on_network: true}"), func(t *testing.T, s Server) {
+			if s.TLS.TLSVersion() != tls.VersionTLS11 || !s.TLS.AllowLegacyOnNetwork {
+				t.Errorf("tls %+v", s.TLS)
+			}
+		}},
+		{"TLS 1.3 only", variant(t, at, at+"\n    tls: {self_signed: mail.test, min_version: \"1.3\"}"), func(t *testing.T, s Server) {
+			if s.TLS.TLSVersion() != tls.VersionTLS13 || s.TLS.Legacy() {
 				t.Errorf("tls %+v", s.TLS)
 			}
 		}},
@@ -135,5 +160,79 @@ func TestValidHost(t *testing.T) {
 		if got := validHost(h); got != want {
 			t.Errorf("validHost(%q) = %v, want %v", h, got, want)
 		}
+	}
+}
+
+// TestWarningsLegacyTLS: a listener that accepts TLS 1.0 or 1.1 is a
+// warning with its path and line; TLS 1.2 and later are not.
+func TestWarningsLegacyTLS(t *testing.T) {
+	const at = "listen: 127.0.0.1:1143"
+	cfg, ps, _ := parseIn(t, variant(t, at, at+"\n    tls: {self_signed: mail.test, min_version: \"1.0\"}"))
+	if ps != nil {
+		t.Fatal(ps)
+	}
+	ws := warningsAt(cfg, "servers[0].tls.min_version")
+	if len(ws) != 1 || ws[0].Line != 10 || !strings.Contains(ws[0].Msg, "accepts TLS 1.0") {
+		t.Fatalf("warnings %v, want one for servers[0].tls.min_version on line 10", ws)
+	}
+	cfg, ps, _ = parseIn(t, variant(t, at, at+"\n    tls: {self_signed: mail.test}"))
+	if ps != nil {
+		t.Fatal(ps)
+	}
+	if ws := warningsAt(cfg, "servers[0].tls.min_version"); len(ws) != 0 {
+		t.Fatalf("warnings %v for TLS 1.2, want none", ws)
+	}
+}
+
+// warningsAt returns cfg's warnings at path.
+func warningsAt(cfg *Config, path string) Problems {
+	var out Problems
+	for _, w := range cfg.Warnings() {
+		if w.Path == path {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// TestWarningsStoreKey: a key file in the token store's directory, set or
+// found at the old default place, is a warning (SECURITY.md: one backup
+// must not hold both); the default beside the configuration, with the store
+// elsewhere, is not.
+func TestWarningsStoreKey(t *testing.T) {
+	key := strings.Repeat("ab", 32)
+	tests := []struct {
+		name, store string
+		files       map[string]string
+		path        string // "" means no warning
+	}{
+		{"key set beside the store", "store:\n  path: state/tokens.json\n  key: ${file:state/store.key}\n", nil, "store.key"},
+		{"old default found beside the store", "store:\n  path: state/tokens.json\n", map[string]string{"state/store.key": key}, "store.key"},
+		{"default apart from the store", "store:\n  path: state/tokens.json\n", nil, ""},
+		{"key in a secret", "store:\n  path: state/tokens.json\n  key: ${file:secrets/store.key}\n", nil, ""},
+	}
+	rest := validYAML[strings.Index(validYAML, "providers:"):]
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err, _ := parseWithFiles(t, tt.store+rest, tt.files)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got Problems
+			for _, w := range cfg.Warnings() {
+				if strings.Contains(w.Msg, "token store's directory") {
+					got = append(got, w)
+				}
+			}
+			if tt.path == "" {
+				if len(got) != 0 {
+					t.Fatalf("warnings %v, want none", got)
+				}
+				return
+			}
+			if len(got) != 1 || got[0].Path != tt.path || got[0].Line == 0 {
+				t.Fatalf("warnings %v, want one at %s with a line", got, tt.path)
+			}
+		})
 	}
 }

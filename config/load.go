@@ -59,8 +59,8 @@ func Load(path string) (*Config, error) {
 // Parse decodes a configuration strictly, resolves ${env:NAME} and
 // ${file:PATH} references in secret fields, fills in defaults and provider
 // presets and validates the result. Relative paths in the file (store.path,
-// ${file:}, ca_file, tls.cert, tls.key) are taken relative to the
-// directory of path. On any problem it returns a nil Config and Problems
+// ${file:}, ca_file, tls.cert, tls.key, client_certificate) are taken
+// relative to the directory of path. On any problem it returns a nil Config and Problems
 // holding every decode and validation problem, ordered by line.
 func Parse(data []byte, path string) (*Config, error) {
 	if len(data) > maxConfigBytes {
@@ -77,9 +77,13 @@ func Parse(data []byte, path string) (*Config, error) {
 	cfg.resolvePaths(refs)
 	cfg.Store.KeyFile = refs.keyFile
 	cfg.ApplyDefaults()
+	if cfg.Store.Key == "" && refs.keyFile == "" {
+		cfg.Store.adoptOldDefaultKey()
+	}
 	if cfg.Store.Key == "" && cfg.Store.KeyFile != "" {
 		d.readKey(cfg)
 	}
+	d.clientCertificates(cfg) // clientcert.go
 	problems, dropped := d.problems, d.dropped
 	vps, vdropped := cfg.validate()
 	for _, p := range vps {
@@ -183,6 +187,23 @@ func (d *decoder) readKey(cfg *Config) {
 	}
 }
 
+// adoptOldDefaultKey keeps an installation working that relied on the old
+// default key file, store.key beside the token store: when the default
+// (beside the configuration) does not exist and that one does, it is used,
+// and Warnings says to move it.
+func (s *Store) adoptOldDefaultKey() {
+	old := filepath.Join(filepath.Dir(s.Path), DefaultKeyFile)
+	if old == s.KeyFile {
+		return
+	}
+	if _, err := os.Stat(s.KeyFile); !errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if st, err := os.Stat(old); err == nil && st.Mode().IsRegular() {
+		s.KeyFile = old
+	}
+}
+
 // resolvePaths makes relative file paths relative to the configuration's
 // directory.
 func (c *Config) resolvePaths(r *resolver) {
@@ -192,6 +213,12 @@ func (c *Config) resolvePaths(r *resolver) {
 		}
 	}
 	rel(&c.Store.Path)
+	for _, p := range c.Providers {
+		if p != nil && p.ClientCertificate != nil {
+			rel(&p.ClientCertificate.Cert)
+			rel(&p.ClientCertificate.Key)
+		}
+	}
 	for i := range c.Servers {
 		s := &c.Servers[i]
 		rel(&s.CAFile)

@@ -265,7 +265,7 @@ func TestExample(t *testing.T) {
 	if len(cfg.Servers) != 3 || len(cfg.Accounts) != 2 {
 		t.Fatalf("%d servers, %d accounts; want 3, 2", len(cfg.Servers), len(cfg.Accounts))
 	}
-	if cfg.Store.KeyFile != "/var/lib/xoauthd/store.key" || cfg.Store.Path != "/var/lib/xoauthd/tokens.json" {
+	if cfg.Store.KeyFile != "/etc/xoauthd/store.key" || cfg.Store.Path != "/var/lib/xoauthd/tokens.json" {
 		t.Errorf("store = %+v", cfg.Store)
 	}
 	if a := cfg.Account("ERP-BILLING"); a == nil || a.Identity != "billing@contoso.com" {

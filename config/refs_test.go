@@ -88,8 +88,12 @@ func TestStoreKey(t *testing.T) {
 		{name: "file present", store: "store:\n  key: ${file:keys/store.key}\n", files: map[string]string{"keys/store.key": key + "\n"}, keyFile: "keys/store.key", key: key},
 		{name: "file with a bad key", store: "store:\n  key: ${file:store.key}\n", files: map[string]string{"store.key": "short\n"}, problem: "must be 32 random bytes", probLine: 2},
 		{name: "file is a directory", store: "store:\n  key: ${file:keys}\n", files: map[string]string{"keys/x": "x"}, problem: "is not a regular file", probLine: 2},
-		{name: "default beside the store", store: "store:\n  path: state/tokens.json\n", keyFile: "state/store.key"},
-		{name: "default read when present", store: "store:\n  path: state/tokens.json\n", files: map[string]string{"state/store.key": key}, keyFile: "state/store.key", key: key},
+		{name: "default beside the configuration", store: "store:\n  path: state/tokens.json\n", keyFile: "store.key"},
+		{name: "default read when present", store: "store:\n  path: state/tokens.json\n", files: map[string]string{"store.key": key}, keyFile: "store.key", key: key},
+		// An installation that relied on the old default keeps working (and
+		// is warned, see TestWarningsStoreKey).
+		{name: "old default beside the store", store: "store:\n  path: state/tokens.json\n", files: map[string]string{"state/store.key": key}, keyFile: "state/store.key", key: key},
+		{name: "new default wins over the old", store: "store:\n  path: state/tokens.json\n", files: map[string]string{"store.key": key, "state/store.key": "x"}, keyFile: "store.key", key: key},
 		{name: "no store section", store: "", keyFile: "store.key"},
 		{name: "env", store: "store:\n  key: ${env:XOAUTHD_TEST_KEY}\n", key: key},
 		{name: "literal base64", store: "store:\n  key: q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=\n", key: "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="},
@@ -98,11 +102,7 @@ func TestStoreKey(t *testing.T) {
 	rest := validYAML[strings.Index(validYAML, "providers:"):]
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			for name, content := range tt.files {
-				writeFile(t, filepath.Join(dir, name), content)
-			}
-			cfg, err := Parse([]byte(tt.store+rest), filepath.Join(dir, "xoauthd.yaml"))
+			cfg, err, dir := parseWithFiles(t, tt.store+rest, tt.files)
 			if tt.problem != "" {
 				ps, _ := err.(Problems)
 				if len(ps) != 1 || ps[0].Path != "store.key" || ps[0].Line != tt.probLine || !strings.Contains(ps[0].Msg, tt.problem) {
@@ -192,4 +192,16 @@ func TestDefaultPath(t *testing.T) {
 	if got := DefaultPath(); got != "xoauthd.yaml" {
 		t.Errorf("with ./xoauthd.yaml: %q", got)
 	}
+}
+
+// parseWithFiles parses src as xoauthd.yaml in a fresh directory that also
+// holds files (relative name to content), and returns that directory.
+func parseWithFiles(t *testing.T, src string, files map[string]string) (*Config, error, string) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		writeFile(t, filepath.Join(dir, name), content)
+	}
+	cfg, err := Parse([]byte(src), filepath.Join(dir, "xoauthd.yaml"))
+	return cfg, err, dir
 }

@@ -49,7 +49,7 @@ type Provider struct {
 	Type         string   `yaml:"type"`          // microsoft | google | custom
 	Tenant       string   `yaml:"tenant"`        // microsoft: GUID, domain, organizations, common, consumers
 	ClientID     string   `yaml:"client_id"`     //
-	ClientSecret Secret   `yaml:"client_secret"` // empty: public client
+	ClientSecret Secret   `yaml:"client_secret"` // empty: public client (or a client_certificate)
 	Flow         string   `yaml:"flow"`          // authcode | device | client_credentials
 	Authority    string   `yaml:"authority"`     // microsoft: default https://login.microsoftonline.com
 	AuthURL      string   `yaml:"auth_url"`      // filled from the preset unless set
@@ -58,6 +58,9 @@ type Provider struct {
 	Scopes       []string `yaml:"scopes"`        // filled from the preset unless set
 	// Upstreams are the default upstream host:port per protocol (imap, pop3, smtp).
 	Upstreams map[string]string `yaml:"upstreams"`
+	// ClientCertificate authenticates the app with a certificate instead
+	// of ClientSecret (clientcert.go).
+	ClientCertificate *ClientCertificate `yaml:"client_certificate"`
 	// Line is the line of this entry in the file, for messages.
 	Line int `yaml:"-"`
 }
@@ -71,8 +74,10 @@ type Server struct {
 	CAFile      string `yaml:"ca_file"`      // extra CA for the upstream certificate
 	// MaxConnections bounds concurrent client connections (default 1000).
 	MaxConnections int `yaml:"max_connections"`
-	// IdleTimeout ends a relayed session after this long without traffic
-	// (default 31m so IMAP IDLE survives).
+	// IdleTimeout ends a relayed IMAP or POP3 session after this long
+	// without traffic (default 31m so IMAP IDLE survives), and an SMTP
+	// session that waits this long for a command or message data, with
+	// 421 4.4.2 (default 5m, RFC 5321's minimum).
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// PreAuthTimeout bounds the whole dialogue before a successful login
 	// (greeting, capabilities, credentials), so a client that connects and
@@ -87,6 +92,13 @@ type Server struct {
 	// TLS, or with TLS but accepting logins before STARTTLS/STLS: passwords
 	// then cross the network in clear text. Off by default (LoginNeedsTLS).
 	AllowPlaintext bool `yaml:"allow_plaintext"`
+	// NoAuth lets clients from some networks send without AUTH, as one
+	// account (smtp only; noauth.go).
+	NoAuth *NoAuth `yaml:"no_auth"`
+	// SendRate paces the messages of each identity sent through this SMTP
+	// server, unless the account sets its own; nil: the provider's default
+	// (sendrate.go).
+	SendRate *SendRate `yaml:"send_rate"`
 	// Line is the line of this entry in the file, for messages.
 	Line int `yaml:"-"`
 }
@@ -100,6 +112,15 @@ type ListenerTLS struct {
 	Key        string `yaml:"key"`         // PEM private key
 	SelfSigned string `yaml:"self_signed"` // host name or IP address; instead of cert and key
 	Mode       string `yaml:"mode"`        // starttls (default) | implicit
+	// MinVersion is the oldest TLS version accepted from mail clients:
+	// "1.2" (default) or "1.3"; "1.0" or "1.1" let in legacy clients that
+	// cannot do better (.NET Framework's SmtpClient), with the CBC cipher
+	// suites they offer. On the local hop only: the upstream stays at TLS
+	// 1.2 or later. Read it with TLSVersion.
+	MinVersion string `yaml:"min_version"`
+	// AllowLegacyOnNetwork acknowledges a min_version below 1.2 on a
+	// listener that is not on a loopback address.
+	AllowLegacyOnNetwork bool `yaml:"allow_legacy_on_network"`
 }
 
 // Account maps a local login to an OAuth identity and mailbox.
@@ -110,6 +131,9 @@ type Account struct {
 	Mailbox      string `yaml:"mailbox"`       // IMAP/POP3 user=; default identity
 	Provider     string `yaml:"provider"`      // key in providers:
 	Line         int    `yaml:"-"`
+	// SendRate paces this account's messages through SMTP; nil: the
+	// server's send_rate or the provider's default (sendrate.go).
+	SendRate *SendRate `yaml:"send_rate"`
 }
 
 // Duration is a time.Duration written with units in YAML ("30s", "31m").

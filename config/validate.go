@@ -100,7 +100,7 @@ func (k *checker) store() {
 			k.addf("store.key", "%v", err)
 		}
 	case s.KeyFile == "":
-		k.addf("store.key", "missing; set key: ${file:/var/lib/xoauthd/store.key} (created on first run)")
+		k.addf("store.key", "missing; set key: ${file:/etc/xoauthd/store.key}, apart from the token store (created on first run when its directory is writable)")
 	}
 }
 
@@ -118,9 +118,7 @@ func (k *checker) provider(name string, p *Provider) {
 	if p.ClientID == "" {
 		k.addf(at+".client_id", "missing; copy the application (client) ID of the app registration")
 	}
-	if p.Flow == FlowClientCredentials && p.ClientSecret == "" {
-		k.addf(at+".client_secret", "missing; the client_credentials flow needs one, e.g. client_secret: ${env:CLIENT_SECRET}")
-	}
+	k.clientCertificate(at, p) // client_secret: and client_certificate: (clientcert.go)
 	switch p.Type {
 	case TypeMicrosoft:
 		k.microsoft(at, p)
@@ -235,6 +233,7 @@ func (k *checker) servers() {
 			k.addf(at+".preauth_timeout", "must be at most %s: a longer wait only lets idle clients hold connection slots", time.Duration(MaxPreAuthTimeout))
 		}
 		k.listenerTLS(at, s) // tls: and allow_plaintext: (listentls.go)
+		k.smtpOnly(at, s)    // no_auth: and send_rate: (noauth.go)
 	}
 }
 

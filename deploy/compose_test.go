@@ -78,8 +78,8 @@ func TestComposeXoauthd(t *testing.T) {
 			t.Errorf("--drain %q: %v", v, err)
 		}
 	}
-	if grace, err := time.ParseDuration(x.StopGrace); err != nil || grace <= drain {
-		t.Errorf("stop_grace_period %q must exceed the drain %v (docker stop kills after 10 s by default)", x.StopGrace, drain)
+	if grace, err := time.ParseDuration(x.StopGrace); err != nil || grace < drain+stopMargin {
+		t.Errorf("stop_grace_period %q must exceed the drain %v by %v (docker stop kills after 10 s by default)", x.StopGrace, drain, stopMargin)
 	}
 	if x.Healthcheck == nil || len(x.Healthcheck.Test) < 3 || x.Healthcheck.Test[0] != "CMD" {
 		t.Fatalf("healthcheck %+v: want [CMD, %s, health]", x.Healthcheck, binary)

@@ -28,10 +28,13 @@ import (
 
 // Facts the deployment files share with the image and the code.
 const (
-	binary        = "/usr/local/bin/xoauthd" // where the Dockerfile installs it
-	imageConfig   = "/etc/xoauthd/xoauthd.yaml"
-	stateDir      = "/var/lib/xoauthd"
-	defaultDrain  = 30 * time.Second // serve's default --drain
+	binary       = "/usr/local/bin/xoauthd" // where the Dockerfile installs it
+	imageConfig  = "/etc/xoauthd/xoauthd.yaml"
+	stateDir     = "/var/lib/xoauthd"
+	defaultDrain = 8 * time.Second // serve's default --drain (TestDefaultDrain)
+	// stopMargin is what a stop grace period must leave beyond the drain:
+	// serve's exitSlack (1 s) to close what is left, and a second to spare.
+	stopMargin    = 2 * time.Second
 	cmdDir        = "../cmd/xoauthd"
 	dockerfile    = "../Dockerfile"
 	exampleConfig = "../config.example.yaml"
@@ -488,7 +491,7 @@ func TestSystemdUnit(t *testing.T) {
 		checkSysusers(t, "systemd/xoauthd.sysusers", user)
 	}
 	if stop, _ := u.last("Service", "TimeoutStopSec"); !longerThanDrain(stop) {
-		t.Errorf("TimeoutStopSec=%q: must exceed serve's %v drain", stop, defaultDrain)
+		t.Errorf("TimeoutStopSec=%q: must exceed serve's %v drain by %v", stop, defaultDrain, stopMargin)
 	}
 	if wanted, _ := u.last("Install", "WantedBy"); wanted != "multi-user.target" {
 		t.Errorf("[Install] WantedBy=%q", wanted)
@@ -514,15 +517,40 @@ func TestSystemdUnit(t *testing.T) {
 	if !strings.HasPrefix(cfg.Store.Path, "/var/lib/"+state+"/") {
 		t.Errorf("config.example.yaml store.path %s is outside StateDirectory /var/lib/%s", cfg.Store.Path, state)
 	}
+	// Its key is apart from the store (SECURITY.md), where the service can
+	// read it: in ConfigurationDirectory, which the install steps fill.
+	if path.Dir(cfg.Store.KeyFile) != "/etc/"+confDir || len(cfg.Warnings()) != 0 {
+		t.Errorf("config.example.yaml store key %s: want it in ConfigurationDirectory /etc/%s, apart from the store (warnings: %v)",
+			cfg.Store.KeyFile, confDir, cfg.Warnings())
+	}
+	if unit := string(readFile(t, name)); !strings.Contains(unit, "> "+cfg.Store.KeyFile) {
+		t.Errorf("the install steps in %s do not create the store key %s", name, cfg.Store.KeyFile)
+	}
 	verifyUnit(t, name)
 }
 
 // longerThanDrain reports whether a systemd time span like "45s" or "1min"
-// exceeds the default drain.
+// exceeds the default drain by stopMargin.
 func longerThanDrain(span string) bool {
 	span = strings.ReplaceAll(strings.ReplaceAll(span, "min", "m"), "sec", "s")
 	d, err := time.ParseDuration(span)
-	return err == nil && d > defaultDrain
+	return err == nil && d >= defaultDrain+stopMargin
+}
+
+// TestDefaultDrain: defaultDrain is serve's, and serve's default exits
+// within the 10 s that docker stop waits by default.
+func TestDefaultDrain(t *testing.T) {
+	src := string(readFile(t, cmdDir+"/serve.go"))
+	m := regexp.MustCompile(`defaultDrain = (\d+) \* time\.Second`).FindStringSubmatch(src)
+	if m == nil {
+		t.Fatal("serve.go does not define defaultDrain as N * time.Second")
+	}
+	if got := m[1] + "s"; got != defaultDrain.String() {
+		t.Errorf("serve's default drain is %s, these tests assume %v", got, defaultDrain)
+	}
+	if defaultDrain+stopMargin > 10*time.Second {
+		t.Errorf("the default drain %v does not leave %v inside docker stop's 10 s", defaultDrain, stopMargin)
+	}
 }
 
 // checkSysusers checks that the sysusers.d file creates user.

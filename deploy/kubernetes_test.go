@@ -195,8 +195,8 @@ func TestKubernetesDeployment(t *testing.T) {
 	if s.isInit && s.xoauthd.RestartPolicy != "Always" {
 		t.Errorf("xoauthd is an init container with restartPolicy %q: a native sidecar needs Always", s.xoauthd.RestartPolicy)
 	}
-	if grace := time.Duration(pod.TerminationGracePeriodSeconds) * time.Second; grace <= drainOf(t, s.xoauthd) {
-		t.Errorf("terminationGracePeriodSeconds %v does not cover the drain %v", grace, drainOf(t, s.xoauthd))
+	if grace := time.Duration(pod.TerminationGracePeriodSeconds) * time.Second; grace < drainOf(t, s.xoauthd)+stopMargin {
+		t.Errorf("terminationGracePeriodSeconds %v does not cover the drain %v and %v", grace, drainOf(t, s.xoauthd), stopMargin)
 	}
 	img := s.xoauthd.Image
 	if !strings.Contains(img, "xoauthd:") || strings.HasSuffix(img, ":latest") {

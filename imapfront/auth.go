@@ -136,6 +136,8 @@ func (s *session) saslFailed(tag string, err error) (user, pass string, ok, goOn
 		return "", "", false, s.badf(tag, "Invalid base64 in SASL response")
 	case errors.As(err, &pe):
 		s.bye(pe.msg)
+	case errors.Is(err, os.ErrDeadlineExceeded) && s.draining():
+		s.bye(byeShutdown)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.bye(autologout)
 	}

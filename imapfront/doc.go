@@ -33,6 +33,10 @@
 // refuses LOGIN and AUTHENTICATE with NO [PRIVACYREQUIRED] (RFC 5530)
 // without checking the credentials; the daemon allows plaintext logins on
 // loopback listeners, where the password does not leave the machine.
+// Without local TLS, STARTTLS is answered BAD with the reason and the
+// session goes on (clients such as fetchmail try it unannounced); any other
+// unknown first command ends the session with BYE, since it is likely
+// another protocol talking to the port.
 //
 // Not supported before login: other SASL mechanisms, ENABLE, COMPRESS, and
 // any mailbox command (answered BAD; nothing is forwarded upstream before

@@ -56,7 +56,8 @@ func (s *session) login(ctx context.Context, tag, user, pass string, stop func()
 	// idle relayed session does not pin the pre-auth line buffer.
 	br := s.br
 	s.br, s.r = nil, cmdReader{}
-	proxy.Relay(ctx, log, s.client, br, up.conn, up.br, s.srv.opts.IdleTimeout)
+	proxy.Relay(ctx, log, s.client, br, up.conn, up.br, proxy.RelayOptions{
+		Idle: s.srv.opts.IdleTimeout, Drain: s.c.Drain, Farewell: &farewell{}})
 	return false
 }
 

@@ -178,7 +178,7 @@ func TestPreAuthTranscripts(t *testing.T) {
 		}},
 		{name: "starttls without local tls", steps: []step{
 			{"a NOOP\r\n", lines("a OK NOOP completed")},
-			{"b STARTTLS\r\n", lines("b BAD Unknown command or not allowed before login")},
+			{"b STARTTLS\r\n", lines("b " + replyNoLocalTLS)},
 		}},
 		{name: "too many errors", steps: []step{
 			{"a NOOP\r\n", lines("a OK NOOP completed")},
@@ -355,8 +355,8 @@ func TestRefuse(t *testing.T) {
 	c.expectClosed()
 }
 
-// TestDrain ends a session that has not logged in at its next command once
-// the server drains.
+// TestDrain ends a session that has not logged in at once when the server
+// drains, with a BYE, also while it waits for the client's next command.
 func TestDrain(t *testing.T) {
 	server, clientConn := pipeTCP(t)
 	drain := make(chan struct{})
@@ -371,7 +371,27 @@ func TestDrain(t *testing.T) {
 	c.send("a NOOP\r\n")
 	c.expect("a OK NOOP completed")
 	close(drain)
-	c.send("b NOOP\r\n")
+	c.expect("* BYE Server shutting down")
+	c.expectClosed()
+	<-done
+}
+
+// TestDrainDuringAuthenticate: a shutdown while the server waits for a SASL
+// response ends the session at once with the shutdown's BYE.
+func TestDrainDuringAuthenticate(t *testing.T) {
+	server, clientConn := pipeTCP(t)
+	drain := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer server.Close()
+		New(Options{}).ServeConn(t.Context(), &proxy.Conn{Conn: server, Drain: drain})
+	}()
+	c := &client{t: t, c: clientConn, br: newReader(clientConn)}
+	c.expect(greeting)
+	c.send("a AUTHENTICATE PLAIN\r\n")
+	c.expect("+ ")
+	close(drain)
 	c.expect("* BYE Server shutting down")
 	c.expectClosed()
 	<-done

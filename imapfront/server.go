@@ -159,7 +159,14 @@ func (s *session) run(ctx context.Context) {
 	if err := s.c.SetDeadline(time.Now().Add(s.srv.opts.PreAuthTimeout)); err != nil {
 		return
 	}
-	stop := context.AfterFunc(ctx, func() { _ = s.c.SetDeadline(time.Now()) })
+	stopCtx := context.AfterFunc(ctx, func() { _ = s.c.SetDeadline(time.Now()) })
+	// A shutdown ends the dialogue at once: a waiting read fails and the
+	// client gets a BYE (readFailed). A write is not cut.
+	stopDrain := s.c.OnDrain(func() { _ = s.c.SetReadDeadline(time.Now()) })
+	stop := func() bool {
+		stopDrain()
+		return stopCtx()
+	}
 	defer stop()
 	if s.srv.opts.ImplicitTLS && !s.handshake() {
 		return
@@ -176,6 +183,10 @@ func (s *session) run(ctx context.Context) {
 // loop reads and runs commands until the session ends.
 func (s *session) loop(ctx context.Context, stop func() bool) {
 	for {
+		if s.draining() {
+			s.bye(byeShutdown)
+			return
+		}
 		cmd, err := s.r.read()
 		if err != nil {
 			if !s.readFailed(ctx, err) {
@@ -186,7 +197,7 @@ func (s *session) loop(ctx context.Context, stop func() bool) {
 		first := !s.commanded
 		s.commanded = true
 		if s.draining() {
-			s.bye("Server shutting down")
+			s.bye(byeShutdown)
 			return
 		}
 		if !s.dispatch(ctx, cmd, first, stop) {
@@ -207,9 +218,7 @@ func (s *session) dispatch(ctx context.Context, cmd *command, first bool, stop f
 	case "ID":
 		return s.id(cmd)
 	case "STARTTLS":
-		if s.srv.opts.TLS != nil {
-			return s.startTLS(cmd)
-		}
+		return s.startTLS(cmd)
 	case "LOGIN", "AUTHENTICATE":
 		if !s.loginAllowed() {
 			return s.loginDisabled(ctx, cmd)
@@ -247,8 +256,8 @@ func (s *session) readFailed(ctx context.Context, err error) bool {
 			return s.badf(tag, "[%s] %s", pe.code, pe.msg)
 		}
 		return s.badf(tag, "%s", pe.msg)
-	case ctx.Err() != nil:
-		s.bye("Server shutting down")
+	case ctx.Err() != nil, s.draining() && errors.Is(err, os.ErrDeadlineExceeded):
+		s.bye(byeShutdown)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.log.Debug("pre-auth timeout", "timeout", s.srv.opts.PreAuthTimeout)
 		s.bye(autologout)

@@ -12,6 +12,9 @@ import (
 const (
 	replyBeginTLS      = "OK Begin TLS negotiation now"
 	replyLoginDisabled = "NO [PRIVACYREQUIRED] Logins need TLS on this port: use STARTTLS first."
+	// replyNoLocalTLS answers STARTTLS on a listener without tls: (RFC 9051
+	// §6.2.1 lists BAD for a command the server does not take now).
+	replyNoLocalTLS = "BAD STARTTLS is not available: local TLS is not configured on this port"
 )
 
 // whyLoginDisabled is the cause and the fix of a login refused before
@@ -61,12 +64,16 @@ func (s *session) loginDisabled(ctx context.Context, cmd *command) bool {
 	return s.countFailure()
 }
 
-// startTLS runs STARTTLS (RFC 3501 §6.2.1) and reports whether the session
-// goes on. Whatever the client sent after the command and before the
+// startTLS runs STARTTLS (RFC 3501 §6.2.1), or refuses it on a listener
+// without local TLS, and reports whether the session goes on. Whatever the client sent after the command and before the
 // handshake is discarded: it came in plaintext and must not be taken as
 // sent over TLS (command injection, CVE-2011-0411).
 func (s *session) startTLS(cmd *command) bool {
 	switch {
+	case s.srv.opts.TLS == nil:
+		// Some clients (fetchmail) try STARTTLS unannounced: say why it is
+		// refused and keep the session, so they can go on without TLS.
+		return s.writeLine(cmd.tag+" "+replyNoLocalTLS) == nil
 	case s.tls != nil:
 		return s.badf(cmd.tag, "TLS is already active")
 	case len(cmd.args) != 0:

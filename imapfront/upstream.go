@@ -25,6 +25,9 @@ const (
 	// maxUpstreamLiteral bounds a literal in an untagged response during
 	// login (skipped, never stored).
 	maxUpstreamLiteral = 64 * 1024
+	// maxUpstreamResponse bounds one response during login, its lines and
+	// literals together.
+	maxUpstreamResponse = 256 * 1024
 	// maxUpstreamResponses bounds the untagged responses read while waiting
 	// for one tagged reply.
 	maxUpstreamResponses = 1000
@@ -48,6 +51,55 @@ type upstream struct {
 	conn net.Conn
 	br   *bufio.Reader // may hold untagged data sent after the last reply
 	caps string        // post-login capabilities, space separated; may be empty
+}
+
+// Upstream is a logged-in IMAP upstream connection.
+type Upstream struct {
+	// Conn is the connection, TLS after STARTTLS; the caller closes it.
+	Conn net.Conn
+	// Reader reads Conn; it may hold responses sent after the last reply
+	// of the login.
+	Reader *bufio.Reader
+	// Capabilities are the upstream's capabilities after the login.
+	Capabilities []string
+}
+
+// LoginOptions adjust LoginUpstream. The zero value is usable.
+type LoginOptions struct {
+	// Tag is the tag of AUTHENTICATE (the proxy uses its client's);
+	// empty means "A1".
+	Tag string
+	// Log receives the debug line about an error challenge; nil discards it.
+	Log *slog.Logger
+	// Trace, when set, wraps the connection for the protocol trace; the
+	// returned Conn is never the wrapper.
+	Trace func(net.Conn) net.Conn
+}
+
+// LoginUpstream is the IMAP upstream login: on conn, a fresh connection
+// from d, it reads the greeting, runs STARTTLS in starttls mode,
+// AUTHENTICATE XOAUTH2 as acct.Mailbox (with SASL-IR when offered; an error
+// challenge gets the empty response), CAPABILITY when the OK carried none,
+// and the LIST "" "" probe that shows Exchange's "authenticated but not
+// connected" before anyone is told OK. It is the login that serve runs for
+// every client, and that "xoauthd check" and the benchmark run too.
+//
+// An error wraps proxy.ErrUpstreamRejected when the upstream refused the
+// token and proxy.ErrUpstreamUnavailable when it failed otherwise; it
+// carries the upstream's reply as a *diagnose.Reply and the stage that
+// failed (proxy.StageOf). conn is closed on any error.
+func LoginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct proxy.Account, token string, opts LoginOptions) (*Upstream, error) {
+	if opts.Tag == "" {
+		opts.Tag = "A1"
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	up, err := loginUpstreamTraced(opts.Tag, opts.Log, opts.Trace)(ctx, conn, d, acct, token)
+	if err != nil {
+		return nil, err
+	}
+	return &Upstream{Conn: up.conn, Reader: up.br, Capabilities: strings.Fields(up.caps)}, nil
 }
 
 // loginUpstream returns the proxy.LoginFunc that logs in to the IMAP
@@ -108,20 +160,20 @@ func (u *upLogin) run(ctx context.Context, d *proxy.Dialer, acct proxy.Account, 
 
 	caps, err := u.greeting()
 	if err != nil {
-		return nil, err
+		return nil, proxy.AtStage(proxy.StageGreeting, err)
 	}
 	if d != nil && d.Mode == proxy.TLSStartTLS {
 		if err := u.startTLS(ctx, d); err != nil {
-			return nil, err
+			return nil, proxy.AtStage(proxy.StageStartTLS, err)
 		}
 		caps = nil // capabilities before TLS do not count
 	}
 	postCaps, err := u.authenticate(acct.Mailbox, token, hasCap(caps, "SASL-IR"))
 	if err != nil {
-		return nil, err
+		return nil, proxy.AtStage(proxy.StageLogin, err)
 	}
 	if postCaps, err = u.probe(postCaps); err != nil {
-		return nil, err
+		return nil, proxy.AtStage(proxy.StageMailbox, err)
 	}
 	if !stop() {
 		return nil, fmt.Errorf("logging in upstream: %w", ctx.Err())
@@ -365,6 +417,7 @@ func (u *upLogin) readResponse() (string, error) {
 		return "", err
 	}
 	line := first
+	size := int64(len(first))
 	for {
 		n, ok := responseLiteral(line)
 		if !ok {
@@ -373,12 +426,16 @@ func (u *upLogin) readResponse() (string, error) {
 		if n > maxUpstreamLiteral {
 			return "", fmt.Errorf("upstream literal of %d bytes during login: %w", n, proxy.ErrUpstreamUnavailable)
 		}
+		if size += n; size > maxUpstreamResponse {
+			return "", fmt.Errorf("upstream response larger than %d bytes during login: %w", maxUpstreamResponse, proxy.ErrUpstreamUnavailable)
+		}
 		if _, err := u.br.Discard(int(n)); err != nil {
 			return "", fmt.Errorf("reading upstream: %w: %w", err, proxy.ErrUpstreamUnavailable)
 		}
 		if line, err = u.readLine(); err != nil {
 			return "", err
 		}
+		size += int64(len(line))
 	}
 }
 

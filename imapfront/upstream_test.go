@@ -194,6 +194,13 @@ func TestUpstreamLogin(t *testing.T) {
 			{noRead, greetIR},
 			{authIRLine, "* X {70000}\r\n"},
 		}, errIs: proxy.ErrUpstreamUnavailable},
+		{name: "response too big", script: []exchange{
+			{noRead, greetIR},
+			// Five literals of 64000 bytes in one response: each is
+			// allowed, together they pass maxUpstreamResponse.
+			{authIRLine, "* X {64000}\r\n" + strings.Repeat(strings.Repeat("y", 64000)+" {64000}\r\n", 4) +
+				strings.Repeat("y", 64000) + "\r\n" + capsOK + listOK},
+		}, errIs: proxy.ErrUpstreamUnavailable},
 		{name: "bad to authenticate", script: []exchange{
 			{noRead, greetIR},
 			{authIRLine, "a BAD Invalid base64\r\n"},

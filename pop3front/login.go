@@ -58,7 +58,8 @@ func (s *session) relay(ctx context.Context, up *upstream) {
 	// idle relayed session does not pin the pre-auth line buffer.
 	r := s.r
 	s.r = nil
-	proxy.Relay(ctx, s.log, s.client, r, up.conn, up.r, s.srv.opts.IdleTimeout)
+	proxy.Relay(ctx, s.log, s.client, r, up.conn, up.r, proxy.RelayOptions{
+		Idle: s.srv.opts.IdleTimeout, Drain: s.conn.Drain, Farewell: &farewell{}})
 }
 
 // loginUpstream is the session's proxy.LoginFunc: loginUpstream with the

@@ -307,8 +307,8 @@ func TestShutdownEndsPreAuthSession(t *testing.T) {
 }
 
 // TestServeConnDrain drives ServeConn directly, as a wiring without
-// proxy.Server would: after the drain channel closes, the next command ends
-// the session.
+// proxy.Server would: when the drain channel closes, the session that waits
+// for its next command ends at once with -ERR.
 func TestServeConnDrain(t *testing.T) {
 	srvConn, cliConn := tcpPair(t)
 	drain := make(chan struct{})
@@ -324,7 +324,7 @@ func TestServeConnDrain(t *testing.T) {
 	c.cmd("CAPA", "+OK Capability list follows")
 	c.multiline()
 	close(drain)
-	c.cmd("CAPA", strings.TrimSuffix(replyShutdown, "\r\n"))
+	c.expect(strings.TrimSuffix(replyShutdown, "\r\n"))
 	c.expectClosed()
 	<-done
 }

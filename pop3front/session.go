@@ -89,7 +89,14 @@ func (s *session) serve(ctx context.Context) {
 		s.log.Debug("setting pre-auth deadline", "err", err)
 		return
 	}
-	s.stopCancel = context.AfterFunc(ctx, func() { _ = s.conn.SetDeadline(time.Now()) })
+	stopCtx := context.AfterFunc(ctx, func() { _ = s.conn.SetDeadline(time.Now()) })
+	// A shutdown ends the dialogue at once: a waiting read fails and the
+	// client gets -ERR (readFailed). A write is not cut.
+	stopDrain := s.conn.OnDrain(func() { _ = s.conn.SetReadDeadline(time.Now()) })
+	s.stopCancel = func() bool {
+		stopDrain()
+		return stopCtx()
+	}
 	defer s.stopCancel()
 
 	if s.srv.opts.ImplicitTLS && !s.handshake() {
@@ -97,6 +104,11 @@ func (s *session) serve(ctx context.Context) {
 	}
 	s.write(greeting)
 	for s.writeErr == nil {
+		if s.draining() {
+			s.log.Info("closing connection: server shutting down")
+			s.finalReply(replyShutdown)
+			return
+		}
 		line, err := readLine(s.r)
 		if err != nil {
 			s.readFailed(ctx, err)
@@ -177,7 +189,7 @@ func (s *session) draining() bool {
 // response, telling the client why when it is still there.
 func (s *session) readFailed(ctx context.Context, err error) {
 	switch {
-	case ctx.Err() != nil:
+	case ctx.Err() != nil, s.draining() && errors.Is(err, os.ErrDeadlineExceeded):
 		s.log.Info("closing connection: server shutting down")
 		s.finalReply(replyShutdown)
 	case errors.Is(err, errLineTooLong):

@@ -34,6 +34,36 @@ type upstream struct {
 	r    *bufio.Reader // holds whatever the upstream sent after its +OK
 }
 
+// Upstream is a logged-in POP3 upstream connection, in the transaction
+// state.
+type Upstream struct {
+	// Conn is the connection, TLS after STLS; the caller closes it.
+	Conn net.Conn
+	// Reader reads Conn; it may hold what the upstream sent after its +OK.
+	Reader *bufio.Reader
+}
+
+// LoginOptions adjust LoginUpstream. The zero value is usable.
+type LoginOptions struct {
+	// Trace, when set, wraps the connection for the protocol trace; the
+	// returned Conn is never the wrapper.
+	Trace func(net.Conn) net.Conn
+}
+
+// LoginUpstream is the POP3 upstream login (see loginUpstream) that serve
+// runs for every client, and that "xoauthd check" and the benchmark run
+// too. An error wraps proxy.ErrUpstreamRejected when the upstream refused
+// the token and proxy.ErrUpstreamUnavailable when it failed otherwise; it
+// carries the upstream's reply as a *diagnose.Reply and the stage that
+// failed (proxy.StageOf). conn is closed on any error.
+func LoginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct proxy.Account, token string, opts LoginOptions) (*Upstream, error) {
+	up, err := loginUpstreamTraced(ctx, conn, d, acct, token, opts.Trace)
+	if err != nil {
+		return nil, err
+	}
+	return &Upstream{Conn: up.conn, Reader: up.r}, nil
+}
+
 // loginUpstream is the proxy.LoginFunc of POP3: it reads the greeting, sends
 // STLS in starttls mode, and logs in with AUTH XOAUTH2 in the two-line form
 // (the initial response on its own line after "+ "): Exchange requires it,
@@ -66,11 +96,11 @@ func loginUpstreamTraced(ctx context.Context, conn net.Conn, d *proxy.Dialer, ac
 	defer stop()
 
 	if err := u.greeting(); err != nil {
-		return nil, err
+		return nil, proxy.AtStage(proxy.StageGreeting, err)
 	}
 	if d.Mode == proxy.TLSStartTLS {
 		if err := u.startTLS(ctx, d); err != nil {
-			return nil, err
+			return nil, proxy.AtStage(proxy.StageStartTLS, err)
 		}
 	}
 	mailbox := acct.Mailbox
@@ -78,7 +108,7 @@ func loginUpstreamTraced(ctx context.Context, conn net.Conn, d *proxy.Dialer, ac
 		mailbox = acct.Identity
 	}
 	if err := u.authenticate(mailbox, token); err != nil {
-		return nil, err
+		return nil, proxy.AtStage(proxy.StageLogin, err)
 	}
 	if !stop() {
 		return nil, fmt.Errorf("%w: logging in upstream: %w", proxy.ErrUpstreamUnavailable, ctx.Err())

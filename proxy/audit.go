@@ -33,8 +33,27 @@ func AuditLogin(ctx context.Context, log *slog.Logger, a LoginAudit) {
 		slog.String("identity", a.Identity),
 		slog.String("reason", a.Reason),
 	)
-	attrs = append(attrs, a.Attrs...)
+	for _, at := range a.Attrs {
+		attrs = append(attrs, redactAttr(at))
+	}
 	log.LogAttrs(ctx, slog.LevelInfo, "login", attrs...)
+}
+
+// redactAttr passes the text of an audit attribute (an error that quotes
+// the upstream's reply, the explanation built from it) through
+// RedactUpstreamText, so that an upstream echoing the XOAUTH2 response does
+// not put the token into the log.
+func redactAttr(at slog.Attr) slog.Attr {
+	v := at.Value.Resolve()
+	switch {
+	case v.Kind() == slog.KindString:
+		return slog.String(at.Key, RedactUpstreamText(v.String()))
+	case v.Kind() == slog.KindAny:
+		if err, ok := v.Any().(error); ok && err != nil {
+			return slog.String(at.Key, RedactUpstreamText(err.Error()))
+		}
+	}
+	return at
 }
 
 // cutLogin bounds a login for a log line: a client may send anything as

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/xoauth2"
 )
 
 // recMetrics records what it is told, as "event protocol [args]" counts.
@@ -138,7 +140,7 @@ func TestRelayCountsBytes(t *testing.T) {
 			ctx := WithMetrics(context.Background(), m, "imap")
 			done := make(chan RelayStats, 1)
 			go func() {
-				r := newRelay(e.client, e.upstream, 0, e.splice)
+				r := newRelay(e.client, e.upstream, RelayOptions{}, e.splice)
 				r.c2u.m = metricsFrom(ctx)
 				r.u2c.m = metricsFrom(ctx)
 				done <- r.run(ctx, nil, nil, nil)
@@ -168,7 +170,7 @@ func TestRelayTakesMetricsFromContext(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		Relay(ctx, nil, c, bufio.NewReader(strings.NewReader("")), u, nil, 0)
+		Relay(ctx, nil, c, bufio.NewReader(strings.NewReader("")), u, nil, RelayOptions{})
 	}()
 	io.WriteString(cp, "STAT\r\n")
 	readN(t, up, 6)
@@ -246,6 +248,9 @@ func TestCredentialsCountThrottled(t *testing.T) {
 	}
 }
 
+// echoBlob is an XOAUTH2 initial response, as an echoing upstream quotes it.
+var echoBlob = xoauth2.Encode("billing@contoso.com", "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")
+
 func TestAuditLogin(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -261,6 +266,16 @@ func TestAuditLogin(t *testing.T) {
 			name:  "failure with context",
 			audit: LoginAudit{Result: LoginFailure, Login: "erp", Reason: "bad local credentials", Attrs: nil},
 			want:  map[string]any{"result": "failure", "login": "erp", "identity": "", "reason": "bad local credentials"},
+		},
+		{
+			// An upstream that echoes the AUTHENTICATE command in its
+			// refusal: the error and the explanation quote it.
+			name: "echoed xoauth2 response is redacted",
+			audit: LoginAudit{Result: LoginFailure, Login: "erp", Reason: "the upstream refused the token", Attrs: []slog.Attr{
+				slog.Any("err", fmt.Errorf("upstream login: %w", errors.New(`imap server replied "a NO you sent: a AUTHENTICATE XOAUTH2 `+echoBlob+`"`))),
+				slog.String("why", "The upstream said: 535 5.7.8 "+echoBlob),
+			}},
+			want: map[string]any{"err": `upstream login: imap server replied "a NO you sent: a AUTHENTICATE XOAUTH2 ***"`, "why": "The upstream said: 535 5.7.8 ***"},
 		},
 		{
 			name:  "long login is cut",

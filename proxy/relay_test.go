@@ -96,7 +96,7 @@ func tlsPair(t testing.TB, cli, srv *tls.Conn) (*tls.Conn, *tls.Conn) {
 // start runs the relay in the background.
 func (e *relayEnv) start(ctx context.Context, cbuf, ubuf *bufio.Reader, idle time.Duration) {
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	r := newRelay(e.client, e.upstream, idle, e.splice)
+	r := newRelay(e.client, e.upstream, RelayOptions{Idle: idle}, e.splice)
 	go func() { e.result <- r.run(ctx, log, cbuf, ubuf) }()
 }
 
@@ -429,10 +429,10 @@ func TestRelayUsesSpliceOnlyForPlainTCP(t *testing.T) {
 	a, b := tcpPair(t)
 	c, d := tcpPair(t)
 	wrapped := &Conn{Conn: a}
-	if r := newRelay(wrapped, c, 0, true); !r.splice || r.idle != DefaultIdleTimeout {
+	if r := newRelay(wrapped, c, RelayOptions{}, true); !r.splice || r.idle != DefaultIdleTimeout {
 		t.Errorf("plain TCP (one wrapped in *Conn): splice=%v idle=%v", r.splice, r.idle)
 	}
-	if r := newRelay(tls.Client(b, &tls.Config{}), d, 0, true); r.splice {
+	if r := newRelay(tls.Client(b, &tls.Config{}), d, RelayOptions{}, true); r.splice {
 		t.Error("TLS client side: splice chosen")
 	}
 }

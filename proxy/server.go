@@ -57,9 +57,12 @@ type Conn struct {
 	ID     uint64       // monotonic per process, set at accept
 	Remote netip.Addr   // client address (unmapped), set at accept
 	Log    *slog.Logger // carries cid, proto, remote
-	// Drain is closed when the server begins a graceful shutdown: a front
-	// should end a session that has not logged in yet at its next command
-	// (a relayed session goes on until it ends or the drain time is up).
+	// Drain is closed when the server begins a graceful shutdown. A front
+	// ends at once what it can end without losing anything: a session that
+	// has not logged in yet (with its protocol's goodbye; OnDrain wakes a
+	// waiting read) and a relayed IMAP or POP3 session (RelayOptions.Drain).
+	// Only work whose end would lose something, such as an SMTP transaction
+	// under way, goes on until the drain time is up.
 	Drain <-chan struct{}
 
 	// cancel ends the context passed to ServeConn; set at accept.
@@ -70,6 +73,45 @@ type Conn struct {
 
 // NetConn returns the connection Conn wraps.
 func (c *Conn) NetConn() net.Conn { return c.Conn }
+
+// OnDrain arranges for f to run in a goroutine of its own when Drain closes
+// (at once when it has closed already). Calling stop prevents that: when
+// stop returns, f has either finished or will never run; stop reports
+// whether it prevented f. Typically f sets a past read deadline so that a
+// session waiting for its client ends now.
+func (c *Conn) OnDrain(f func()) (stop func() bool) {
+	if c.Drain == nil {
+		return func() bool { return true }
+	}
+	var (
+		mu      sync.Mutex
+		stopped bool
+		ran     bool
+	)
+	quit := make(chan struct{})
+	go func() {
+		select {
+		case <-c.Drain:
+		case <-quit:
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			ran = true
+			f()
+		}
+	}()
+	var once sync.Once
+	return func() bool {
+		mu.Lock()
+		stopped = true
+		prevented := !ran
+		mu.Unlock()
+		once.Do(func() { close(quit) })
+		return prevented
+	}
+}
 
 // IDSource hands out connection ids: one per process, shared by every Server,
 // so ids are unique and increasing across all listeners. The zero value is
@@ -105,13 +147,14 @@ type Server struct {
 	refusedN   atomic.Int64 // connections refused since the last warning
 	refusedLog atomic.Int64 // unix nanoseconds of the last warning
 
-	initOnce sync.Once
-	ids      *IDSource     // IDs or a private source; set by init
-	drain    chan struct{} // closed by Shutdown; set by init
-	refusing chan struct{} // semaphore of refusals in flight; set by init
+	initOnce  sync.Once
+	ids       *IDSource     // IDs or a private source; set by init
+	drain     chan struct{} // closed by Shutdown; set by init
+	drainOnce sync.Once     // closes drain
+	refusing  chan struct{} // semaphore of refusals in flight; set by init
 
 	mu        sync.Mutex
-	closing   bool                      // set by Shutdown
+	closing   bool                      // set by Shutdown and Retire
 	listeners map[net.Listener]struct{} // open listeners of running Serve calls
 	conns     map[*Conn]struct{}        // live connections
 	idle      chan struct{}             // closed when conns becomes empty during shutdown
@@ -360,15 +403,28 @@ func (s *Server) ActiveConns() int {
 }
 
 // Shutdown stops the server in two phases. First it closes the listeners (so
-// Serve returns ErrServerClosed) and closes Conn.Drain, then waits for the
-// sessions to end by themselves until ctx is done. Then it cancels the
-// remaining sessions' contexts and closes their connections, and waits
-// briefly for their handlers to return. It returns nil when every session
-// ended within ctx, else an error wrapping ctx.Err().
+// Serve returns ErrServerClosed) and closes Conn.Drain, which ends at once
+// every session whose end loses nothing (see Conn.Drain), then waits for
+// the sessions to end until ctx is done. Then it cancels the remaining
+// sessions' contexts and closes their connections, and waits briefly for
+// their handlers to return. It returns nil when every session ended within
+// ctx, else an error wrapping ctx.Err(). It may follow Retire.
 func (s *Server) Shutdown(ctx context.Context) error {
+	return s.stop(ctx, true)
+}
+
+// Retire is Shutdown without the drain: the server stops accepting, and
+// its sessions go on until they end by themselves (a configuration reload
+// that removes a listener must not cut its sessions) or until ctx is done.
+// A later Shutdown drains what is left.
+func (s *Server) Retire(ctx context.Context) error {
+	return s.stop(ctx, false)
+}
+
+// stop is Shutdown, or Retire when drain is false.
+func (s *Server) stop(ctx context.Context, drain bool) error {
 	s.init()
 	s.mu.Lock()
-	first := !s.closing
 	s.closing = true
 	for ln := range s.listeners {
 		ln.Close()
@@ -381,8 +437,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		idle = s.idle
 	}
 	s.mu.Unlock()
-	if first {
-		close(s.drain)
+	if drain {
+		s.drainOnce.Do(func() { close(s.drain) })
 	}
 	if idle == nil {
 		s.wg.Wait()

@@ -435,3 +435,38 @@ func TestServerRefusalsBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestServerRetire: Retire stops accepting but leaves the sessions alone
+// (no drain), until a later Shutdown drains them.
+func TestServerRetire(t *testing.T) {
+	h := &testHandler{conns: make(chan *Conn, 1), serve: func(ctx context.Context, c *Conn) {
+		<-c.Drain
+		io.WriteString(c, "* BYE shutting down\r\n")
+	}}
+	s := &Server{Protocol: "imap", Handler: h}
+	addr, served := startServer(t, s, false)
+	c := dial(t, addr)
+	conn := <-h.conns
+
+	retired := make(chan error, 1)
+	go func() { retired <- s.Retire(context.Background()) }()
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve returned %v, want ErrServerClosed", err)
+	}
+	select {
+	case <-conn.Drain:
+		t.Fatal("Retire began the drain")
+	case err := <-retired:
+		t.Fatalf("Retire returned %v with a session open", err)
+	default:
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Errorf("Shutdown after Retire = %v", err)
+	}
+	if err := <-retired; err != nil {
+		t.Errorf("Retire = %v once the session ended", err)
+	}
+	if b, _ := io.ReadAll(c); string(b) != "* BYE shutting down\r\n" {
+		t.Errorf("client read %q", b)
+	}
+}

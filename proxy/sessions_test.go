@@ -227,7 +227,7 @@ func relayHandler(t *testing.T, s *Sessions, upstream *Dialer) *testHandler {
 			return
 		}
 		io.WriteString(c, "OK\n")
-		Relay(ctx, c.Log, c.Conn, br, up, nil, 0)
+		Relay(ctx, c.Log, c.Conn, br, up, nil, RelayOptions{})
 	}}
 }
 

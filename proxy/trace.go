@@ -3,8 +3,10 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -132,10 +134,110 @@ func (t *traceConn) emit(dir string, l *traceLine) {
 	} else {
 		line = t.r.Reply(line)
 	}
+	// The front's redactor knows the dialogue; this catches what it cannot
+	// know, such as an upstream that echoes a command in its reply.
+	line = RedactUpstreamText(line)
 	attrs := []slog.Attr{slog.String("peer", t.peer), slog.String("dir", dir), slog.String("line", line)}
 	if l.truncated {
 		attrs = append(attrs, slog.Bool("truncated", true))
 	}
 	t.log.LogAttrs(context.Background(), slog.LevelDebug, "trace", attrs...)
 	l.b, l.truncated = l.b[:0], false
+}
+
+// Shapes RedactUpstreamText looks for.
+const (
+	// minSecretRun is the shortest run of base64 characters that is decoded
+	// to see whether it is a SASL response; shorter runs are words.
+	minSecretRun = 16
+	// jwtPrefix starts every JWT (and any base64 of JSON): base64 of `{"`.
+	jwtPrefix = "eyJ"
+	// bearerWord precedes a bearer token in "auth=Bearer TOKEN" and in an
+	// HTTP-style "Authorization: Bearer TOKEN".
+	bearerWord = "bearer"
+)
+
+// RedactUpstreamText returns text that came from an upstream (a reply line,
+// or a reply quoted in an error) with every credential it may echo replaced
+// by "***", before it is logged or printed: a base64 SASL response (XOAUTH2
+// or OAUTHBEARER: it decodes to "user=..." or holds "auth=Bearer"), a JWT
+// or other base64 JSON, and the word after "Bearer". Everything else,
+// queue ids and diagnostic codes included, is left as it is. An upstream
+// that echoes xoauthd's AUTHENTICATE command in its reply would otherwise
+// put the access token into the log. The protocol trace applies it to every
+// line, and every place that logs upstream text calls it.
+func RedactUpstreamText(text string) string {
+	var b strings.Builder
+	rest := text
+	changed := false
+	for {
+		i := strings.IndexFunc(rest, isTokenChar)
+		if i < 0 {
+			break
+		}
+		j := strings.IndexFunc(rest[i:], func(r rune) bool { return !isTokenChar(r) })
+		if j < 0 {
+			j = len(rest) - i
+		}
+		// A run ends before trailing dots: the end of a sentence, or the
+		// "..." of a cut quote.
+		for j > 1 && rest[i+j-1] == '.' {
+			j--
+		}
+		run := rest[i : i+j]
+		before := text[:len(text)-len(rest)+i]
+		if isSecretRun(run, before) {
+			b.WriteString(rest[:i])
+			b.WriteString(redactedText)
+			changed = true
+		} else {
+			b.WriteString(rest[:i+j])
+		}
+		rest = rest[i+j:]
+	}
+	if !changed {
+		return text
+	}
+	b.WriteString(rest)
+	return b.String()
+}
+
+// redactedText replaces a credential in logged text.
+const redactedText = "***"
+
+// isTokenChar reports whether r may be part of a base64 or base64url run,
+// or of a token made of them (JWTs, Google's ya29. tokens, with dots).
+func isTokenChar(r rune) bool {
+	return r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' ||
+		r == '+' || r == '/' || r == '=' || r == '-' || r == '_' || r == '.'
+}
+
+// isSecretRun reports whether run, found after before, is a credential.
+func isSecretRun(run, before string) bool {
+	prev := strings.TrimRight(before, " =:")
+	if len(prev) >= len(bearerWord) && len(prev) < len(before) &&
+		strings.EqualFold(prev[len(prev)-len(bearerWord):], bearerWord) {
+		return true
+	}
+	if len(run) < minSecretRun {
+		return false
+	}
+	if strings.HasPrefix(run, jwtPrefix) {
+		return true
+	}
+	return isSASLResponse(run)
+}
+
+// isSASLResponse reports whether run is base64 of an XOAUTH2 or OAUTHBEARER
+// initial response (RFC 7628 §3.1), or a piece of one cut off at its end.
+func isSASLResponse(run string) bool {
+	s := strings.TrimRight(run, "=")
+	s = s[:len(s)-len(s)%4]
+	raw, err := base64.RawStdEncoding.DecodeString(s)
+	if err != nil {
+		return false
+	}
+	low := strings.ToLower(string(raw))
+	return strings.HasPrefix(low, "user=") || strings.HasPrefix(low, "n,") && strings.Contains(low, "\x01") ||
+		strings.Contains(low, "auth=bearer")
 }

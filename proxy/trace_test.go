@@ -109,15 +109,7 @@ func TestTraceBoundsLongLines(t *testing.T) {
 	traced, other := tracedPipe(t, TracePeerClient, logs)
 	long := strings.Repeat("x", 10*maxTraceLine)
 	go io.WriteString(other, long+"\r\nnext\r\n")
-	want := len(long) + len("\r\nnext\r\n")
-	buf := make([]byte, 100)
-	for got := 0; got < want; {
-		n, err := traced.Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got += n
-	}
+	readN(t, traced, len(long)+len("\r\nnext\r\n"))
 	recs := traceRecords(t, logs)
 	if len(recs) != 2 {
 		t.Fatalf("trace = %+v, want two records", recs)

@@ -57,18 +57,31 @@ func (s *session) login(login, password, mech string) error {
 	if err != nil {
 		return s.loginRefused(login, mech, proxy.Account{}, err)
 	}
+	if err := s.begin(acct, login, []slog.Attr{slog.String("mech", mech)}); err != nil {
+		return s.loginRefused(login, mech, acct, err)
+	}
+	return nil
+}
+
+// begin takes a slot of acct's identity (waiting up to
+// Options.UpstreamWait), opens the upstream session and makes acct the
+// session's account, with one audit line for a success (audit adds to it).
+// When every slot stayed busy it returns the *proxy.IdentityLimitError and
+// the session ends after the reply; when the upstream session could not be
+// opened it returns that error. Failures are not logged yet: the caller
+// writes their audit line. The caller holds mu.
+func (s *session) begin(acct proxy.Account, login string, audit []slog.Attr) error {
 	release, err := s.srv.slots.Acquire(s.cc.ctx, "smtp", acct.Identity, s.srv.opts.MaxUpstreamPerIdentity, s.srv.opts.UpstreamWait)
 	if err != nil {
-		reply := s.loginRefused(login, mech, acct, err, slog.String("waited", s.srv.opts.UpstreamWait.String()))
 		s.cc.hangUp("")
-		return reply
+		return err
 	}
 	connCtx, cancel := context.WithTimeout(s.cc.ctx, loginTimeout)
 	up, err := s.srv.connect(connCtx, acct)
 	cancel()
 	if err != nil {
 		release()
-		return s.loginRefused(login, mech, acct, err)
+		return err
 	}
 	s.acct, s.release = acct, release
 	s.setUpstream(up)
@@ -76,7 +89,7 @@ func (s *session) login(login, password, mech string) error {
 	// The protocol trace ends here: messages are never traced.
 	s.cc.stopTrace()
 	proxy.AuditLogin(s.cc.ctx, s.log, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: login, Identity: acct.Identity,
-		Attrs: []slog.Attr{slog.String("mech", mech), slog.String("mailbox", acct.Mailbox), slog.String("upstream", up.addr)}})
+		Attrs: append(audit, slog.String("mailbox", acct.Mailbox), slog.String("upstream", up.addr))})
 	s.log = s.log.With("login", login, "identity", acct.Identity)
 	return nil
 }

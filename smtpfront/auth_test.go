@@ -38,6 +38,46 @@ func TestEHLOExtensions(t *testing.T) {
 	}
 }
 
+// TestEHLOFirstSessionAfterStart: with its upstreams given, the front
+// probes their EHLO at start, so the very first session is offered
+// SMTPUTF8 and the upstream's SIZE and can send to an internationalised
+// address (it used to get them only after a first login).
+func TestEHLOFirstSessionAfterStart(t *testing.T) {
+	for _, mode := range []upstreamMode{upstreamStartTLS, upstreamImplicit} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+			h := newHarness(t, probeAtStart{}, mode)
+			tc := h.transcript()
+			ehlo := tc.cmd("EHLO client.test", "250 ")
+			if !strings.Contains(ehlo, "SMTPUTF8") || !strings.Contains(ehlo, fmt.Sprintf("SIZE %d\r\n", 30<<20)) {
+				t.Fatalf("first EHLO after start lacks the upstream's SMTPUTF8 and SIZE 31457280:\n%s", ehlo)
+			}
+			tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+			tc.cmd("MAIL FROM:<bïlling@exämple.com> SMTPUTF8", "250")
+			tc.cmd("RCPT TO:<bøb@exämple.net>", "250")
+			tc.cmd("DATA", "354")
+			tc.cmd("Subject: ünïcödé\r\n\r\nGrüße\r\n.", "250")
+			if msgs := h.up.messages(); len(msgs) != 1 || msgs[0].from != "bïlling@exämple.com" {
+				t.Fatalf("upstream got %+v", msgs)
+			}
+		})
+	}
+}
+
+// TestEHLOProbeFailureKeepsDefaults: an upstream that cannot be probed
+// leaves the conservative EHLO, and the session still works.
+func TestEHLOProbeFailureKeepsDefaults(t *testing.T) {
+	h := newHarness(t, probeAtStart{}, func(o *Options) {
+		o.Upstreams = func() []*proxy.Dialer {
+			return []*proxy.Dialer{{Addr: "127.0.0.1:1", Mode: proxy.TLSStartTLS, DialTimeout: time.Second}}
+		}
+	})
+	ehlo := h.transcript().cmd("EHLO client.test", "250 ")
+	if strings.Contains(ehlo, "SMTPUTF8") {
+		t.Fatalf("EHLO offers SMTPUTF8 although no upstream was probed:\n%s", ehlo)
+	}
+	h.log.waitFor(t, "probing the upstream's SMTP extensions failed", "127.0.0.1:1")
+}
+
 func TestEHLOWithoutInsecureAuthOffersNoAuth(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.AllowInsecureAuth = false })
 	tc := h.transcript()
@@ -350,4 +390,38 @@ func TestRecipientsAreBounded(t *testing.T) {
 		tc.expect("250 ")
 	}
 	tc.expect("452 4.5.3")
+}
+
+// TestEchoingUpstreamRedacted: an upstream that quotes the XOAUTH2 response
+// in its refusal, or a client's command in a later reply, does not put the
+// token into the log: the login audit and the "upstream refused" line show
+// "***" instead.
+func TestEchoingUpstreamRedacted(t *testing.T) {
+	const saslPrefix = "dXNlcj1" // base64 of "user="
+	t.Run("auth", func(t *testing.T) {
+		h := newHarness(t)
+		h.up.set(func(f *fakeUpstream) { f.echoAuth = true })
+		tc := h.transcript()
+		tc.cmd("EHLO client.test", "250 ")
+		tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "535 5.7.0") // the upstream refused: an administrator must act
+		h.log.waitFor(t, "msg=login", "result=failure", "Bad response ***")
+		if strings.Contains(h.log.String(), saslPrefix) {
+			t.Fatalf("the log holds the XOAUTH2 response:\n%s", h.log)
+		}
+	})
+	t.Run("mail", func(t *testing.T) {
+		h := newHarness(t)
+		blob := b64("user=" + testIdentity + "\x01auth=Bearer tok-secret\x01\x01")
+		h.up.set(func(f *fakeUpstream) {
+			f.mailErr = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Unexpected " + blob}
+		})
+		tc := h.transcript()
+		tc.cmd("EHLO client.test", "250 ")
+		tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+		tc.cmd("MAIL FROM:<"+testMailbox+">", "550 5.5.2")
+		h.log.waitFor(t, "upstream refused", `text="Unexpected ***"`)
+		if strings.Contains(h.log.String(), saslPrefix) {
+			t.Fatalf("the log holds the XOAUTH2 response:\n%s", h.log)
+		}
+	})
 }

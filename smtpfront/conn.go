@@ -62,10 +62,17 @@ type clientConn struct {
 	corked []byte
 	// handshaking: go-smtp answered STARTTLS with 220; TLS records follow.
 	handshaking bool
-	pend        []byte  // bytes read from the client, not yet handed on; in pendBuf
-	pendBuf     *[]byte // from rawBufs while pend is in use
-	pendErr     error   // the read error behind pend, reported once pend is used up
-	broken      error   // the raw stream is unusable (set by the bulk relay): every Read fails
+	// hs watches go-smtp's STARTTLS handshake so that a failure is logged
+	// (tlswatch.go); set with handshaking, nil once a failure was logged.
+	hs      *handshakeWatch
+	pend    []byte  // bytes read from the client, not yet handed on; in pendBuf
+	pendBuf *[]byte // from rawBufs while pend is in use
+	pendErr error   // the read error behind pend, reported once pend is used up
+	broken  error   // the raw stream is unusable (set by the bulk relay): every Read fails
+
+	// inTx mirrors session.inTx for the drain (drained, readWithin),
+	// which must not take the session's lock.
+	inTx atomic.Bool
 
 	mu      sync.Mutex
 	inData  bool // a message is being relayed upstream (DATA or BDAT)
@@ -119,6 +126,9 @@ func (c *clientConn) Read(b []byte) (int, error) {
 	if !c.handshaking && !c.upgraded.Load() {
 		n, err = c.keepAfterLine(b, n, err)
 	}
+	if c.hs != nil {
+		c.hs.read(b[:n], err)
+	}
 	c.noteTail(b[:n])
 	c.noteLine(b[:n])
 	return n, err
@@ -142,7 +152,7 @@ func (c *clientConn) readWithin(b []byte, soon time.Duration) (n int, err error,
 		n, err := c.sayFarewell()
 		return n, err, false
 	}
-	if c.draining() && !c.authenticated() {
+	if c.draining() && !c.busy() {
 		c.hangUp(replyLine(replyShuttingDown))
 		n, err := c.sayFarewell()
 		return n, err, false
@@ -244,6 +254,9 @@ func (c *clientConn) Write(b []byte) (int, error) {
 		c.pend = c.pend[:0]
 		c.releasePending()
 		c.handshaking = true
+		c.hs = newHandshakeWatch()
+	} else if c.hs != nil {
+		c.watchHandshake(b)
 	}
 	switch c.lastReply.Load() {
 	case replyMuted:
@@ -272,6 +285,29 @@ func (c *clientConn) sessionClosed(error) {
 	}
 	c.hangUp(replyLine(replyAccountChanged))
 	c.Conn.SetReadDeadline(time.Now())
+}
+
+// drained is called when the server begins a graceful shutdown. A session
+// between transactions (or not logged in) ends at once with 421 4.3.2: a
+// waiting read is interrupted. A transaction under way goes on: its reads
+// are left alone, and once it has ended the next read says goodbye
+// (readWithin), so a MAIL gets 421 4.3.2 (session.Mail).
+func (c *clientConn) drained() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inTx.Load() || c.inData {
+		return
+	}
+	c.hangUp(replyLine(replyShuttingDown))
+	c.Conn.SetReadDeadline(time.Now())
+}
+
+// busy reports whether an SMTP transaction is under way: a MAIL was
+// accepted and its message has not been answered yet.
+func (c *clientConn) busy() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inTx.Load() || c.inData
 }
 
 // beginData and endData bracket the relay of one message.

@@ -39,14 +39,34 @@
 //     4.7.0 when something is down or the login is throttled, 421 4.3.2
 //     when the identity's upstream sessions stayed in use.
 //
+//   - A listener may admit clients from listed networks without AUTH
+//     (Options.NoAuth, noauth.go): their first MAIL starts the session as
+//     AUTH would, as one configured account, audited as unauthenticated
+//     with the network rule that admitted them. Anyone else gets 530.
+//
+//   - Each identity's messages are paced to the upstream's sending limit
+//     (Pacer, pacing.go): MAIL waits for the identity's next departure, a
+//     token bucket of one refilled at the rate and shared by every
+//     listener, for at most a bound; a longer wait is "451 4.7.0" with
+//     when to retry. The upstream's own rate-limit reply (Exchange's 554
+//     5.2.0) is the one upstream reply not passed on as it is: the client
+//     gets "451 4.7.0", since a 5xx would have it drop a message that
+//     waiting would deliver, and the identity backs off.
+//
 //   - The upstream is dialled only after AUTH, but a client reads EHLO
-//     before: its SIZE and SMTPUTF8 come from what earlier sessions learnt
-//     from the upstream's EHLO. A fresh process advertises SIZE
-//     Options.MaxMessageBytes and no SMTPUTF8 until the first login.
+//     before: its SIZE and SMTPUTF8 come from the upstream's EHLO, probed
+//     at start without a login for every upstream in Options.Upstreams
+//     (probe.go; a session arriving meanwhile waits a few seconds for it),
+//     then from what each login sees. Until an upstream is known (no
+//     probe, or it failed) the front advertises SIZE
+//     Options.MaxMessageBytes and no SMTPUTF8.
 //
 //   - Upstream replies (code, enhanced code, text) reach the client
-//     unchanged; the log adds their cause and fix from package diagnose
-//     (why=...), as it does for failed logins.
+//     unchanged: every refusal, and the 250 that accepts a message (DATA
+//     or BDAT LAST) with the upstream's queue id; the log adds their cause
+//     and fix from package diagnose (why=...), as it does for failed
+//     logins. The 250 to MAIL and RCPT is go-smtp's own (its server keeps
+//     the transaction only on a nil error).
 //     DATA streams through fixed buffers. A client whose data breaks off
 //     never completes the upstream message: the upstream connection is
 //     dropped instead.

@@ -3,6 +3,8 @@ package smtpfront
 import (
 	"strconv"
 	"sync"
+
+	"github.com/emersion/go-smtp"
 )
 
 // maxKnownUpstreams bounds the upstreams whose EHLO extensions are
@@ -15,6 +17,15 @@ const maxKnownUpstreams = 64
 type upstreamExt struct {
 	size     int64 // SIZE parameter; 0 when absent or unlimited
 	smtputf8 bool
+}
+
+// upstreamExtOf reads the extensions of c's last EHLO.
+func upstreamExtOf(c *smtp.Client) upstreamExt {
+	ext := upstreamExt{smtputf8: hasExt(c, "SMTPUTF8")}
+	if ok, param := c.Extension("SIZE"); ok {
+		ext.size = parseSize(param)
+	}
+	return ext
 }
 
 // parseSize reads the parameter of an EHLO SIZE line ("" or a number).
@@ -40,10 +51,11 @@ type ehloProfile struct {
 }
 
 // extCache remembers the EHLO extensions of each upstream, learnt by the
-// first session that logs in there. The upstream is dialled only after AUTH,
-// but a client reads EHLO before AUTH and does not ask again, so a session's
-// EHLO uses what earlier sessions learnt: until an upstream is known (a fresh
-// process), SIZE is the local limit and SMTPUTF8 is not offered. With several
+// start-up probe (probe.go) and then by each session that logs in there.
+// The upstream is dialled only after AUTH, but a client reads EHLO before
+// AUTH and does not ask again, so a session's EHLO uses what the probe and
+// earlier sessions learnt: until an upstream is known (no probe, or it
+// failed), SIZE is the local limit and SMTPUTF8 is not offered. With several
 // upstreams behind one listener (accounts of different providers) the
 // profile is the most conservative: the smallest SIZE, SMTPUTF8 only when
 // every known upstream has it.

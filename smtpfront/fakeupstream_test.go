@@ -49,9 +49,11 @@ type fakeUpstream struct {
 	rejectToken map[string]bool            // tokens refused at AUTH
 	authErr     *smtp.SMTPError            // final AUTH reply for a refused token (default 535 5.7.8)
 	authFail    *smtp.SMTPError            // when set, AUTH fails with it even for a good token
+	echoAuth    bool                       // AUTH fails with a reply that quotes the client's response
 	mailErr     *smtp.SMTPError            // MAIL reply instead of 250
 	rcptErr     *smtp.SMTPError            // RCPT reply instead of 250
 	dataErr     *smtp.SMTPError            // final DATA reply instead of 250
+	dataOK      *smtp.SMTPError            // final DATA reply of an accepted message (a 250 with a queue id); nil: go-smtp's
 	nextDrop    func() dropPlan            // consulted at each DATA
 	msgs        []fakeMsg                  // accepted messages
 	users       []string                   // user= of successful AUTHs
@@ -217,6 +219,9 @@ func (x *fakeXOAuth2) Next(resp []byte) ([]byte, bool, error) {
 		return []byte{}, false, nil
 	}
 	user, token, ok := parseXOAuth2(resp)
+	if f.echoAuth {
+		return nil, true, &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Bad response " + base64.StdEncoding.EncodeToString(resp)}
+	}
 	if f.authFail != nil {
 		return nil, true, f.authFail
 	}
@@ -300,6 +305,9 @@ func (s *fakeSession) Data(r io.Reader) error {
 	s.f.msgs = append(s.f.msgs, fakeMsg{from: s.from, to: s.to, data: buf.Bytes()})
 	if plan.deliverThenDrop {
 		s.conn.Close()
+	}
+	if s.f.dataOK != nil {
+		return s.f.dataOK // go-smtp's server writes a *SMTPError as it is, 250 too
 	}
 	return nil
 }

@@ -233,6 +233,10 @@ const (
 // keep the chunks of envelope commands it reads (fakeUpstream.wire).
 type recordUpstreamWire struct{}
 
+// probeAtStart, as an option of newHarness, gives the front the fake
+// upstream in Options.Upstreams, as the daemon does.
+type probeAtStart struct{}
+
 // newHarness starts a harness; opts are func(*Options) for the front,
 // func(*Server) for the front before it serves, func(*proxy.Server) for
 // the listener, an upstreamMode and
@@ -245,6 +249,7 @@ func newHarness(t testing.TB, opts ...any) *harness {
 	h.log, logger = newTestLog(t)
 	mode := upstreamStartTLS
 	recordWire := false
+	probe := false
 	var frontOpts []func(*Options)
 	var serverOpts []func(*proxy.Server)
 	var frontHooks []func(*Server)
@@ -254,6 +259,8 @@ func newHarness(t testing.TB, opts ...any) *harness {
 			mode = o
 		case recordUpstreamWire:
 			recordWire = true
+		case probeAtStart:
+			probe = true
 		case func(*Options):
 			frontOpts = append(frontOpts, o)
 		case func(*proxy.Server):
@@ -271,16 +278,20 @@ func newHarness(t testing.TB, opts ...any) *harness {
 	}
 	clientTLS := &tls.Config{RootCAs: pki.roots, ServerName: "localhost", MinVersion: tls.VersionTLS12,
 		ClientSessionCache: tls.NewLRUClientSessionCache(8)}
+	dialer := func() *proxy.Dialer {
+		return &proxy.Dialer{Addr: h.up.addr, Mode: dialMode, TLS: clientTLS,
+			DialTimeout: 5 * time.Second, HandshakeTimeout: 5 * time.Second}
+	}
 	gw := &proxy.Gateway{
-		Auth:    h.auth,
-		Tokens:  h.tokens,
-		Explain: func(err error, acct proxy.Account) (string, bool) { return why(err, diagnoseAccount(acct, "")) },
-		Upstream: func(proxy.Account) (*proxy.Dialer, error) {
-			return &proxy.Dialer{Addr: h.up.addr, Mode: dialMode, TLS: clientTLS,
-				DialTimeout: 5 * time.Second, HandshakeTimeout: 5 * time.Second}, nil
-		},
+		Auth:     h.auth,
+		Tokens:   h.tokens,
+		Explain:  func(err error, acct proxy.Account) (string, bool) { return why(err, diagnoseAccount(acct, "")) },
+		Upstream: func(proxy.Account) (*proxy.Dialer, error) { return dialer(), nil },
 	}
 	fo := Options{Gateway: gw, AllowInsecureAuth: true, Log: logger, Domain: "front.test"}
+	if probe {
+		fo.Upstreams = func() []*proxy.Dialer { return []*proxy.Dialer{dialer()} }
+	}
 	for _, o := range frontOpts {
 		o(&fo)
 	}

@@ -319,7 +319,7 @@ func (s *session) realign(cmd string) error {
 	switch {
 	case errors.Is(err, errDataAhead):
 		if _, _, err = s.ensureUpstream(); err != nil {
-			s.inTx = false
+			s.setTx(false)
 			return err
 		}
 	case err != nil:
@@ -344,7 +344,7 @@ func (s *session) realign(cmd string) error {
 		s.discard("restarting the upstream transaction failed", err)
 		return replyUpstreamLost
 	}
-	s.inTx = true // also on a new upstream session
+	s.setTx(true) // also on a new upstream session
 	return nil
 }
 

@@ -170,6 +170,16 @@ func TestPipelinedRcptsBehindRefusedMAIL(t *testing.T) {
 // directSession returns a logged-in session of h's front with its
 // upstream session, driven by the test instead of go-smtp: its client
 // connection is one end of a pipe nobody reads.
+// refused returns the result of a session's Data as a refusal: nil for
+// the upstream's 250, which Data returns for go-smtp to write.
+func refused(err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.Code == 250 {
+		return nil
+	}
+	return err
+}
+
 func directSession(t *testing.T, h *harness) (*session, *clientConn, *upstream) {
 	t.Helper()
 	ctx := context.Background()
@@ -225,7 +235,7 @@ func TestRcptOutOfStepRealigns(t *testing.T) {
 				if !errors.As(err, &se) || se.Code != 451 {
 					t.Fatalf("RCPT when the new upstream session fails: %v, want 451", err)
 				}
-				if err := s.Data(strings.NewReader(pipeBody)); err == nil {
+				if err := refused(s.Data(strings.NewReader(pipeBody))); err == nil {
 					t.Fatal("DATA accepted after the transaction was lost")
 				}
 				s.Logout()
@@ -240,7 +250,7 @@ func TestRcptOutOfStepRealigns(t *testing.T) {
 			if (s.up != up) != data {
 				t.Fatalf("upstream session replaced: %v, want %v", s.up != up, data)
 			}
-			if err := s.Data(strings.NewReader(pipeBody)); err != nil {
+			if err := refused(s.Data(strings.NewReader(pipeBody))); err != nil {
 				t.Fatal(err)
 			}
 			s.Logout()
@@ -272,7 +282,7 @@ func TestNoPipeliningUnlessOffered(t *testing.T) {
 	if len(up.conn.ahead) != 0 {
 		t.Fatalf("sent ahead %q to an upstream without PIPELINING", up.conn.ahead)
 	}
-	for _, err := range []error{s.Rcpt("a@example.net", nil), s.Data(strings.NewReader(pipeBody))} {
+	for _, err := range []error{s.Rcpt("a@example.net", nil), refused(s.Data(strings.NewReader(pipeBody)))} {
 		if err != nil {
 			t.Fatal(err)
 		}

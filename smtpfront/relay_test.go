@@ -579,3 +579,49 @@ func BenchmarkDataRelay(b *testing.B) {
 	b.StopTimer()
 	c.Quit()
 }
+
+// TestUpstreamSuccessReplyPassedOn: the upstream's reply to the end of a
+// message (code, enhanced code, text with its queue id, every line) reaches
+// the client byte for byte, for DATA and for BDAT, as its refusals do; it
+// used to be go-smtp's own "250 2.0.0 OK: queued".
+func TestUpstreamSuccessReplyPassedOn(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   *smtp.SMTPError
+		want string
+	}{
+		{"exchange", &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
+			Message: "OK <AM0PR10MB1234ABCD@AM0PR10MB1234.EURPRD10.PROD.OUTLOOK.COM> [Hostname=AM0PR10MB1234.EURPRD10.PROD.OUTLOOK.COM]"},
+			"250 2.0.0 OK <AM0PR10MB1234ABCD@AM0PR10MB1234.EURPRD10.PROD.OUTLOOK.COM> [Hostname=AM0PR10MB1234.EURPRD10.PROD.OUTLOOK.COM]\r\n"},
+		{"multi-line", &smtp.SMTPError{Code: 250, EnhancedCode: smtp.NoEnhancedCode, Message: "2.6.0 queued as 4F2A1\n2.6.0 see you"},
+			"250-2.6.0 queued as 4F2A1\r\n250 2.6.0 see you\r\n"},
+		{"multi-line, code on the last line only", &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 6, 0}, Message: "queued as 4F2A1\nsee you"},
+			"250-queued as 4F2A1\r\n250 2.6.0 see you\r\n"},
+		{"without an enhanced code", &smtp.SMTPError{Code: 250, EnhancedCode: smtp.NoEnhancedCode, Message: "Ok: queued as 4F2A1"},
+			"250 Ok: queued as 4F2A1\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.up.set(func(f *fakeUpstream) { f.dataOK = tt.ok })
+			tc := h.loggedInTranscript()
+			tc.cmd("MAIL FROM:<billing@example.com>", "250")
+			tc.cmd("RCPT TO:<a@example.net>", "250")
+			tc.cmd("DATA", "354")
+			tc.write("Subject: queue id\r\n\r\nbody\r\n.\r\n")
+			if got := tc.expect("250"); got != tt.want {
+				t.Errorf("DATA reply %q, want %q", got, tt.want)
+			}
+			tc.cmd("MAIL FROM:<billing@example.com>", "250")
+			tc.cmd("RCPT TO:<a@example.net>", "250")
+			body := "Subject: chunks\r\n\r\nbody\r\n"
+			tc.write(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
+			if got := tc.expect("250"); got != tt.want {
+				t.Errorf("BDAT LAST reply %q, want %q", got, tt.want)
+			}
+			if n := len(h.up.messages()); n != 2 {
+				t.Fatalf("upstream accepted %d messages, want 2", n)
+			}
+		})
+	}
+}

@@ -81,9 +81,23 @@ type Options struct {
 	TLS *tls.Config
 	// ImplicitTLS: TLS from the first byte; TLS must be set.
 	ImplicitTLS bool
+	// Upstreams, when set, returns the dialers of the upstreams this
+	// listener relays to; the front probes their EHLO extensions at start
+	// (probe.go), so that the first session already offers SMTPUTF8 and
+	// the upstream's SIZE.
+	Upstreams func() []*proxy.Dialer
 	// MaxMessageBytes is the largest message accepted; the advertised SIZE
 	// is the smaller of it and the upstream's limit once that is known.
 	MaxMessageBytes int64
+	// NoAuth, when set, lets clients it admits send without AUTH
+	// (noauth.go); nil: MAIL before AUTH gets "530 5.7.0".
+	NoAuth NoAuthFunc
+	// Pacer keeps each identity within its sending limit; share one among
+	// every SMTP listener (nil: one of this listener's own).
+	Pacer *Pacer
+	// SendRate gives an account's sending limit (nil: none, only the
+	// back-off after the upstream's rate-limit replies).
+	SendRate SendRateFunc
 	// Log receives the server's own events (not per-connection ones); nil
 	// means slog.Default().
 	Log *slog.Logger
@@ -111,6 +125,9 @@ func (o Options) withDefaults() Options {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	if o.Pacer == nil {
+		o.Pacer = NewPacer(PacerOptions{})
+	}
 	return o
 }
 
@@ -121,7 +138,9 @@ func (o Options) withDefaults() Options {
 type Server struct {
 	opts  Options
 	slots *proxy.IdentityLimits // upstream sessions per identity (key "smtp")
+	pacer *Pacer                // opts.Pacer
 	exts  *extCache             // upstream EHLO extensions, for the front's EHLO
+	probe probeState
 
 	// connect opens a logged-in upstream session for acct; it is
 	// proxy.Connect with loginUpstream.
@@ -156,6 +175,8 @@ func New(opts Options) *Server {
 	if s.slots = s.opts.Limits; s.slots == nil {
 		s.slots = &proxy.IdentityLimits{}
 	}
+	s.startProbes()
+	s.pacer = s.opts.Pacer
 	s.connect = func(ctx context.Context, acct proxy.Account) (*upstream, error) {
 		return proxy.Connect(ctx, s.opts.Gateway, acct, s.loginUpstream)
 	}
@@ -170,9 +191,12 @@ func (s *Server) ServeConn(ctx context.Context, c *proxy.Conn) {
 	}
 	stop := context.AfterFunc(ctx, cc.cancel)
 	defer stop()
+	stopDrain := c.OnDrain(cc.drained)
+	defer stopDrain()
 	// A reload that removes the account or changes its password ends the
 	// session politely at its next command.
 	proxy.OnSessionClose(ctx, cc.sessionClosed)
+	s.awaitProbes(ctx)
 	ps, err := s.profileServer(cc.implicitTLS)
 	if err != nil {
 		writeReply(cc.Conn, replyShuttingDown)
@@ -206,6 +230,7 @@ func writeReply(c net.Conn, e *smtp.SMTPError) {
 // then answers 421 at once). Sessions already running are ended by their
 // contexts. Close is for after the proxy.Server has stopped.
 func (s *Server) Close() error {
+	s.probe.cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true

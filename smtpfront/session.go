@@ -92,16 +92,25 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.release == nil {
-		return replyAuthRequired
+		if err := s.beginWithoutAuth(); err != nil { // noauth.go
+			return err
+		}
 	}
 	if err := s.closedByReload(); err != nil {
 		return err
 	}
 	if s.cc.draining() {
+		// This reply is the last one, even when drained has already
+		// asked for a goodbye.
 		s.cc.hangUp("")
+		s.cc.farewellSent.Store(true)
 		return replyShuttingDown
 	}
-	s.inTx, s.from, s.mailOpts, s.rcpts = false, from, upstreamMailOptions(opts), s.rcpts[:0]
+	if err := s.pace(); err != nil { // pacing.go
+		return err
+	}
+	s.setTx(false)
+	s.from, s.mailOpts, s.rcpts = from, upstreamMailOptions(opts), s.rcpts[:0]
 	// The RCPTs (and DATA) the client pipelined behind this MAIL go
 	// upstream with it.
 	rcpts, data := s.cc.pipelinedEnvelope(s.srv.maxPipelined)
@@ -126,7 +135,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		err = up.c.Mail(from, s.mailOpts)
 		up.conn.behind = nil
 		if err == nil {
-			s.inTx = true
+			s.setTx(true)
 			return nil
 		}
 		if attempt == 0 && !dialled && isStale(err) {
@@ -183,8 +192,8 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 // Data implements smtp.Session: the message streams to the upstream's DATA,
-// and Data returns nil (go-smtp answers 250) only after the upstream
-// accepted the message. When the client's data breaks off, the upstream
+// and Data returns the upstream's 250 (acceptedReply) only after the
+// upstream accepted the message. When the client's data breaks off, the upstream
 // connection is dropped rather than finished, so a partial message is never
 // submitted.
 func (s *session) Data(r io.Reader) error {
@@ -212,10 +221,12 @@ func (s *session) Data(r io.Reader) error {
 		// sends RSET.
 		return s.upstreamFailed("DATA", err)
 	}
-	s.inTx = false // the final reply ends the transaction, whatever it is
-	// A reload that ends the session now lets this message finish.
+	// A reload or a shutdown that ends the session now lets this message
+	// finish. beginData comes before the transaction is marked over, so a
+	// drain at this moment sees one or the other, never an idle session.
 	s.cc.beginData()
 	defer s.cc.endData()
+	s.setTx(false) // the final reply ends the transaction, whatever it is
 	// The message goes onto the upstream connection under go-smtp's client,
 	// stuffed by dotEncoder; only its final CRLF goes through the client's
 	// own DATA writer, which then ends the data and reads the reply.
@@ -251,8 +262,23 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.messages++
 	s.bytes += n
-	s.log.Info("message relayed", "bytes", n, "bulk_bytes", bulk, "upstream_reply", resp.StatusText)
-	return nil
+	s.srv.pacer.accepted(paceKey(s.acct))
+	s.log.Info("message relayed", "bytes", n, "bulk_bytes", bulk, "upstream_reply", proxy.RedactUpstreamText(resp.StatusText))
+	return acceptedReply(resp.StatusText)
+}
+
+// acceptedReply returns the upstream's 250 to the end of a message as
+// go-smtp's server will write it byte for byte, so its queue id reaches the
+// client (ERPs log it to trace a message): go-smtp writes an *SMTPError
+// that a session's Data returns as it is, a 250 too, instead of its own
+// "250 2.0.0 OK: queued". The text is as go-smtp's client read it, the
+// enhanced codes still in it, lines joined with "\n". An empty text gets
+// go-smtp's own reply.
+func acceptedReply(text string) error {
+	if text == "" {
+		return nil
+	}
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.NoEnhancedCode, Message: text}
 }
 
 // readMessage reads the client's message from r (go-smtp's DATA or BDAT
@@ -303,10 +329,10 @@ func (s *session) Reset() {
 		s.discard("upstream session lost at RSET", err)
 	}
 	if !s.inTx || s.up == nil {
-		s.inTx = false
+		s.setTx(false)
 		return
 	}
-	s.inTx = false
+	s.setTx(false)
 	if err := s.up.c.Reset(); err != nil && isConnectionGone(err) {
 		s.discard("upstream session lost at RSET", err)
 	}
@@ -393,7 +419,14 @@ func (s *session) discard(why string, err error) {
 	s.up.abort()
 	s.up = nil
 	s.live.Store(nil)
-	s.inTx = false
+	s.setTx(false)
+}
+
+// setTx records whether a transaction is open, for the session and for the
+// drain (clientConn.inTx). The caller holds mu.
+func (s *session) setTx(open bool) {
+	s.inTx = open
+	s.cc.inTx.Store(open)
 }
 
 // upstreamFailed turns an upstream failure of cmd into the client's reply:
@@ -407,13 +440,16 @@ func (s *session) upstreamFailed(cmd string, err error) error {
 		s.discard("upstream connection lost during "+cmd, err)
 		return replyUpstreamLost
 	}
-	attrs := []any{"cmd", cmd, "code", se.Code, "enhanced", enhancedString(se.EnhancedCode), "text", se.Message}
+	attrs := []any{"cmd", cmd, "code", se.Code, "enhanced", enhancedString(se.EnhancedCode), "text", proxy.RedactUpstreamText(se.Message)}
 	if text, ok := why(se, s.account()); ok {
-		attrs = append(attrs, "why", text)
+		attrs = append(attrs, "why", proxy.RedactUpstreamText(text))
 	}
 	s.log.Warn("upstream refused", attrs...)
 	if se.Code == 421 {
-		s.discard("upstream closed the session", err)
+		s.discard("upstream closed the session", errors.New(proxy.RedactUpstreamText(err.Error())))
+	}
+	if limited := s.upstreamLimited(se); limited != nil { // pacing.go
+		return limited
 	}
 	return passThrough(se)
 }

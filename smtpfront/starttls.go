@@ -86,6 +86,9 @@ func (s *Server) startTLSConfig() *tls.Config {
 		if cc, ok := clientConnOf(hello.Conn); ok {
 			cc.upgraded.Store(true)
 			cc.stopTrace()
+			if cc.hs != nil {
+				cc.hs.hello(hello)
+			}
 		}
 		if inner != nil {
 			return inner(hello)

@@ -152,6 +152,28 @@ func TestTLSHandshakeFailures(t *testing.T) {
 		tc.expectClosed()
 		h.log.waitFor(t, "TLS handshake with the client failed")
 	})
+	// A failed STARTTLS handshake is logged as on every other listener
+	// (go-smtp answers it with 550 and logs nothing itself).
+	t.Run("STARTTLS, client offers only TLS 1.0", func(t *testing.T) {
+		h := newHarness(t, withLocalTLS(server, false, false))
+		tc := h.transcript()
+		tc.cmd("EHLO client.test", "250 ")
+		tc.cmd("STARTTLS", "220 ")
+		old := tls.Client(tc.conn, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10})
+		old.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := old.Handshake(); err == nil {
+			t.Fatal("a TLS 1.0 handshake succeeded")
+		}
+		h.log.waitFor(t, "TLS handshake with the client failed", "protocol version not supported", "TLS 1.0")
+	})
+	t.Run("STARTTLS, plaintext after 220", func(t *testing.T) {
+		h := newHarness(t, withLocalTLS(server, false, false))
+		tc := h.transcript()
+		tc.cmd("EHLO client.test", "250 ")
+		tc.cmd("STARTTLS", "220 ")
+		tc.write("EHLO client.test\r\n")
+		h.log.waitFor(t, "TLS handshake with the client failed", "does not look like a TLS handshake")
+	})
 	t.Run("implicit, silent client", func(t *testing.T) {
 		h := newHarness(t, withLocalTLS(server, true, false), func(o *Options) { o.PreAuthTimeout = 200 * time.Millisecond })
 		conn, err := dialTCP(h.addr)
@@ -177,6 +199,19 @@ func TestTLSHandshakeFailures(t *testing.T) {
 			t.Fatalf("served %q without TLS", rest)
 		}
 	})
+}
+
+// TestSTARTTLSWithoutLocalTLS: STARTTLS on a listener without tls: is
+// refused with 502 (RFC 3207 §4: not offered, so not implemented here) and
+// the session goes on.
+func TestSTARTTLSWithoutLocalTLS(t *testing.T) {
+	h := newHarness(t)
+	tc := h.transcript()
+	if ehlo := tc.cmd("EHLO client.test", "250 "); strings.Contains(ehlo, "STARTTLS") {
+		t.Fatalf("EHLO without local TLS offers STARTTLS: %q", ehlo)
+	}
+	tc.cmd("STARTTLS", "502 5.5.1 ")
+	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
 }
 
 // TestRefuseImplicitTLSWritesNothing: a connection over the limit of an

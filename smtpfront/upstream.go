@@ -35,7 +35,14 @@ const (
 	quitTimeout = 5 * time.Second
 	// maxQuitDrain bounds what is read (and dropped) after QUIT.
 	maxQuitDrain = 64 << 10
+	// maxLoginRead bounds what the upstream may send from the greeting to
+	// the end of the login (a few short replies), so that an endless reply
+	// fails the login at once instead of being read until its timeout.
+	maxLoginRead = 1 << 20
 )
+
+// errLoginTooLong is returned by reads past maxLoginRead during login.
+var errLoginTooLong = fmt.Errorf("the upstream sent more than %d bytes during login: %w", maxLoginRead, proxy.ErrUpstreamUnavailable)
 
 // upstream is one logged-in upstream SMTP session.
 type upstream struct {
@@ -62,20 +69,66 @@ func (u *upstream) quit() {
 	}
 }
 
-// loginUpstream is the proxy.LoginFunc of SMTP: greeting, EHLO, STARTTLS
-// (in starttls mode), EHLO, AUTH XOAUTH2 with user= the token's own
-// identity (Exchange refuses a shared mailbox as SMTP user; sending as one
-// is MAIL FROM:<shared> with Send As). It closes conn on any error.
+// loginUpstream is the proxy.LoginFunc of SMTP: the login of
+// LoginUpstream, after which the upstream's extensions are remembered for
+// the EHLO the front answers.
 func (s *Server) loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct proxy.Account, token string) (*upstream, error) {
+	up, err := loginUpstream(ctx, conn, d, acct, token, s.opts.Domain)
+	if err != nil {
+		return nil, err
+	}
+	s.exts.learn(d.Addr, up.ext)
+	return up, nil
+}
+
+// Upstream is a logged-in SMTP upstream session.
+type Upstream struct {
+	// Client is go-smtp's client on the session, authenticated; the
+	// caller ends it with Quit or Close.
+	Client *smtp.Client
+	// Conn is the connection under the client after STARTTLS (TLS), or
+	// the connection given to LoginUpstream in implicit mode.
+	Conn net.Conn
+}
+
+// LoginOptions adjust LoginUpstream. The zero value is usable.
+type LoginOptions struct {
+	// Domain is the EHLO name; empty means DefaultDomain.
+	Domain string
+}
+
+// LoginUpstream is the SMTP upstream login that serve runs for every
+// client, and that "xoauthd check" and the benchmark run too: greeting,
+// EHLO, STARTTLS (in starttls mode), EHLO, AUTH XOAUTH2 with user= the
+// token's own identity (Exchange refuses a shared mailbox as SMTP user;
+// sending as one is MAIL FROM:<shared> with Send As). An error wraps
+// proxy.ErrUpstreamRejected when the upstream refused the token and
+// proxy.ErrUpstreamUnavailable when it failed otherwise; it carries the
+// upstream's reply (a *smtp.SMTPError) and the stage that failed
+// (proxy.StageOf). conn is closed on any error.
+func LoginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct proxy.Account, token string, opts LoginOptions) (*Upstream, error) {
+	if opts.Domain == "" {
+		opts.Domain = DefaultDomain
+	}
+	up, err := loginUpstream(ctx, conn, d, acct, token, opts.Domain)
+	if err != nil {
+		return nil, err
+	}
+	return &Upstream{Client: up.c, Conn: up.conn.Conn}, nil
+}
+
+// loginUpstream logs in on conn (see LoginUpstream). It closes conn on any
+// error.
+func loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct proxy.Account, token, domain string) (*upstream, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	c, uc, err := s.helloUpstream(ctx, conn, d)
+	c, uc, err := helloUpstream(ctx, conn, d, domain)
 	if err == nil {
 		// The two-step form ("AUTH XOAUTH2", "334 ", response): a token on the
 		// command line exceeds some servers' line limit (Dovecot's submission
 		// answers 500 5.5.2), and Exchange accepts both forms.
 		err = c.Auth(xoauth2.NewContinuationClient(acct.Identity, token))
 		if err != nil {
-			err = authError(d.Addr, acct.Identity, err)
+			err = proxy.AtStage(proxy.StageLogin, authError(d.Addr, acct.Identity, err))
 		}
 	}
 	if !stop() && err == nil {
@@ -85,14 +138,10 @@ func (s *Server) loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dial
 		conn.Close()
 		return nil, err
 	}
+	uc.inLogin = false
 	c.CommandTimeout = upstreamCommandTimeout
 	c.SubmissionTimeout = upstreamSubmissionTimeout
-	ok, param := c.Extension("SIZE")
-	ext := upstreamExt{smtputf8: hasExt(c, "SMTPUTF8")}
-	if ok {
-		ext.size = parseSize(param)
-	}
-	s.exts.learn(d.Addr, ext)
+	ext := upstreamExtOf(c)
 	return &upstream{c: c, conn: uc, addr: d.Addr, ext: ext, pipelining: hasExt(c, "PIPELINING")}, nil
 }
 
@@ -101,20 +150,20 @@ func (s *Server) loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dial
 // handshake) itself, so that the session can write a message's data onto
 // the TLS connection under go-smtp's client (dotEncoder), and go-smtp's
 // client starts on the TLS connection with the greeting replayed.
-func (s *Server) helloUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer) (*smtp.Client, *upstreamConn, error) {
-	uc := &upstreamConn{Conn: conn, raw: conn}
+func helloUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, domain string) (*smtp.Client, *upstreamConn, error) {
+	uc := &upstreamConn{Conn: conn, raw: conn, inLogin: true, loginLeft: maxLoginRead}
 	if d.Mode == proxy.TLSStartTLS {
-		tc, batch, greeting, err := startTLS(ctx, conn, d, s.opts.Domain)
+		tc, batch, greeting, err := startTLS(ctx, conn, d, domain)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, proxy.AtStage(proxy.StageStartTLS, err)
 		}
 		uc.Conn, uc.batch, uc.replay = tc, batch, greeting
 	}
 	c := smtp.NewClient(uc)
 	c.CommandTimeout = loginStepTimeout(d)
-	if err := c.Hello(s.opts.Domain); err != nil {
+	if err := c.Hello(domain); err != nil {
 		c.Close()
-		return nil, nil, fmt.Errorf("EHLO at %s: %w (%w: check the network, the upstream's certificate and upstream_tls)", d.Addr, err, proxy.ErrUpstreamUnavailable)
+		return nil, nil, proxy.AtStage(proxy.StageGreeting, fmt.Errorf("EHLO at %s: %w (%w: check the network, the upstream's certificate and upstream_tls)", d.Addr, err, proxy.ErrUpstreamUnavailable))
 	}
 	return c, uc, nil
 }
@@ -157,6 +206,8 @@ type upstreamConn struct {
 	replay       []byte         // read before Conn
 	batch        *recordBatcher // under Conn in starttls mode, else nil
 	held         bool           // batch collects until the next Read (holdWrites)
+	inLogin      bool           // reads are bounded by loginLeft (loginUpstream)
+	loginLeft    int            // bytes the upstream may still send during login
 	drainOnClose atomic.Bool
 
 	// Commands pipelined ahead of go-smtp's client (pipeline.go), used under
@@ -174,7 +225,15 @@ func (c *upstreamConn) Read(b []byte) (int, error) {
 		c.replay = c.replay[n:]
 		return n, nil
 	}
-	return c.Conn.Read(b)
+	if !c.inLogin {
+		return c.Conn.Read(b)
+	}
+	if c.loginLeft == 0 {
+		return 0, errLoginTooLong
+	}
+	n, err := c.Conn.Read(b[:min(len(b), c.loginLeft)])
+	c.loginLeft -= n
+	return n, err
 }
 
 // Write is what go-smtp's client writes. The commands pipelined with a

@@ -241,3 +241,26 @@ func TestRecordBatcher(t *testing.T) {
 		t.Fatalf("the other side got %d bytes, want %d as sent", len(b), len(all))
 	}
 }
+
+// TestLoginEndlessReply: an upstream whose greeting never ends (implicit
+// TLS, where go-smtp's client reads it) fails the login once it has sent
+// more than a login needs, instead of being read until the login timeout.
+func TestLoginEndlessReply(t *testing.T) {
+	client, server := net.Pipe()
+	defer server.Close()
+	go func() {
+		line := []byte(strings.Repeat("220-endless greeting\r\n", 512))
+		for {
+			if _, err := server.Write(line); err != nil {
+				return
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d := &proxy.Dialer{Addr: "smtp.example.test:465", Mode: proxy.TLSImplicit, HandshakeTimeout: time.Second}
+	_, err := LoginUpstream(ctx, client, d, proxy.Account{Identity: "alice@example.test"}, "token", LoginOptions{})
+	if err == nil || !strings.Contains(err.Error(), "during login") || !errors.Is(err, proxy.ErrUpstreamUnavailable) {
+		t.Fatalf("err %v, want the login bound and ErrUpstreamUnavailable", err)
+	}
+}

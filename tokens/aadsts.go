@@ -41,11 +41,13 @@ const (
 	adviceScopes = `add the Office 365 Exchange Online permissions (IMAP.AccessAsUser.All, ` +
 		`POP.AccessAsUser.All, SMTP.Send) to the app registration and check the scopes ` +
 		`(https://outlook.office.com/...)`
-	adviceMFA        = "complete multi-factor authentication in the browser"
-	adviceAppMissing = "check client_id and tenant; a multi-tenant app must be consented in this tenant by an admin"
-	adviceTenantOnly = "set tenant to the tenant GUID or domain (client credentials never work on common or consumers)"
-	adviceBug        = "this is a bug in xoauthd; please report it"
-	adviceDevice     = "an admin must exempt the app; xoauthd cannot satisfy a device requirement"
+	adviceMFA         = "complete multi-factor authentication in the browser"
+	adviceAppMissing  = "check client_id and tenant; a multi-tenant app must be consented in this tenant by an admin"
+	adviceTenantOnly  = "set tenant to the tenant GUID or domain (client credentials never work on common or consumers)"
+	adviceBug         = "this is a bug in xoauthd; please report it"
+	adviceDevice      = "an admin must exempt the app; xoauthd cannot satisfy a device requirement"
+	adviceCertificate = "upload the certificate file named by client_certificate.cert (not the key) to the app registration " +
+		"under Certificates & secrets > Certificates, and check that client_certificate.key is that certificate's key"
 )
 
 // entraCodes maps every code of the Entra ID token endpoint table in the
@@ -86,6 +88,13 @@ var entraCodes = map[int]entraCode{
 	7000222: {classConfiguration, "client secret expired", "create a new client secret in the app registration"},
 	7000218: {classConfiguration, "the app must authenticate with a secret (public client flows are off)", `enable "Allow public client flows" in the app registration, or set client_secret`},
 	700025:  {classConfiguration, "a public client sent a client secret", "remove client_secret from the provider, or register the app as a confidential (web) client"},
+	// Certificate credentials (client assertions, assertion.go).
+	700027:  {classConfiguration, "the client assertion failed signature validation: the certificate is not registered on the app, or was signed by another key", adviceCertificate},
+	700024:  {classConfiguration, "the client assertion is not within its valid time range (expired or not yet valid)", "check this machine's clock (NTP): an assertion is valid for 5 minutes from when xoauthd makes it"},
+	700023:  {classConfiguration, "the client assertion's audience is not this tenant's token endpoint", "leave token_url and authority unset (the assertion's aud is the token_url xoauthd posts to) and set tenant to the tenant's GUID or domain"},
+	700021:  {classConfiguration, "the client assertion names another application than client_id", "check client_id: it must be the application (client) ID of the app the certificate is registered on"},
+	50013:   {classConfiguration, "the client assertion was refused as invalid (for example replayed: each one may be used once)", "xoauthd makes a new assertion for every request, so look for a proxy or tool that repeats requests to the token endpoint, and check this machine's clock"},
+	50027:   {classConfiguration, "the client assertion is not a valid JWT", adviceBug},
 	700016:  {classConfiguration, "application not found in this tenant", adviceAppMissing},
 	700011:  {classConfiguration, "application not found in this tenant", adviceAppMissing},
 	50011:   {classConfiguration, "redirect URI mismatch", `register "http://localhost" as a redirect URI on the "Mobile and desktop applications" platform`},

@@ -3,21 +3,20 @@ package tokens
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/xoauthd/xoauthd/config"
 )
 
 const (
-	// KeySize is the size of the store key: AES-256.
-	KeySize = 32
+	// KeySize is the size of the store key: AES-256 (config.KeyLen, whose
+	// DecodeKey reads it).
+	KeySize = config.KeyLen
 	// maxKeyFile bounds how much of a key file is read.
 	maxKeyFile = 4 << 10
 )
@@ -28,7 +27,7 @@ const (
 // reports created so the caller can say so.
 func LoadKey(s config.Store) (key []byte, created bool, err error) {
 	if s.Key != "" {
-		key, err := parseKey(s.Key.Reveal())
+		key, err := config.DecodeKey(s.Key.Reveal())
 		if err != nil {
 			return nil, false, fmt.Errorf("store.key%s: %w", keySource(s), err)
 		}
@@ -52,7 +51,7 @@ func LoadKey(s config.Store) (key []byte, created bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("reading store key: %w", err)
 	}
-	key, err = parseKey(string(text))
+	key, err = config.DecodeKey(string(text))
 	if err != nil {
 		return nil, false, fmt.Errorf("store key file %s: %w", s.KeyFile, err)
 	}
@@ -81,24 +80,6 @@ func keySource(s config.Store) string {
 		return " (file " + s.KeyFile + ")"
 	}
 	return ""
-}
-
-// parseKey decodes a 32-byte key written as base64 (standard or URL
-// alphabet, padded or not) or as 64 hex digits. The key never appears in
-// an error.
-func parseKey(text string) ([]byte, error) {
-	text = strings.TrimSpace(text)
-	if len(text) == 2*KeySize {
-		if b, err := hex.DecodeString(text); err == nil {
-			return b, nil
-		}
-	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if b, err := enc.DecodeString(text); err == nil && len(b) == KeySize {
-			return b, nil
-		}
-	}
-	return nil, fmt.Errorf("not a %d-byte key in base64 or hex (hint: create one with: head -c 32 /dev/urandom | base64)", KeySize)
 }
 
 // createKeyFile writes a new random key to path (base64, mode 0600) without

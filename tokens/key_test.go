@@ -2,8 +2,6 @@ package tokens
 
 import (
 	"bytes"
-	"encoding/base64"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,45 +11,6 @@ import (
 
 	"github.com/xoauthd/xoauthd/config"
 )
-
-func TestParseKey(t *testing.T) {
-	raw := bytes.Repeat([]byte{0xfb, 0xef, 0x01}, 11)[:KeySize]
-	tests := []struct {
-		name string
-		text string
-		ok   bool
-	}{
-		{"base64 std", base64.StdEncoding.EncodeToString(raw), true},
-		{"base64 with newline", base64.StdEncoding.EncodeToString(raw) + "\n", true},
-		{"base64 raw", base64.RawStdEncoding.EncodeToString(raw), true},
-		{"base64 url", base64.URLEncoding.EncodeToString(raw), true},
-		{"base64 raw url", base64.RawURLEncoding.EncodeToString(raw), true},
-		{"hex lower", hex.EncodeToString(raw), true},
-		{"hex upper", strings.ToUpper(hex.EncodeToString(raw)), true},
-		{"16 bytes", base64.StdEncoding.EncodeToString(raw[:16]), false},
-		{"33 bytes", base64.StdEncoding.EncodeToString(append(raw, 1)), false},
-		{"hex too short", hex.EncodeToString(raw[:31]), false},
-		{"passphrase", "correct horse battery staple", false},
-		{"empty", "", false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			k, err := parseKey(tc.text)
-			if tc.ok {
-				if err != nil || !bytes.Equal(k, raw) {
-					t.Fatalf("parseKey = %x, %v; want the key", k, err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("parseKey accepted %q", tc.text)
-			}
-			if tc.text != "" && strings.Contains(err.Error(), strings.TrimSpace(tc.text)) {
-				t.Errorf("error %q repeats the key text", err)
-			}
-		})
-	}
-}
 
 func TestLoadKeyCreatesFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "store.key")
@@ -135,17 +94,4 @@ func TestLoadKeyErrors(t *testing.T) {
 			}
 		})
 	}
-}
-
-func FuzzParseKey(f *testing.F) {
-	f.Add("")
-	f.Add(strings.Repeat("A", 44))
-	f.Add(strings.Repeat("0", 64))
-	f.Add("zz" + strings.Repeat("0", 62))
-	f.Fuzz(func(t *testing.T, s string) {
-		k, err := parseKey(s)
-		if err == nil && len(k) != KeySize {
-			t.Fatalf("parseKey(%q) returned %d bytes", s, len(k))
-		}
-	})
 }

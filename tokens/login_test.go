@@ -319,7 +319,7 @@ func TestResolveProvider(t *testing.T) {
 			"https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token", "offline_access", false},
 		{"microsoft app-only", config.Provider{Type: "microsoft", Tenant: "t", Flow: "client_credentials"},
 			"https://login.microsoftonline.com/t/oauth2/v2.0/token", "https://outlook.office365.com/.default", false},
-		{"google", config.Provider{Type: "google"}, googleTokenURL, "https://mail.google.com/", false},
+		{"google", config.Provider{Type: "google"}, "https://oauth2.googleapis.com/token", "https://mail.google.com/", false},
 		{"custom", config.Provider{Type: "custom", TokenURL: "https://idp.example/token"}, "https://idp.example/token", "", false},
 		{"custom without token_url", config.Provider{Type: "custom"}, "", "", true},
 		{"unknown type", config.Provider{Type: "yahoo"}, "", "", true},

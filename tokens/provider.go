@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
-	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -15,33 +13,13 @@ import (
 	"github.com/xoauthd/xoauthd/config"
 )
 
-// Endpoint defaults, used when the configuration leaves them empty.
-const (
-	googleAuthURL   = "https://accounts.google.com/o/oauth2/v2/auth"
-	googleTokenURL  = "https://oauth2.googleapis.com/token"
-	googleDeviceURL = "https://oauth2.googleapis.com/device/code"
-	// defaultLifetime is assumed when a token response has no expires_in.
-	defaultLifetime = 30 * time.Minute
-)
-
-// Scopes of the built-in providers.
-var (
-	microsoftDelegatedScopes = []string{
-		"https://outlook.office.com/IMAP.AccessAsUser.All",
-		"https://outlook.office.com/POP.AccessAsUser.All",
-		"https://outlook.office.com/SMTP.Send",
-		"offline_access",
-	}
-	microsoftAppScopes = []string{"https://outlook.office365.com/.default"}
-	googleScopes       = []string{"https://mail.google.com/"}
-	// oidcScopes make the provider return an id_token naming the signed-in user.
-	oidcScopes = []string{"openid", "profile", "email"}
-)
+// defaultLifetime is assumed when a token response has no expires_in.
+const defaultLifetime = 30 * time.Minute
 
 // Credential authenticates the application (the OAuth client) at the token
 // endpoint. A nil Credential is a public client that sends only client_id.
-// ClientSecret is the one implementation today; a certificate credential
-// (client_assertion with a signed JWT) fits the same method.
+// ClientSecret sends a shared secret; ClientCertificate a signed assertion
+// (assertion.go).
 type Credential interface {
 	// TokenParams returns the form parameters that authenticate clientID on
 	// one request to tokenURL.
@@ -60,10 +38,13 @@ func (c ClientSecret) TokenParams(context.Context, string, string) (url.Values, 
 
 // CredentialFor returns the credential configured for p, nil for a public client.
 func CredentialFor(p *config.Provider) Credential {
-	if p.ClientSecret == "" {
-		return nil
+	switch {
+	case p.ClientCertificate != nil:
+		return ClientCertificate{Files: *p.ClientCertificate}
+	case p.ClientSecret != "":
+		return ClientSecret{Secret: p.ClientSecret}
 	}
-	return ClientSecret{Secret: p.ClientSecret}
+	return nil
 }
 
 // provider is a config.Provider with every endpoint and scope resolved.
@@ -79,74 +60,26 @@ type provider struct {
 	scopes    []string // requested at login and on every refresh
 }
 
-// resolveProvider fills the endpoints and scopes that the configuration left
-// empty from the provider type's defaults.
+// resolveProvider returns p with every endpoint and scope resolved from
+// its type's preset (config.Provider.Resolved: package config owns the
+// presets).
 func resolveProvider(p *config.Provider) (*provider, error) {
 	if p == nil {
 		return nil, fmt.Errorf("no provider")
 	}
-	r := &provider{
-		name: p.Name, kind: strings.ToLower(p.Type), flow: strings.ToLower(p.Flow),
-		clientID: p.ClientID, cred: CredentialFor(p),
-		authURL: p.AuthURL, tokenURL: p.TokenURL, deviceURL: p.DeviceURL,
-		scopes: slices.Clone(p.Scopes),
-	}
-	if r.flow == "" {
-		r.flow = config.FlowAuthCode
-	}
-	if r.kind == "" {
-		r.kind = config.TypeMicrosoft
-	}
-	switch r.kind {
-	case config.TypeMicrosoft:
-		authority := strings.TrimSuffix(p.Authority, "/")
-		if authority == "" {
-			authority = config.DefaultMicrosoftAuthority
-		}
-		tenant := p.Tenant
-		if tenant == "" {
-			tenant = config.DefaultMicrosoftTenant
-		}
-		base := authority + "/" + url.PathEscape(tenant) + "/oauth2/v2.0/"
-		r.authURL = orDefault(r.authURL, base+"authorize")
-		r.tokenURL = orDefault(r.tokenURL, base+"token")
-		r.deviceURL = orDefault(r.deviceURL, base+"devicecode")
-		if len(r.scopes) == 0 {
-			r.scopes = slices.Clone(microsoftDelegatedScopes)
-			if r.flow == config.FlowClientCredentials {
-				r.scopes = slices.Clone(microsoftAppScopes)
-			}
-		}
-	case config.TypeGoogle:
-		r.authURL = orDefault(r.authURL, googleAuthURL)
-		r.tokenURL = orDefault(r.tokenURL, googleTokenURL)
-		r.deviceURL = orDefault(r.deviceURL, googleDeviceURL)
-		if len(r.scopes) == 0 {
-			r.scopes = slices.Clone(googleScopes)
-		}
-	case config.TypeCustom:
+	rp := p.Resolved()
+	switch rp.Type {
+	case config.TypeMicrosoft, config.TypeGoogle, config.TypeCustom:
 	default:
 		return nil, fmt.Errorf("provider %s: unknown type %q (hint: microsoft, google or custom)", p.Name, p.Type)
 	}
-	if r.flow != config.FlowClientCredentials && r.kind != config.TypeCustom {
-		for _, s := range oidcScopes {
-			if !slices.Contains(r.scopes, s) {
-				r.scopes = append(r.scopes, s)
-			}
-		}
-	}
-	if r.tokenURL == "" {
+	if rp.TokenURL == "" {
 		return nil, fmt.Errorf("provider %s: token_url is not set (hint: set token_url for a custom provider)", p.Name)
 	}
-	return r, nil
-}
-
-// orDefault returns a unless it is empty, else b.
-func orDefault(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
+	return &provider{
+		name: rp.Name, kind: rp.Type, flow: rp.Flow, clientID: rp.ClientID, cred: CredentialFor(rp),
+		authURL: rp.AuthURL, tokenURL: rp.TokenURL, deviceURL: rp.DeviceURL, scopes: rp.Scopes,
+	}, nil
 }
 
 // withClient makes x/oauth2 use client for the requests made with ctx.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xoauthd/xoauthd/config"
+	"github.com/xoauthd/xoauthd/internal/check"
 	"github.com/xoauthd/xoauthd/tokens"
 )
 
@@ -125,7 +126,7 @@ func printAccounts(w io.Writer, rows []accountRow, now time.Time) {
 			lastErr = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", identity, dash(r.Provider), dash(r.Flow), r.State,
-			when(r.Expiry, now), when(r.LastRefresh, now), lastErr)
+			check.When(r.Expiry, now), check.When(r.LastRefresh, now), lastErr)
 	}
 	tw.Flush()
 }
@@ -133,31 +134,6 @@ func printAccounts(w io.Writer, rows []accountRow, now time.Time) {
 func dash(s string) string {
 	if s == "" {
 		return "-"
-	}
-	return s
-}
-
-// when prints a time with how far it is from now, "-" when zero.
-func when(t, now time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	d := t.Sub(now).Round(time.Minute)
-	rel := "now"
-	switch {
-	case d > 0:
-		rel = "in " + shortDuration(d)
-	case d < 0:
-		rel = shortDuration(-d) + " ago"
-	}
-	return t.Local().Format("2006-01-02 15:04") + " (" + rel + ")"
-}
-
-// shortDuration prints 1h5m as "1h5m" and 3m0s as "3m".
-func shortDuration(d time.Duration) string {
-	s := strings.TrimSuffix(d.String(), "0s")
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
 }

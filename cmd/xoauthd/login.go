@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xoauthd/xoauthd/config"
+	"github.com/xoauthd/xoauthd/internal/check"
 	"github.com/xoauthd/xoauthd/tokens"
 )
 
@@ -69,7 +70,7 @@ func loadConfig(inv *invocation, path string) (*config.Config, int, bool) {
 	cfg, err := config.Load(path)
 	var problems config.Problems
 	if errors.As(err, &problems) {
-		fmt.Fprintf(inv.stderr, "%s: %s; run \"xoauthd validate --config %s\"\n", path, plural(len(problems), "problem"), path)
+		fmt.Fprintf(inv.stderr, "%s: %s; run \"xoauthd validate --config %s\"\n", path, check.Plural(len(problems), "problem"), path)
 		for _, p := range problems {
 			fmt.Fprintf(inv.stderr, "  %s\n", p)
 		}

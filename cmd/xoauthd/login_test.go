@@ -195,23 +195,6 @@ func TestAccountsMissingKey(t *testing.T) {
 	}
 }
 
-func TestWhen(t *testing.T) {
-	now := time.Date(2026, 3, 4, 10, 0, 0, 0, time.Local)
-	tests := map[time.Time]string{
-		{}:                                "-",
-		now.Add(75 * time.Minute):         "(in 1h15m)",
-		now.Add(10 * time.Minute):         "(in 10m)",
-		now.Add(-2 * time.Hour):           "(2h ago)",
-		now.Add(20 * time.Second):         "(now)",
-		now.Add(49*time.Hour + time.Hour): "(in 50h)",
-	}
-	for at, want := range tests {
-		if got := when(at, now); !strings.Contains(got, want) {
-			t.Errorf("when(%v) = %q, want it to contain %q", at, got, want)
-		}
-	}
-}
-
 // lineWith returns the first line of s containing sub.
 func lineWith(s, sub string) string {
 	for l := range strings.Lines(s) {

@@ -32,7 +32,7 @@ type command struct {
 // never modified at run time.
 var commands = []command{
 	{"serve", "run the IMAP, POP3 and SMTP listeners (SIGTERM drains and stops, SIGHUP reloads)", runServe},
-	{"validate", "load the configuration and report every problem with its line", runValidate},
+	{"validate", "load the configuration and report every problem and warning with its line", runValidate},
 	{"login", "sign an identity in (browser or --device) and store its tokens encrypted", runLogin},
 	{"logout", "remove an identity's stored tokens", runLogout},
 	{"check", "test each account end to end (config, token, IMAP, POP3, SMTP) and explain every failure", runCheck},
@@ -45,14 +45,18 @@ var commands = []command{
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, release := stopOnSignals(sigs, os.Stderr, os.Exit)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
+	signal.Stop(sigs)
+	release()
 	os.Exit(code)
 }
 
 // run dispatches args (without the program name) to a subcommand and
-// returns the exit status. ctx is cancelled on SIGINT and SIGTERM.
+// returns the exit status. ctx is cancelled on SIGINT and SIGTERM (a second
+// one exits at once: stopOnSignals).
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)

@@ -127,6 +127,23 @@ func TestValidateConfigFromEnvironment(t *testing.T) {
 	}
 }
 
+// TestValidateWarnsLegacyTLS: a listener that accepts TLS 1.0 loads, and
+// validate says ok with a warning that names the line.
+func TestValidateWarnsLegacyTLS(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "xoauthd.yaml")
+	src := "servers:\n  - protocol: smtp\n    listen: \"127.0.0.1:1587\"\n    upstream: \"smtp.office365.com:587\"\n" +
+		"    tls: {self_signed: mail.test, min_version: \"1.0\"}\n"
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runIn(t, "", "validate", "--config", path)
+	if code != exitOK || !strings.HasPrefix(out, "ok: ") ||
+		!strings.Contains(errOut, "warning: servers[0].tls.min_version (line 5): 127.0.0.1:1587 accepts TLS 1.0") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
 func TestValidateMissingFile(t *testing.T) {
 	code, _, errOut := runIn(t, "", "validate", "--config", filepath.Join(t.TempDir(), "none.yaml"))
 	if code != exitFailure || !strings.Contains(errOut, "xoauthd validate: reading configuration") {
@@ -210,5 +227,31 @@ func TestCommandNamesUnique(t *testing.T) {
 			t.Errorf("bad command entry %q", c.name)
 		}
 		seen[c.name] = true
+	}
+}
+
+// TestValidateWarnsOfWideNoAuth: a valid configuration whose no_auth lets
+// every address send is accepted, with a warning naming the line.
+func TestValidateWarnsOfWideNoAuth(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "xoauthd.yaml")
+	src := `store: {key: "${file:store.key}"}
+providers:
+  m365: {type: microsoft, client_id: 3f2a5d1c-8b7e-4c2a-9e61-0d4b7a9c5e21}
+servers:
+  - protocol: smtp
+    listen: 127.0.0.1:2525
+    upstream: smtp.office365.com:587
+    no_auth: {account: scanner, from: [127.0.0.1, 0.0.0.0/0]}
+accounts:
+  - {login: scanner, password_hash: "$argon2id$v=19$m=24576,t=2,p=1$CN+OY1B3VPKH6MoQedCaXg$wBVH52bUhlkgkOKHTHXGXk9L3zCoWdWBBag7EGay/t8", identity: scans@contoso.com, provider: m365}
+`
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runIn(t, "", "validate", "--config", path)
+	want := `warning: servers[0].no_auth.from[1] (line 8): "0.0.0.0/0" admits every address: anyone there may send mail as scanner without a password`
+	if code != exitOK || !strings.HasPrefix(out, "ok: 1 account, 1 server") || !strings.HasPrefix(errOut, want) || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("exit %d, stdout %q, stderr %q; want the warning %q", code, out, errOut, want)
 	}
 }

@@ -10,19 +10,32 @@ import (
 	"time"
 
 	"github.com/xoauthd/xoauthd/config"
+	"github.com/xoauthd/xoauthd/internal/check"
 	"github.com/xoauthd/xoauthd/internal/daemon"
 )
 
-// defaultDrain is how long serve lets sessions finish after SIGTERM/SIGINT.
-const defaultDrain = 30 * time.Second
+// Stopping. IMAP and POP3 sessions and SMTP sessions without a message under
+// way end at once; only SMTP messages under way use the drain time.
+const (
+	// defaultDrain is how long SMTP messages under way may finish after
+	// SIGTERM/SIGINT: with exitSlack it stays inside the 10 s that
+	// "docker stop" waits before SIGKILL, and far inside Kubernetes' 30 s.
+	defaultDrain = 8 * time.Second
+	// exitSlack bounds the wait, after the drain time, for the sessions
+	// closed then to return; serve exits when it is up in any case.
+	exitSlack = time.Second
+)
 
 // runServe runs the listeners of the configuration until SIGTERM or SIGINT,
-// then stops accepting, lets sessions drain and exits 0. The configuration
-// is reloaded when its file changes and on SIGHUP.
+// then stops accepting, ends sessions (SMTP messages under way may finish
+// within the drain time) and exits 0. A second signal exits at once
+// (stopOnSignals). The configuration is reloaded when its file changes and
+// on SIGHUP.
 func runServe(ctx context.Context, inv *invocation) int {
 	fs := inv.flagSet("[--config FILE] [--drain DURATION] [--trace]")
 	path := configFlag(fs)
-	drain := fs.Duration("drain", defaultDrain, "how long sessions may finish after SIGTERM/SIGINT before they are closed")
+	drain := fs.Duration("drain", defaultDrain, "after SIGTERM/SIGINT, how long SMTP messages under way may finish before their sessions are closed "+
+		"(IMAP, POP3 and idle SMTP sessions end at once; a second signal exits at once); keep it below the platform's stop grace period")
 	trace := fs.Bool("trace", false, "log the protocol dialogue up to each login at debug level, credentials shown as *** (same as log.trace: true)")
 	if code, ok := inv.noArgs(fs); !ok {
 		return code
@@ -31,7 +44,7 @@ func runServe(ctx context.Context, inv *invocation) int {
 	if err != nil {
 		var problems config.Problems
 		if errors.As(err, &problems) {
-			fmt.Fprintf(inv.stderr, "%s: %s; run \"xoauthd validate --config %s\"\n", *path, plural(len(problems), "problem"), *path)
+			fmt.Fprintf(inv.stderr, "%s: %s; run \"xoauthd validate --config %s\"\n", *path, check.Plural(len(problems), "problem"), *path)
 			for _, p := range problems {
 				fmt.Fprintf(inv.stderr, "  %s\n", p)
 			}
@@ -67,11 +80,18 @@ func serveDaemon(ctx context.Context, inv *invocation, cfg *config.Config, log *
 	log.Info("xoauthd started", "version", version, "config", cfg.Path)
 	<-ctx.Done()
 	stopReloading()
-	log.Info("stopping: no new connections; letting sessions finish", "drain", drain)
+	log.Info("stopping: no new connections; IMAP and POP3 sessions end now, SMTP messages under way may finish", "drain", drain)
 	sctx, scancel := context.WithTimeout(context.Background(), drain)
 	defer scancel()
-	if err := d.Shutdown(sctx); err != nil {
-		log.Warn("sessions closed at the end of the drain time", "err", err)
+	done := make(chan error, 1)
+	go func() { done <- d.Shutdown(sctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Warn("sessions closed at the end of the drain time", "err", err)
+		}
+	case <-time.After(drain + exitSlack):
+		log.Warn("sessions were still closing after the drain time; exiting anyway", "drain", drain)
 	}
 	log.Info("xoauthd stopped")
 	return exitOK

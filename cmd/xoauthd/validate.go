@@ -6,10 +6,12 @@ import (
 	"fmt"
 
 	"github.com/xoauthd/xoauthd/config"
+	"github.com/xoauthd/xoauthd/internal/check"
 )
 
 // runValidate loads and validates the configuration: every problem with its
-// YAML path and line on stderr and status 1, or a one-line summary.
+// YAML path and line on stderr and status 1, or warnings (allowed but weaker
+// settings) on stderr and a one-line summary.
 func runValidate(_ context.Context, inv *invocation) int {
 	fs := inv.flagSet("[--config FILE]")
 	path := configFlag(fs)
@@ -19,7 +21,7 @@ func runValidate(_ context.Context, inv *invocation) int {
 	cfg, err := config.Load(*path)
 	var problems config.Problems
 	if errors.As(err, &problems) {
-		fmt.Fprintf(inv.stderr, "%s: %s\n", *path, plural(len(problems), "problem"))
+		fmt.Fprintf(inv.stderr, "%s: %s\n", *path, check.Plural(len(problems), "problem"))
 		for _, p := range problems {
 			fmt.Fprintf(inv.stderr, "  %s\n", p)
 		}
@@ -28,15 +30,10 @@ func runValidate(_ context.Context, inv *invocation) int {
 	if err != nil {
 		return inv.fail(err)
 	}
-	fmt.Fprintf(inv.stdout, "ok: %s, %s in %s\n",
-		plural(len(cfg.Accounts), "account"), plural(len(cfg.Servers), "server"), *path)
-	return exitOK
-}
-
-// plural writes "1 account" or "3 accounts".
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(inv.stderr, "warning: %s\n", w)
 	}
-	return fmt.Sprintf("%d %ss", n, noun)
+	fmt.Fprintf(inv.stdout, "ok: %s, %s in %s\n",
+		check.Plural(len(cfg.Accounts), "account"), check.Plural(len(cfg.Servers), "server"), *path)
+	return exitOK
 }

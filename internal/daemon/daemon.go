@@ -53,6 +53,8 @@ type Daemon struct {
 	ops      ops           // metrics, admin endpoint, protocol trace (admin.go)
 	keep     keepalive     // keep-alive and needs-a-person alerts (keepalive.go)
 
+	pacer *smtpfront.Pacer // sending limits of every SMTP listener (smtp.go)
+
 	// Reloads (reload.go).
 	sessions proxy.Sessions       // logged-in sessions per login, for every Gateway
 	limits   proxy.IdentityLimits // upstream sessions per protocol and identity, for every listener
@@ -105,8 +107,12 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if d.log == nil {
 		d.log = slog.Default()
 	}
+	for _, w := range cfg.Warnings() { // what validate prints as warnings
+		d.log.Warn(w.Msg, "config", w.Path, "line", w.Line)
+	}
 	d.snap.Store(newSnapshot(cfg))
 	d.initOps(cfg)
+	d.pacer = d.newPacer()
 	d.tokens = opts.Tokens
 	if d.tokens == nil {
 		key, created, err := tokens.LoadKey(cfg.Store)
@@ -187,8 +193,30 @@ func (d *Daemon) upstreamFunc(start config.Server, key string) func(proxy.Accoun
 	}
 }
 
-// handler builds the protocol front of one listener.
-func (d *Daemon) handler(srv config.Server, gw *proxy.Gateway) (proxy.Handler, error) {
+// upstreamsOf returns the upstreams a listener relays to for the accounts of
+// the live configuration, one dialer each, for the SMTP front's start-up
+// probe of their EHLO extensions.
+func (d *Daemon) upstreamsOf(srv config.Server) func() []*proxy.Dialer {
+	return func() []*proxy.Dialer {
+		s := d.snap.Load()
+		var out []*proxy.Dialer
+		seen := map[string]bool{}
+		for _, a := range s.cfg.Accounts {
+			addr, mode := srv.UpstreamFor(s.cfg.Providers[a.Provider])
+			if addr == "" || seen[addr+" "+mode] {
+				continue
+			}
+			seen[addr+" "+mode] = true
+			if dl, err := d.dialers.Get(addr, proxy.TLSMode(mode), srv.CAFile); err == nil {
+				out = append(out, dl)
+			}
+		}
+		return out
+	}
+}
+
+// handler builds the protocol front of one listener (key: see serverKeys).
+func (d *Daemon) handler(srv config.Server, key string, gw *proxy.Gateway) (proxy.Handler, error) {
 	idle, preAuth := time.Duration(srv.IdleTimeout), time.Duration(srv.PreAuthTimeout)
 	// Local TLS and the exposure policy (listentls.go): logins without TLS
 	// only on loopback listeners or with allow_plaintext.
@@ -208,12 +236,17 @@ func (d *Daemon) handler(srv config.Server, gw *proxy.Gateway) (proxy.Handler, e
 		return smtpfront.New(smtpfront.Options{
 			Gateway:                gw,
 			PreAuthTimeout:         preAuth,
+			IdleTimeout:            idle,
 			MaxUpstreamPerIdentity: srv.MaxUpstreamPerIdentity,
 			UpstreamWait:           d.smtpWait,
 			Limits:                 &d.limits,
 			AllowInsecureAuth:      plainLogin,
 			TLS:                    tlsConf,
 			ImplicitTLS:            implicit,
+			Upstreams:              d.upstreamsOf(srv),
+			NoAuth:                 d.noAuthFunc(srv, key), // smtp.go
+			Pacer:                  d.pacer,
+			SendRate:               d.sendRateFunc(srv, key),
 		}), nil
 	}
 	return nil, fmt.Errorf("unknown protocol %q", srv.Protocol)
@@ -254,7 +287,7 @@ func (d *Daemon) openListeners(ctx context.Context, servers []config.Server, key
 		if sc.Protocol != config.ProtoSMTP { // smtpfront applies its limit itself, waiting briefly
 			gw.Limits, gw.LimitKey, gw.MaxPerIdentity = &d.limits, sc.Protocol, sc.MaxUpstreamPerIdentity
 		}
-		h, err := d.handler(sc, gw)
+		h, err := d.handler(sc, keys[i], gw)
 		if err == nil {
 			var ln net.Listener
 			if ln, err = proxy.Listen(ctx, sc.Listen); err == nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/memupstream"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
@@ -65,7 +66,7 @@ func newPolicyRig(t *testing.T, o policyRigOptions) *policyRig {
 	t.Cleanup(func() { r.sub.Close() })
 	addrs := make([]string, 4)
 	for i := range addrs {
-		addrs[i] = freeAddr(t)
+		addrs[i] = testkit.FreeAddr(t)
 	}
 	r.imap, r.imap2, r.opsRig.pop, r.smtp = addrs[0], addrs[1], addrs[2], addrs[3]
 	var b strings.Builder

@@ -14,7 +14,8 @@ import (
 // re-read when those files change (a renewed certificate needs no restart
 // or reload), or is the self-signed one for tls.self_signed kept beside the
 // token store (made on first start). The certificate's names, expiry and
-// SHA-256 fingerprint are logged.
+// SHA-256 fingerprint are logged. tls.min_version sets the oldest TLS
+// version accepted (below TLS 1.2 New logs config.Warnings' warning).
 func (d *Daemon) listenerTLS(srv config.Server) (*tls.Config, bool, error) {
 	t := srv.TLS
 	if t == nil {
@@ -33,5 +34,5 @@ func (d *Daemon) listenerTLS(srv config.Server) (*tls.Config, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("local TLS: %w", err)
 	}
-	return cert.ServerConfig(), t.Mode == config.TLSImplicit, nil
+	return cert.ServerConfigMin(t.TLSVersion()), t.Mode == config.TLSImplicit, nil
 }

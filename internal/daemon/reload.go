@@ -184,7 +184,7 @@ func (d *Daemon) applyListeners(next *snapshot) {
 }
 
 // retireLocked stops l from accepting and lets its sessions end by
-// themselves (Shutdown closes what is left at the end of its drain time).
+// themselves (Shutdown drains what is left).
 // d.mu is held.
 func (d *Daemon) retireLocked(l *listener) {
 	d.log.Info("stopped listening: the server is no longer in the configuration; its open sessions go on until they end",
@@ -193,7 +193,7 @@ func (d *Daemon) retireLocked(l *listener) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		_ = l.srv.Shutdown(context.Background()) // returns when the last session ended
+		_ = l.srv.Retire(context.Background()) // returns when the last session ended
 		d.mu.Lock()
 		delete(d.retiring, l)
 		d.mu.Unlock()
@@ -233,8 +233,9 @@ func (d *Daemon) warnRestartNeeded(prev, next *config.Config) {
 }
 
 // liveServerFields are the listener settings read at each login (by
-// upstreamFunc); every other one is read only when the listener starts.
-var liveServerFields = map[string]bool{"Upstream": true, "UpstreamTLS": true, "CAFile": true}
+// upstreamFunc, noAuthFunc and sendRateFunc); every other one is read only when the
+// listener starts.
+var liveServerFields = map[string]bool{"Upstream": true, "UpstreamTLS": true, "CAFile": true, "NoAuth": true, "SendRate": true}
 
 // startOnlyChanges names (by YAML key) the settings of a listener that
 // differ between a and b and are read only when the listener starts.

@@ -20,6 +20,8 @@ import (
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/memupstream"
 	"github.com/xoauthd/xoauthd/proxy"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // fakeHash is a well-formed argon2id PHC string for password; the tests'
@@ -319,7 +321,7 @@ func TestReloadInvalidKeepsConfiguration(t *testing.T) {
 
 func TestReloadListeners(t *testing.T) {
 	e := newEnv(t, nil, []account{alice})
-	a, b, c := freeAddr(t), freeAddr(t), freeAddr(t)
+	a, b, c := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	e.reload([]string{e.imapServer(a, "")}, []account{alice}) // from port 0 to a fixed address
 	if got := e.listenAddrs(); len(got) != 1 || got[0] != a {
 		t.Fatalf("listeners %v, want [%s]", got, a)
@@ -428,17 +430,6 @@ func TestWatchReloads(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// freeAddr returns a loopback address with a port that was free just now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func TestWarnRestartNeeded(t *testing.T) {

@@ -68,7 +68,7 @@ func writeConfig(dir string, up upstreams, listeners []Listener, listen []string
 	b.WriteString("# Written by `xoauthd demo` for its built-in identity provider and mail\n" +
 		"# server; removed when the demo stops. Relative paths are relative to this file.\n" +
 		"log: {level: info}\n" +
-		"store:\n  path: tokens.json\n  key: ${file:store.key}\n")
+		"store:\n  path: state/tokens.json\n  key: ${file:store.key}\n")
 	fmt.Fprintf(&b, "providers:\n  %s:\n    type: microsoft\n    tenant: %s\n    client_id: %s\n    flow: authcode\n    authority: %s\n",
 		providerName, up.tenant, clientID, strconv.Quote(up.authority))
 	b.WriteString("servers:\n")

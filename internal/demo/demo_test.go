@@ -118,11 +118,34 @@ func sendSMTP(t *testing.T, addr, rcpt string) {
 	if err := c.Hello("test.example"); err != nil {
 		t.Fatal(err)
 	}
+	// Probed at start: even the first session is offered the upstream's
+	// SMTPUTF8.
+	if ok, _ := c.Extension("SMTPUTF8"); !ok {
+		t.Error("the demo's SMTP port does not offer the upstream's SMTPUTF8")
+	}
 	if err := c.Auth(sasl.NewPlainClient("", Login, Password)); err != nil {
 		t.Fatalf("SMTP AUTH PLAIN through the demo: %v", err)
 	}
-	if err := c.SendMail(Identity, []string{rcpt}, strings.NewReader(sentMessage)); err != nil {
+	if err := c.Mail(Identity, nil); err != nil {
+		t.Fatalf("MAIL through the demo: %v", err)
+	}
+	if err := c.Rcpt(rcpt, nil); err != nil {
+		t.Fatalf("RCPT through the demo: %v", err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatalf("DATA through the demo: %v", err)
+	}
+	if _, err := io.WriteString(w, sentMessage); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
 		t.Fatalf("sending through the demo: %v", err)
+	}
+	// The upstream's own reply, with its queue id, reaches the client.
+	if !strings.HasPrefix(resp.StatusText, "2.0.0 Ok: queued as MEM") {
+		t.Errorf("reply to the message %q, want the upstream's 2.0.0 Ok: queued as MEM...", resp.StatusText)
 	}
 	if err := c.Quit(); err != nil {
 		t.Error(err)

@@ -58,6 +58,8 @@ var entraCodes = []int{
 	50034, 50126, 50053, 50057, 50055, 53003, 530035, 53000, 53001, 70016, 70019, 90120, 90055, 50196,
 	// Also named in the notes' sections on tenants and PKCE.
 	9001023, 90124, 90130, 50147, 501491,
+	// Certificate credentials (client assertions).
+	700027, 700024, 700023, 700021, 50013, 50027,
 }
 
 var billing = Account{Identity: "billing@contoso.com"}

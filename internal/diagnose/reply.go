@@ -8,6 +8,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/xoauthd/xoauthd/proxy"
 )
 
 const (
@@ -250,10 +252,12 @@ func cut(s string, n int) string {
 	return s
 }
 
-// clean makes server text safe to print: invalid UTF-8 and control
+// clean makes server text safe to print: credentials an upstream may echo
+// become "***" (proxy.RedactUpstreamText), invalid UTF-8 and control
 // characters become spaces, runs of spaces one, and the result is cut after
 // n bytes (on a rune boundary, marked with "...").
 func clean(s string, n int) string {
+	s = proxy.RedactUpstreamText(s)
 	var b strings.Builder
 	space := false
 	for _, r := range s {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/xoauthd/xoauthd/internal/xoauth2"
 )
 
 func TestParseSMTP(t *testing.T) {
@@ -150,5 +152,59 @@ func TestFromSMTPError(t *testing.T) {
 	r = FromSMTPError(432, [3]int{4, 3, 2}, "Concurrent connections limit exceeded.")
 	if r.Line != "432 4.3.2 Concurrent connections limit exceeded." {
 		t.Errorf("line %q", r.Line)
+	}
+}
+
+// TestReplyRedactsEcho: a reply that echoes xoauthd's XOAUTH2 response is
+// parsed with the response replaced by "***", in Text and in Line (what
+// check prints and the log shows), for every protocol.
+func TestReplyRedactsEcho(t *testing.T) {
+	blob := xoauth2.Encode("billing@contoso.com", "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJ4In0.c2ln")
+	parse := map[string]func(string) (*Reply, error){
+		"imap": ParseIMAP, "pop3": ParsePOP3, "smtp": ParseSMTP,
+	}
+	lines := map[string]string{
+		"imap": "a NO Unknown command AUTHENTICATE XOAUTH2 " + blob,
+		"pop3": "-ERR Unknown command " + blob,
+		"smtp": "500 5.5.2 Unknown command " + blob,
+	}
+	for proto, p := range parse {
+		r, err := p(lines[proto])
+		if err != nil {
+			t.Fatalf("%s: %v", proto, err)
+		}
+		for _, s := range []string{r.Text, r.Line, r.Error()} {
+			if strings.Contains(s, blob[:20]) || !strings.Contains(s, "***") {
+				t.Errorf("%s: %q, want the response as ***", proto, s)
+			}
+		}
+	}
+}
+
+func TestIsSendingLimit(t *testing.T) {
+	cases := []struct {
+		line string
+		want bool
+	}{
+		{"554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.", true},
+		{"421 4.4.2 Message submission rate for this client has exceeded the configured limit", true},
+		{"421 4.4.2 Connection dropped due to timeout", false},
+		{"550 5.4.5 Daily user sending limit exceeded. For more information on Gmail sending limits go to https://support.google.com/a/answer/166852", true},
+		{"451 4.4.5 Too much mail from this account, try again later", true},
+		{"432 4.3.2 Concurrent connections limit exceeded.", false},
+		{"554 5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException.MapiExceptionShutoffQuotaExceeded", false},
+		{"550 5.7.60 SMTP; Client does not have permissions to send as this sender", false},
+	}
+	for _, c := range cases {
+		r, err := ParseSMTP(c.line)
+		if err != nil {
+			t.Fatalf("%q: %v", c.line, err)
+		}
+		if got := IsSendingLimit(r); got != c.want {
+			t.Errorf("IsSendingLimit(%q) = %v, want %v", c.line, got, c.want)
+		}
+	}
+	if IsSendingLimit(nil) {
+		t.Error("IsSendingLimit(nil) is true")
 	}
 }

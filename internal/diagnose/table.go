@@ -50,6 +50,15 @@ func fullAccess(a Account) string {
 	return fmt.Sprintf("`Add-MailboxPermission -Identity %s -User %s -AccessRights FullAccess`", a.mailbox(), a.identity())
 }
 
+func congestionCause(a Account) string {
+	return "the server takes no more mail from " + a.identity() + " for now (congestion, or a daily sending limit reached)"
+}
+
+func congestionFix(a Account) string {
+	return "xoauthd backs off and answers 451, so clients send again later; a daily limit (Gmail: 5.4.5) lifts within 24 hours. " +
+		"Send less from " + a.identity() + ", or spread it over more accounts."
+}
+
 // constant returns a text that names nobody.
 func constant(s string) func(Account) string { return func(Account) string { return s } }
 
@@ -129,9 +138,26 @@ var rules = []rule{
 			return "the account " + a.identity() + " exceeded Exchange's sending limits of 30 messages a minute and 10,000 recipients a day"
 		},
 		fix: func(a Account) string {
-			return "Send fewer messages or recipients from " + a.identity() + "; the daily limit counts the last 24 hours. " +
-				"Bulk mail belongs on a service made for it."
+			return "Send fewer messages or recipients from " + a.identity() + " (xoauthd backs off and answers 451, so clients " +
+				"retry later); the daily limit counts the last 24 hours. Bulk mail belongs on a service made for it."
 		}},
+	// Exchange's message rate limit (MessageRateLimit of a throttling
+	// policy or receive connector) refuses with this documented text.
+	{id: "smtp-message-rate", proto: SMTP, enhanced: EnhancedCode{4, 4, 2}, phrase: "submission rate", kind: KindTemporary,
+		cause: func(a Account) string {
+			return "the account " + a.identity() + " sent more messages per minute than the server's message rate limit allows"
+		},
+		fix: func(a Account) string {
+			return "Lower send_rate for " + a.identity() + " (xoauthd then spaces the messages), or ask the mail admin for a " +
+				"higher MessageRateLimit. The message can be sent again in a minute."
+		}},
+	// RFC 3463 X.4.5, "system congestion": Gmail's reply when an account
+	// reached its daily sending limit (550 5.4.5), and a server's "too much
+	// for now" (4.4.5).
+	{id: "smtp-congestion", proto: SMTP, enhanced: EnhancedCode{5, 4, 5}, kind: KindTemporary,
+		cause: congestionCause, fix: congestionFix},
+	{id: "smtp-congestion", proto: SMTP, enhanced: EnhancedCode{4, 4, 5}, kind: KindTemporary,
+		cause: congestionCause, fix: congestionFix},
 	{id: "smtp-mailbox-full", proto: SMTP, enhanced: EnhancedCode{5, 2, 2}, kind: KindAdmin,
 		cause: func(a Account) string {
 			return "the mailbox " + a.identity() + " is full; Exchange keeps a copy of every message sent over SMTP in Sent Items"

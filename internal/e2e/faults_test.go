@@ -475,7 +475,9 @@ func TestFaultSMTPKillsDuringData(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("random seed %d", seed)
 	up := newSMTPFaultUpstream(t, pki, seed, 0.5)
-	r := newRigWith(t, rigOptions{upstreams: func(*rig) map[string]upstreamConf {
+	// send_rate 0: the hundreds of messages of this test would otherwise
+	// leave at Exchange's 30 a minute.
+	r := newRigWith(t, rigOptions{smtpYAML: "send_rate: 0", upstreams: func(*rig) map[string]upstreamConf {
 		return map[string]upstreamConf{"smtp": {up.addr, pki.caFile, "starttls"}}
 	}})
 	var acked []string

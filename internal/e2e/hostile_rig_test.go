@@ -25,6 +25,8 @@ import (
 	"github.com/xoauthd/xoauthd/internal/testidp"
 	"github.com/xoauthd/xoauthd/internal/testupstream"
 	"github.com/xoauthd/xoauthd/proxy"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // hostileFull runs the hostile-client tests at the scale of the hardening
@@ -65,6 +67,8 @@ func scaleOf() scale {
 type rigOptions struct {
 	// serverYAML is added to every entry of servers:, e.g. "preauth_timeout: 2s".
 	serverYAML string
+	// smtpYAML is added to the smtp entry of servers: only.
+	smtpYAML string
 	// logYAML replaces the log: section's content (default "level: debug").
 	logYAML string
 	// creds tunes the daemon's local credential check.
@@ -96,7 +100,7 @@ func newRigWith(t *testing.T, o rigOptions) *rig {
 	r.idp.AddUser(alice)
 	r.idp.AddUser(bob)
 	r.dc = testupstream.New(t, testupstream.Options{JWTKey: r.idp.SigningKey()})
-	r.imap, r.pop3, r.smtp = freeAddr(t), freeAddr(t), freeAddr(t)
+	r.imap, r.pop3, r.smtp = testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	if err := os.WriteFile(r.configPath(), []byte(r.configYAMLWith(o)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -197,8 +201,12 @@ func (r *rig) configYAMLWith(o rigOptions) string {
 	}
 	for _, s := range []struct{ proto, listen string }{{"imap", r.imap}, {"pop3", r.pop3}, {"smtp", r.smtp}} {
 		u := ups[s.proto]
+		extra := serverExtra
+		if s.proto == "smtp" && o.smtpYAML != "" {
+			extra += ", " + o.smtpYAML
+		}
 		fmt.Fprintf(&b, "  - {protocol: %s, listen: %q, upstream: %q, upstream_tls: %s, ca_file: %q%s}\n",
-			s.proto, s.listen, u.addr, u.tlsMode, u.caFile, serverExtra)
+			s.proto, s.listen, u.addr, u.tlsMode, u.caFile, extra)
 	}
 	b.WriteString("accounts:\n")
 	for _, a := range []rigAccount{{aliceLogin, hashA, alice}, {bobLogin, hashB, bob}} {

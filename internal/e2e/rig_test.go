@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +19,8 @@ import (
 	"github.com/xoauthd/xoauthd/internal/testidp"
 	"github.com/xoauthd/xoauthd/internal/testupstream"
 	"github.com/xoauthd/xoauthd/tokens"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // Test accounts: the local logins a legacy client would type.
@@ -57,9 +58,23 @@ func newRig(t *testing.T) *rig {
 	r.idp.AddUser(bob)
 	r.dc = testupstream.New(t, testupstream.Options{JWTKey: r.idp.SigningKey()})
 
-	r.imap, r.pop3, r.smtp = freeAddr(t), freeAddr(t), freeAddr(t)
+	r.imap, r.pop3, r.smtp = testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
+	r.start(r.configYAML(), alice, bob)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dovecot log:\n%s", r.dc.Log())
+		}
+	})
+	return r
+}
+
+// start writes the configuration yaml, signs identities in and starts the
+// daemon on it.
+func (r *rig) start(yaml string, identities ...string) {
+	t := r.t
+	t.Helper()
 	path := r.configPath()
-	if err := os.WriteFile(path, []byte(r.configYAML()), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)
@@ -67,7 +82,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatalf("loading the test configuration: %v", err)
 	}
 	r.cfg = cfg
-	for _, id := range []string{alice, bob} {
+	for _, id := range identities {
 		r.login(id)
 	}
 	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -86,10 +101,8 @@ func newRig(t *testing.T) *rig {
 		cancel()
 		if t.Failed() {
 			t.Logf("xoauthd log:\n%s", r.logs.String())
-			t.Logf("dovecot log:\n%s", r.dc.Log())
 		}
 	})
-	return r
 }
 
 func (r *rig) configYAML() string {
@@ -184,17 +197,6 @@ func (r *rig) login(identity string) {
 	if !strings.EqualFold(res.User, identity) {
 		r.t.Fatalf("login %s signed in %s", identity, res.User)
 	}
-}
-
-// freeAddr returns a loopback address with a port that was free just now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // syncBuffer is a goroutine-safe log sink.

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/xoauthd/xoauthd/internal/testline"
 )
 
 // TestSMTPShutdownDuringDATA: a graceful shutdown (what SIGTERM triggers)
@@ -73,4 +77,50 @@ func TestSMTPShutdownDuringDATA(t *testing.T) {
 	default:
 		t.Logf("the connection broke off during shutdown: %v (delivered: %v)", err, delivered)
 	}
+}
+
+// TestShutdownMidResponse: a graceful shutdown that finds an IMAP FETCH
+// literal and a POP3 RETR half sent to clients that have stopped reading
+// ends both sessions within the drain time, without a goodbye inside the
+// response: each client has a clean prefix of the message and then the end.
+func TestShutdownMidResponse(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	msg := message("mid-response", 32<<20)
+	if err := r.dc.Deliver(alice, msg); err != nil {
+		t.Fatal(err)
+	}
+	imap := testline.Dial(t, r.imap)
+	imap.Until("* OK")
+	imap.Send(`a LOGIN ` + aliceLogin + ` "` + alicePass + `"`)
+	imap.Until("a OK")
+	imap.Send("b SELECT INBOX")
+	imap.Until("b OK")
+	imap.Send("c FETCH 1 BODY.PEEK[]")
+	if head := imap.Until("* 1 FETCH"); !strings.HasSuffix(head, fmt.Sprintf("{%d}\r\n", len(msg))) {
+		t.Fatalf("FETCH began with %q", head)
+	}
+	pop := testline.Dial(t, r.pop3)
+	pop.Until("+OK")
+	pop.Send("USER " + aliceLogin)
+	pop.Until("+OK")
+	pop.Send("PASS " + alicePass)
+	pop.Until("+OK")
+	pop.Send("RETR 1")
+	pop.Until("+OK")
+	// Neither client reads on.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.d.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown = %v, want every session ended within the drain time", err)
+	}
+	literal := imap.Rest()
+	if len(literal) >= len(msg) || !bytes.Equal([]byte(literal), msg[:len(literal)]) {
+		t.Errorf("IMAP got %d bytes after the FETCH line, want a clean prefix of the %d-byte literal", len(literal), len(msg))
+	}
+	body := pop.Rest()
+	if len(body) >= len(msg) || !bytes.Equal([]byte(body), msg[:len(body)]) {
+		t.Errorf("POP3 got %d bytes after +OK, want a clean prefix of the %d-byte message", len(body), len(msg))
+	}
+	t.Logf("cut after %d of %d bytes (IMAP) and %d (POP3)", len(literal), len(msg), len(body))
 }

@@ -221,3 +221,45 @@ func TestSMTPPipelinedToDovecot(t *testing.T) {
 		}
 	}
 }
+
+// TestSMTPDovecotQueueIDReachesClient: the client gets Dovecot's own reply
+// to the end of the message, with the queue id of the server Dovecot relayed
+// to (the sink, which answers as Postfix does), not go-smtp's generic
+// "250 2.0.0 OK: queued".
+func TestSMTPDovecotQueueIDReachesClient(t *testing.T) {
+	r := newRig(t)
+	c, err := smtp.Dial(r.smtp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", aliceLogin, alicePass)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := c.Mail(alice, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt(bob, nil); err != nil {
+			t.Fatal(err)
+		}
+		w, err := c.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(message(fmt.Sprintf("queue-id-%d", i), 300)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := w.CloseWithResponse()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.dc.Sink.WaitFor(i+1, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "2.0.0 Ok: queued as " + got[i].QueueID; resp.StatusText != want {
+			t.Errorf("message %d: reply %q, want Dovecot's %q", i, resp.StatusText, want)
+		}
+	}
+}

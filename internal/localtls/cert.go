@@ -76,7 +76,34 @@ func (c *Certificate) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, er
 // ServerConfig returns a TLS configuration serving c: TLS 1.2 or later, no
 // client certificates.
 func (c *Certificate) ServerConfig() *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: c.GetCertificate}
+	return c.ServerConfigMin(tls.VersionTLS12)
+}
+
+// ServerConfigMin is ServerConfig accepting TLS versions from min (at least
+// TLS 1.0). Below TLS 1.2 it enables, besides Go's default suites (whose
+// ECDHE CBC-SHA ones TLS 1.0 clients can use with any certificate), the
+// RSA key exchange suites with AES-CBC-SHA that Go leaves out by default and
+// old Windows and Mono TLS stacks may offer alone (they need an RSA
+// certificate). An explicit MinVersion is all crypto/tls needs for TLS 1.0
+// and 1.1 on a server: GODEBUG=tls10server only changes the default. 3DES
+// and RC4 stay off.
+func (c *Certificate) ServerConfigMin(min uint16) *tls.Config {
+	cfg := &tls.Config{MinVersion: max(min, tls.VersionTLS10), GetCertificate: c.GetCertificate}
+	if cfg.MinVersion < tls.VersionTLS12 {
+		cfg.CipherSuites = LegacyCipherSuites()
+	}
+	return cfg
+}
+
+// LegacyCipherSuites is the TLS 1.0–1.2 suite list of a listener that
+// accepts TLS 1.0 or 1.1: Go's secure suites plus
+// TLS_RSA_WITH_AES_{128,256}_CBC_SHA.
+func LegacyCipherSuites() []uint16 {
+	var ids []uint16
+	for _, cs := range tls.CipherSuites() {
+		ids = append(ids, cs.ID)
+	}
+	return append(ids, tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_RSA_WITH_AES_256_CBC_SHA)
 }
 
 // Leaf returns the certificate being served.

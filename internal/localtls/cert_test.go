@@ -2,9 +2,11 @@ package localtls
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -58,7 +60,14 @@ func writePair(t testing.TB, certFile, keyFile string, notAfter time.Time, names
 		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, DNSNames: names,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	return writeSelfSigned(t, certFile, keyFile, tmpl, key)
+}
+
+// writeSelfSigned signs tmpl with key and writes the certificate and the
+// key as PEM files.
+func writeSelfSigned(t testing.TB, certFile, keyFile string, tmpl *x509.Certificate, key crypto.Signer) *x509.Certificate {
+	t.Helper()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,4 +277,69 @@ func BenchmarkGetCertificate(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestServerConfigMinLegacy: ServerConfigMin(TLS 1.0) serves a client
+// that speaks only TLS 1.0 with an ECDHE CBC-SHA suite, and, with an RSA
+// certificate, one that offers only RSA key exchange; ServerConfig refuses
+// TLS 1.0 and 1.1.
+func TestServerConfigMinLegacy(t *testing.T) {
+	dir := t.TempDir()
+	ec, err := SelfSigned(dir, "mail.example.test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaCert, rsaKey := filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "rsa.key")
+	writeRSAPair(t, rsaCert, rsaKey, "mail.example.test")
+	rc, err := Load(rsaCert, rsaKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		cert    *Certificate
+		min     uint16
+		version uint16
+		suites  []uint16
+		ok      bool
+	}{
+		{"TLS 1.0 ECDHE-ECDSA", ec, tls.VersionTLS10, tls.VersionTLS10, []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}, true},
+		{"TLS 1.1 ECDHE-ECDSA", ec, tls.VersionTLS11, tls.VersionTLS11, []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA}, true},
+		{"TLS 1.0 RSA key exchange", rc, tls.VersionTLS10, tls.VersionTLS10, []uint16{tls.TLS_RSA_WITH_AES_128_CBC_SHA}, true},
+		{"TLS 1.0 against min 1.1", ec, tls.VersionTLS11, tls.VersionTLS10, nil, false},
+		{"TLS 1.0 against the default", ec, tls.VersionTLS12, tls.VersionTLS10, nil, false},
+		{"TLS 1.1 against the default", rc, tls.VersionTLS12, tls.VersionTLS11, nil, false},
+		{"3DES stays off", rc, tls.VersionTLS10, tls.VersionTLS10, []uint16{tls.TLS_RSA_WITH_3DES_EDE_CBC_SHA}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer a.Close()
+			defer b.Close()
+			errc := make(chan error, 1)
+			go func() { errc <- tls.Server(a, tt.cert.ServerConfigMin(tt.min)).Handshake(); a.Close() }()
+			cl := tls.Client(b, &tls.Config{InsecureSkipVerify: true, MinVersion: tt.version, MaxVersion: tt.version, CipherSuites: tt.suites})
+			err := cl.Handshake()
+			<-errc
+			if (err == nil) != tt.ok {
+				t.Fatalf("handshake: %v, want success %v", err, tt.ok)
+			}
+			if tt.ok && cl.ConnectionState().Version != tt.version {
+				t.Fatalf("version %x, want %x", cl.ConnectionState().Version, tt.version)
+			}
+		})
+	}
+}
+
+// writeRSAPair writes a self-signed RSA certificate and key for name.
+func writeRSAPair(t *testing.T, certFile, keyFile, name string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	writeSelfSigned(t, certFile, keyFile, tmpl, key)
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/mail"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -46,7 +47,8 @@ type SMTPOptions struct {
 
 // SMTP is a running SMTP submission upstream over the mailboxes of a
 // Server: ESMTP (RFC 5321) with STARTTLS (RFC 3207) using the Server's
-// certificate, and AUTH (RFC 4954) with SASL XOAUTH2 only, checked by the
+// certificate, SMTPUTF8 (RFC 6531) as Exchange Online and Gmail offer it,
+// and AUTH (RFC 4954) with SASL XOAUTH2 only, checked by the
 // Server's Options.Validate and offered only after STARTTLS. Both forms
 // work: the response on the AUTH line, or after an empty "334 ". A
 // rejected token gets the JSON error challenge, then 535 5.7.3 as
@@ -64,6 +66,7 @@ type SMTP struct {
 	ln     net.Listener
 	domain string
 	served chan struct{} // closed when Serve has returned
+	queued atomic.Uint64 // messages accepted, for their queue ids
 }
 
 // StartSMTP starts an SMTP upstream on s's users, mailboxes, certificate
@@ -90,6 +93,7 @@ func (s *Server) StartSMTP(opts SMTPOptions) (*SMTP, error) {
 	u.smtp.Domain = u.domain
 	u.smtp.TLSConfig = s.ServerTLS()
 	u.smtp.MaxMessageBytes = size
+	u.smtp.EnableSMTPUTF8 = true
 	u.smtp.MaxLineLength = maxSMTPLine
 	u.smtp.MaxRecipients = maxSMTPRecipients
 	u.smtp.ReadTimeout = smtpReadTimeout
@@ -209,7 +213,15 @@ func (sess *smtpSession) Data(r io.Reader) error {
 			return errSMTPDelivery
 		}
 	}
-	return nil
+	return queuedReply(sess.up.queued.Add(1))
+}
+
+// queuedReply is the reply to an accepted message, with a queue id as real
+// servers give one ("250 2.0.0 Ok: queued as 4F2A1C", Postfix's words):
+// go-smtp's server writes a 250 *SMTPError as it is.
+func queuedReply(n uint64) error {
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
+		Message: fmt.Sprintf("Ok: queued as MEM%06X", n)}
 }
 
 // Reset ends the transaction.

@@ -284,3 +284,37 @@ func TestSMTPEndlessLine(t *testing.T) {
 		t.Error("connection still open after an endless line")
 	}
 }
+
+// TestSMTPQueueID: each accepted message gets its own queue id in the reply,
+// as from a real server.
+func TestSMTPQueueID(t *testing.T) {
+	s, u := startSMTP(t)
+	c := smtpClient(t, s, u)
+	if err := c.Auth(xoauth2.NewContinuationClient(testUser, goodToken)); err != nil {
+		t.Fatal(err)
+	}
+	var replies []string
+	for range 2 {
+		if err := c.Mail("sender@example.org", nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt(testUser, nil); err != nil {
+			t.Fatal(err)
+		}
+		w, err := c.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(w, smtpMsg); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := w.CloseWithResponse()
+		if err != nil {
+			t.Fatal(err)
+		}
+		replies = append(replies, resp.StatusText)
+	}
+	if replies[0] != "2.0.0 Ok: queued as MEM000001" || replies[1] != "2.0.0 Ok: queued as MEM000002" {
+		t.Fatalf("replies %q, want a queue id each", replies)
+	}
+}

@@ -98,6 +98,9 @@ type Metrics struct {
 	keepalives   *prometheus.CounterVec
 	alerts       *prometheus.CounterVec
 	deliveries   *prometheus.CounterVec
+	sendDelayed  *prometheus.CounterVec // SMTP messages held back by the sending limit (pacing.go)
+	sendDelay    *prometheus.CounterVec
+	sendRefused  *prometheus.CounterVec
 
 	mu         sync.Mutex
 	identities func() []IdentityState    // set by SetIdentities; nil: none
@@ -130,6 +133,9 @@ func New(protocols ...string) *Metrics {
 	m.keepalives = m.counterVec("keepalive_refreshes_total", "Background refreshes of identities nobody used for a while, by result.", "identity", "result")
 	m.alerts = m.counterVec("alerts_total", "Identities newly reported as needing a person (needs_login or configuration); each identity and cause once.", "kind")
 	m.deliveries = m.counterVec("notify_deliveries_total", "Deliveries of alerts to the notify hooks, by hook (command, webhook) and result.", "hook", "result")
+	m.sendDelayed = m.counterVec("smtp_messages_delayed_total", "SMTP messages whose MAIL waited for the identity's sending limit (send_rate).", "identity")
+	m.sendDelay = m.counterVec("smtp_send_delay_seconds_total", "Seconds SMTP messages waited for the identity's sending limit, in all.", "identity")
+	m.sendRefused = m.counterVec("smtp_messages_refused_total", "SMTP messages refused for now with 451 by a sending limit: reason limit (the wait would exceed its bound) or upstream (the upstream's rate-limit reply).", "identity", "reason")
 	m.reg.MustRegister(identityCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -322,4 +328,17 @@ func (m *Metrics) Alert(kind string) { m.alerts.WithLabelValues(kind).Inc() }
 // NotifyDelivered counts one delivery of an alert to a notify hook.
 func (m *Metrics) NotifyDelivered(hook, result string) {
 	m.deliveries.WithLabelValues(hook, result).Inc()
+}
+
+// SendDelayed counts an SMTP message of identity that waited d for its
+// sending limit.
+func (m *Metrics) SendDelayed(identity string, d time.Duration) {
+	m.sendDelayed.WithLabelValues(identity).Inc()
+	m.sendDelay.WithLabelValues(identity).Add(d.Seconds())
+}
+
+// SendRefused counts an SMTP message of identity refused for now by a
+// sending limit; reason is "limit" or "upstream".
+func (m *Metrics) SendRefused(identity, reason string) {
+	m.sendRefused.WithLabelValues(identity, reason).Inc()
 }

@@ -215,3 +215,16 @@ func TestKeepaliveAlertAndNotifyMetrics(t *testing.T) {
 	mustValue(t, m, "xoauthd_notify_deliveries_total", L{"hook": "webhook", "result": "success"}, 1)
 	mustValue(t, m, "xoauthd_notify_deliveries_total", L{"hook": "command", "result": "failure"}, 1)
 }
+
+func TestSendingLimitMetrics(t *testing.T) {
+	m := New()
+	m.SendDelayed("alice@contoso.com", 12*time.Second)
+	m.SendDelayed("alice@contoso.com", 1500*time.Millisecond)
+	m.SendRefused("alice@contoso.com", "limit")
+	m.SendRefused("alice@contoso.com", "upstream")
+	m.SendRefused("alice@contoso.com", "upstream")
+	mustValue(t, m, "xoauthd_smtp_messages_delayed_total", L{"identity": "alice@contoso.com"}, 2)
+	mustValue(t, m, "xoauthd_smtp_send_delay_seconds_total", L{"identity": "alice@contoso.com"}, 13.5)
+	mustValue(t, m, "xoauthd_smtp_messages_refused_total", L{"identity": "alice@contoso.com", "reason": "limit"}, 1)
+	mustValue(t, m, "xoauthd_smtp_messages_refused_total", L{"identity": "alice@contoso.com", "reason": "upstream"}, 2)
+}

@@ -133,6 +133,20 @@ func TestReportNeverBlocks(t *testing.T) {
 	}
 }
 
+// TestCloseIdleWithDoneContext: with no delivery under way, Close reports
+// nothing cut short even when its context is done already (a shutdown at
+// the end of its drain time).
+func TestCloseIdleWithDoneContext(t *testing.T) {
+	for range 20 {
+		r := newRig(t, Hooks{}, func(o *Options) { o.Hooks = nil })
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := r.n.Close(ctx); err != nil {
+			t.Fatalf("Close without deliveries = %v", err)
+		}
+	}
+}
+
 // TestNoHooks: without hooks an alert is logged and kept, nothing is run.
 func TestNoHooks(t *testing.T) {
 	r := newRig(t, Hooks{}, func(o *Options) { o.Hooks = nil })

@@ -37,7 +37,7 @@ func (p *IdP) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		ResponseTypesSupported:        []string{"code"},
 		ResponseModesSupported:        []string{"query"},
 		GrantTypesSupported:           []string{grantAuthCode, grantRefresh, grantDeviceCode, grantClientCreds},
-		TokenEndpointAuthMethods:      []string{"client_secret_post", "client_secret_basic"},
+		TokenEndpointAuthMethods:      []string{"client_secret_post", "client_secret_basic", "private_key_jwt"},
 		CodeChallengeMethodsSupported: []string{"S256", "plain"},
 		ScopesSupported:               []string{"openid", "profile", "email", "offline_access"},
 		IDTokenSigningAlgs:            []string{"HS256"},

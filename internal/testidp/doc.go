@@ -11,7 +11,11 @@
 //     rotation: every use returns a new refresh token and the old one stays
 //     valid, as Microsoft documents), urn:ietf:params:oauth:grant-type:device_code
 //     (RFC 8628 §3.4/§3.5) and client_credentials. Client authentication by the
-//     client_secret form field or HTTP Basic (RFC 6749 §2.3.1).
+//     client_secret form field or HTTP Basic (RFC 6749 §2.3.1), or by a
+//     client assertion (RFC 7523 §2.2, Microsoft's certificate credentials)
+//     verified against Client.Certificates: signature (PS256 or RS256, the
+//     certificate named by x5t#S256 or x5t), iss and sub, aud, nbf and exp,
+//     and a jti used once (assertion.go).
 //   - oauth2/v2.0/devicecode: device authorization request (RFC 8628 §3.1).
 //   - v2.0/.well-known/openid-configuration: endpoint discovery only.
 //

@@ -124,3 +124,25 @@ func FuzzAuthorizeEndpoint(f *testing.F) {
 		}
 	})
 }
+
+// FuzzClientAssertion: no client assertion but a well-signed one gets a
+// token; anything else is a Microsoft JSON error, never a panic or a 5xx.
+func FuzzClientAssertion(f *testing.F) {
+	p, h := fuzzIdP(f)
+	p.AddClient(Client{ID: certID})
+	for _, s := range []string{"a.b.c", "eyJhbGciOiJQUzI1NiJ9.e30.", "..", "", "eyJhbGciOiJub25lIn0.eyJpc3MiOiIzMzMzMzMzMy0zMzMzLTMzMzMtMzMzMy0zMzMzMzMzMzMzMzMifQ."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, assertion string) {
+		form := url.Values{"grant_type": {"client_credentials"}, "client_id": {certID}, "scope": {appScope},
+			"client_assertion_type": {jwtBearerAssertion}, "client_assertion": {assertion}}
+		req := httptest.NewRequest(http.MethodPost, "/"+testTenant+"/oauth2/v2.0/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var e errorBody
+		if rec.Code == http.StatusOK || rec.Code >= 500 || json.Unmarshal(rec.Body.Bytes(), &e) != nil || len(e.ErrorCodes) != 1 {
+			t.Fatalf("assertion %q: status %d, body %s", assertion, rec.Code, rec.Body)
+		}
+	})
+}

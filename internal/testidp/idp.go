@@ -2,6 +2,7 @@ package testidp
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,6 +68,9 @@ type Options struct {
 	// so a Dovecot rig validating username_attribute=email can accept
 	// app-only tokens for this one mailbox.
 	AppTokenEmail string
+	// ClockSkew is added to the IdP's clock where it checks client
+	// assertions' times, as if this machine's clock were that far behind.
+	ClockSkew time.Duration
 	// Logger receives a debug line per answered request (never tokens or
 	// secrets); nil discards.
 	Logger *slog.Logger
@@ -82,6 +86,10 @@ type Client struct {
 	// not send a secret (AADSTS700025). A confidential client must send its
 	// secret on every token request (AADSTS7000218, AADSTS7000215).
 	Public bool
+	// Certificates are the certificates uploaded to the app registration:
+	// the client may authenticate with a client assertion signed by one of
+	// their keys instead of the secret (assertion.go).
+	Certificates []*x509.Certificate
 }
 
 // Failure makes the token and devicecode endpoints fail (see FailWith).
@@ -126,6 +134,8 @@ type IdP struct {
 	counts     map[string]int
 	autoUser   string // device auto-approval; "" disabled
 	autoAfter  int
+
+	jtis map[string]time.Time // client assertions used: "client_id jti" → until when remembered
 }
 
 // Start starts an IdP listening on opts.Addr. Close it when done.
@@ -157,6 +167,7 @@ func start(opts Options, now func() time.Time) (*IdP, error) {
 		devices:    map[string]*deviceGrant{},
 		userCodes:  map[string]*deviceGrant{},
 		counts:     map[string]int{},
+		jtis:       map[string]time.Time{},
 	}
 	if p.opts.Issuer == "" {
 		p.opts.Issuer = "https://login.microsoftonline.com/" + p.tenantID + "/v2.0"

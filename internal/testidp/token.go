@@ -107,9 +107,10 @@ func (p *IdP) handleToken(w http.ResponseWriter, r *http.Request) {
 
 // authenticateClient identifies the client by the client_id form field or
 // HTTP Basic (RFC 6749 §2.3.1: both parts form-encoded) and checks its
-// secret.
+// secret or its client assertion (assertion.go).
 func (p *IdP) authenticateClient(r *http.Request, form url.Values, grant string) (Client, *aadError) {
 	id, secret := form.Get("client_id"), form.Get("client_secret")
+	assertion := form.Has("client_assertion") || form.Has("client_assertion_type")
 	if u, pw, ok := r.BasicAuth(); ok {
 		if id == "" {
 			id = formUnescape(u)
@@ -125,6 +126,13 @@ func (p *IdP) authenticateClient(r *http.Request, form url.Values, grant string)
 	switch {
 	case !ok:
 		return Client{}, errUnknownClient(id, p.opts.Tenant)
+	case c.Public && assertion:
+		return Client{}, errPublicClientSecret()
+	case assertion && secret == "":
+		if e := p.verifyAssertion(c, r.PathValue("tenant"), form); e != nil {
+			return Client{}, e
+		}
+		return c, nil
 	case c.Public && secret != "":
 		return Client{}, errPublicClientSecret()
 	case c.Public && grant == grantClientCreds, !c.Public && secret == "":

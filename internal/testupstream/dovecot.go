@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // Timeouts and limits of the rig.
@@ -31,7 +33,8 @@ const (
 )
 
 // ErrUnavailable means Dovecot cannot run here: the binary is missing or the
-// process is not root. Tests skip on it under -short.
+// process is not root. New fails a test with it (under -short New skips
+// the test before Dovecot is tried).
 var ErrUnavailable = errors.New("dovecot test upstream unavailable (hint: run as root with the Debian packages " + debianPackages + " installed)")
 
 // errPortInUse means Dovecot exited because one of its ports was taken.
@@ -204,7 +207,7 @@ func (d *Dovecot) startOnFreePorts(jwtKey []byte) error {
 	var err error
 	for range portAttempts {
 		var ports []int
-		ports, err = freePorts(3)
+		ports, err = testkit.FreePorts(3)
 		if err != nil {
 			return err
 		}
@@ -223,26 +226,6 @@ func (d *Dovecot) startOnFreePorts(jwtKey []byte) error {
 		}
 	}
 	return err
-}
-
-// freePorts returns n distinct ports that were free on 127.0.0.1 a moment ago.
-func freePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // Stop stops Dovecot (every process, so the ports refuse connections);

@@ -27,6 +27,9 @@ type SinkMessage struct {
 	From string   // the MAIL FROM reverse path
 	To   []string // the RCPT TO forward paths, in order
 	Data []byte   // the message exactly as received after DATA (CRLF line ends)
+	// QueueID is the id the sink gave the message in its reply to DATA,
+	// "250 2.0.0 Ok: queued as QUEUEID", as Postfix words it.
+	QueueID string
 }
 
 // Sink is an in-process SMTP server on 127.0.0.1 that accepts all mail
@@ -169,16 +172,19 @@ func (s *Sink) accept(m SinkMessage) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	m.QueueID = fmt.Sprintf("%08X%02X", time.Now().Unix()&0xffffffff, len(s.msgs)&0xff)
 	s.msgs = append(s.msgs, m)
 	close(s.changed)
 	s.changed = make(chan struct{})
-	return nil
+	// go-smtp's server writes a 250 *SMTPError as it is, in place of its
+	// own "250 2.0.0 OK: queued".
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + m.QueueID}
 }
 
 func cloneMessages(in []SinkMessage) []SinkMessage {
 	out := make([]SinkMessage, len(in))
 	for i, m := range in {
-		out[i] = SinkMessage{From: m.From, To: slices.Clone(m.To), Data: bytes.Clone(m.Data)}
+		out[i] = SinkMessage{From: m.From, To: slices.Clone(m.To), Data: bytes.Clone(m.Data), QueueID: m.QueueID}
 	}
 	return out
 }

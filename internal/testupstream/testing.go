@@ -6,16 +6,16 @@ import (
 )
 
 // New starts Dovecot for a test and closes it (removing its directory) when
-// the test ends; a failed test gets Dovecot's log. When Dovecot cannot run
-// here, the test is skipped under -short and fails otherwise with a message
-// naming the Debian packages to install.
+// the test ends; a failed test gets Dovecot's log. Under -short the test is
+// skipped, whether or not Dovecot could run here. When Dovecot cannot run
+// here, the test fails with a message naming the Debian packages to install.
 func New(t testing.TB, opts Options) *Dovecot {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping test that needs dovecot in -short mode")
+	}
 	d, err := Start(opts)
 	if errors.Is(err, ErrUnavailable) {
-		if testing.Short() {
-			t.Skipf("skipping test that needs dovecot in -short mode: %v", err)
-		}
 		t.Fatalf("%v; or run with -short to skip tests that need dovecot", err)
 	}
 	if err != nil {
