@@ -14,8 +14,15 @@
 // Upstream, the login sends a cheap LIST "" "" before the client is answered:
 // Exchange Online accepts tokens for mailboxes it cannot open and says
 // "BAD User is authenticated but not connected" only to the next command. That
-// is reported to the client as NO [AUTHENTICATIONFAILED] and logged with the
-// fix. A "* BYE ... AccessTokenExpired" during the login counts as a rejected
+// is reported to the client as NO [CONTACTADMIN] and logged with the fix.
+//
+// A failed login is answered by the class proxy.Classify gives it, with an
+// RFC 5530 response code: [AUTHENTICATIONFAILED] for wrong local
+// credentials, [CONTACTADMIN] when the password was right but an
+// administrator must act (new sign-in, provider configuration, upstream
+// refusal), [UNAVAILABLE] when something is down or the login is throttled
+// (with the seconds to wait), [LIMIT] when the identity has as many upstream
+// sessions as max_upstream_per_identity allows. A "* BYE ... AccessTokenExpired" during the login counts as a rejected
 // token, so the token is refreshed and the login retried once.
 //
 // Local TLS (Options.TLS): STARTTLS (RFC 3501 §6.2.1) or implicit TLS from

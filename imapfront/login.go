@@ -7,9 +7,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/xoauthd/xoauthd/internal/diagnose"
 	"github.com/xoauthd/xoauthd/proxy"
-	"github.com/xoauthd/xoauthd/tokens"
 )
 
 // errNoGateway means the front was built without a gateway (a wiring bug).
@@ -70,63 +68,20 @@ func (s *session) traceUpstream(conn net.Conn) net.Conn {
 
 // loginFailed answers a failed login, logs it and reports whether the
 // session goes on. acct is the account when the local check passed. The
-// audit line carries why: the cause and the fix, from package diagnose.
+// policy (proxy.Classify) decides the class of reply and the audit line;
+// the reply carries an RFC 5530 response code.
 func (s *session) loginFailed(ctx context.Context, tag, login string, acct proxy.Account, err error) bool {
-	c := classify(err)
-	attrs := []slog.Attr{slog.Any("err", err)}
-	if text, ok := why(err, acct); ok {
-		attrs = append(attrs, slog.String("why", text))
-	}
-	proxy.AuditLogin(ctx, s.log, proxy.LoginAudit{Result: c.result, Login: login, Identity: acct.Identity,
-		Reason: c.reason, Attrs: attrs})
-	reply := replyUnavailable
-	if c.authFailed {
-		reply = replyAuthFailed
-	}
+	f := s.srv.opts.Gateway.LoginFailed(ctx, s.log, login, acct, err)
 	_ = s.c.SetWriteDeadline(time.Now().Add(replyWriteTimeout))
-	if s.writeLine(tag+" "+reply) != nil {
+	if s.writeLine(tag+" "+failureReply(f)) != nil {
 		return false
 	}
 	return s.countFailure()
 }
 
-// failure is how a failed login is answered and logged.
-type failure struct {
-	authFailed bool   // NO [AUTHENTICATIONFAILED]; otherwise NO [UNAVAILABLE]
-	result     string // audit result: proxy.LoginFailure (cannot succeed as is) or proxy.LoginError
-	reason     string // short cause for the log; the audit line's why says more
-}
-
-// classify maps a login error to the client's reply, with errors.Is/As only.
-// Throttling is answered as a temporary failure: the client should come back
-// later, and a password guesser learns nothing new.
-func classify(err error) failure {
-	switch {
-	case errors.Is(err, proxy.ErrBadCredentials):
-		return failure{authFailed: true, result: proxy.LoginFailure, reason: "bad local credentials"}
-	case errors.Is(err, proxy.ErrThrottled):
-		return failure{result: proxy.LoginFailure, reason: "throttled after failed logins"}
-	case errors.Is(err, tokens.ErrNeedsLogin):
-		return failure{authFailed: true, result: proxy.LoginFailure, reason: "token needs a new login"}
-	case errors.Is(err, tokens.ErrConfiguration):
-		return failure{authFailed: true, result: proxy.LoginFailure, reason: "identity provider rejected the configuration"}
-	case errors.Is(err, errNotConnected):
-		return failure{authFailed: true, result: proxy.LoginFailure, reason: "upstream mailbox not reachable with this token"}
-	case errors.Is(err, proxy.ErrUpstreamRejected):
-		return failure{authFailed: true, result: proxy.LoginFailure, reason: "upstream rejected a freshly refreshed token"}
-	}
-	return failure{result: proxy.LoginError, reason: "temporary failure of the identity provider or upstream"}
-}
-
-// why returns the cause and the fix of a failed login, in plain words for
-// the log: what package diagnose knows of the failure (an upstream reply, a
-// token error, a TLS or network failure), or that it does not know the
-// upstream's reply. ok is false when there is nothing to explain beyond the
-// reason (wrong local password, throttling).
-func why(err error, acct proxy.Account) (text string, ok bool) {
-	e, known := diagnose.Explain(err, diagnose.Account{Identity: acct.Identity, Mailbox: acct.Mailbox})
-	if !known && diagnose.ReplyOf(err) == nil {
-		return "", false
-	}
-	return e.String(), true
+// failureReply is the tagged reply's status and text for a failed login
+// (RFC 5530 §3 response codes).
+func failureReply(f proxy.Failure) string {
+	code := proxy.ByClass(f.Class, "UNAVAILABLE", "AUTHENTICATIONFAILED", "CONTACTADMIN", "LIMIT")
+	return "NO [" + code + "] " + f.Message + "."
 }

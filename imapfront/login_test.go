@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 
+	"github.com/xoauthd/xoauthd/internal/diagnose"
 	"github.com/xoauthd/xoauthd/internal/memupstream"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
@@ -56,7 +57,7 @@ func newEnvWith(t *testing.T, tok *fakeTokens, opts func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := &proxy.Gateway{Auth: e.auth, Tokens: tok, Upstream: func(proxy.Account) (*proxy.Dialer, error) { return d, nil }}
+	gw := &proxy.Gateway{Auth: e.auth, Tokens: tok, Upstream: func(proxy.Account) (*proxy.Dialer, error) { return d, nil }, Explain: explain}
 	e.gateway = gw
 	o := Options{Gateway: gw}
 	if opts != nil {
@@ -111,7 +112,10 @@ func TestLoginPipelined(t *testing.T) {
 }
 
 func TestLoginFailures(t *testing.T) {
-	const unavailable = "a " + replyUnavailable
+	const (
+		unavailable = "a " + replyUnavailable
+		refused     = "a NO [CONTACTADMIN] The mail provider refused the login for this account; contact the administrator."
+	)
 	tests := []struct {
 		name      string
 		tok       *fakeTokens
@@ -127,23 +131,25 @@ func TestLoginFailures(t *testing.T) {
 		{name: "rejected once, good after refresh", tok: &fakeTokens{token: "stale", refreshed: "fresh"},
 			want: "a OK [CAPABILITY ...", refreshes: 1, attempts: 2, log: "result=success"},
 		{name: "rejected twice", tok: &fakeTokens{token: "stale", refreshed: "stale2"},
-			want: authFailed, refreshes: 1, attempts: 2, log: `why="The IMAP server refused the token of alice@example.com`},
+			want: refused, refreshes: 1, attempts: 2, log: `why="The IMAP server refused the token of alice@example.com`},
 		{name: "bad local password", tok: &fakeTokens{token: "good"}, password: "nope",
 			want: authFailed, log: "bad local credentials"},
 		{name: "throttled", tok: &fakeTokens{token: "good"}, authErr: fmt.Errorf("checking: %w", proxy.ErrThrottled),
-			want: unavailable, log: "throttled"},
-		{name: "needs login", tok: &fakeTokens{tokenErr: &tokens.NeedsLoginError{Identity: testIdentity,
-			Meaning: "refresh token expired", Fix: `run "xoauthd login alice@example.com"`}},
-			want: authFailed, log: `why="Refresh token expired. Run \"xoauthd login alice@example.com\"."`},
-		{name: "configuration", tok: &fakeTokens{tokenErr: &tokens.ConfigError{Identity: testIdentity,
-			Meaning: "app registration disabled", Fix: "enable the app registration"}},
-			want: authFailed, log: `why="App registration disabled. Enable the app registration."`},
-		{name: "identity provider down", tok: &fakeTokens{tokenErr: &tokens.TemporaryError{Identity: testIdentity, Meaning: "no answer"}},
+			want: "a NO [UNAVAILABLE] Too many failed logins, try again later.", log: "throttled"},
+		{name: "needs login", tok: &fakeTokens{tokenErr: classified(proxy.ErrSignInNeeded, &tokens.NeedsLoginError{Identity: testIdentity,
+			Meaning: "refresh token expired", Fix: `run "xoauthd login alice@example.com"`})},
+			want: "a NO [CONTACTADMIN] The mail provider sign-in for this account has ended; the administrator must sign in again.",
+			log:  `why="Refresh token expired. Run \"xoauthd login alice@example.com\"."`},
+		{name: "configuration", tok: &fakeTokens{tokenErr: classified(proxy.ErrProviderConfig, &tokens.ConfigError{Identity: testIdentity,
+			Meaning: "app registration disabled", Fix: "enable the app registration"})},
+			want: "a NO [CONTACTADMIN] The mail provider refused this account's configuration; contact the administrator.",
+			log:  `why="App registration disabled. Enable the app registration."`},
+		{name: "identity provider down", tok: &fakeTokens{tokenErr: classified(proxy.ErrProviderUnavailable, &tokens.TemporaryError{Identity: testIdentity, Meaning: "no answer"})},
 			want: unavailable, log: `why="No answer. Nothing to fix`},
 		{name: "refresh fails temporarily", tok: &fakeTokens{token: "stale", refreshErr: &tokens.TemporaryError{Meaning: "no answer"}},
 			want: unavailable, refreshes: 1, attempts: 1},
 		{name: "authenticated but not connected", tok: &fakeTokens{token: "good"},
-			fault: memupstream.FaultNotConnected, faults: -1, want: authFailed, attempts: 1,
+			fault: memupstream.FaultNotConnected, faults: -1, want: refused, attempts: 1,
 			log: `why="The login worked, but Exchange cannot open the mailbox alice@example.com (IMAP BAD User is authenticated but not connected)`},
 		{name: "token expired bye, good after refresh", tok: &fakeTokens{token: "good", refreshed: "fresh"},
 			fault: memupstream.FaultTokenExpired, faults: 1, want: "a OK [CAPABILITY ...", refreshes: 1, attempts: 1},
@@ -334,4 +340,13 @@ func TestUpstreamLeftover(t *testing.T) {
 	c := f.dial()
 	c.send("a LOGIN alice secret\r\nb NOOP\r\n")
 	c.expect("a OK [CAPABILITY IMAP4rev1 IDLE] Logged in", "* 7 EXISTS", "* 1 RECENT", "* echo b NOOP")
+}
+
+// classified wraps a token error in the proxy's sentinel for its class, as
+// the daemon's token adapter does.
+func classified(kind, err error) error { return fmt.Errorf("%w: %w", kind, err) }
+
+// explain is the daemon's proxy.Explainer: package diagnose's words.
+func explain(err error, acct proxy.Account) (string, bool) {
+	return diagnose.Why(err, diagnose.Account{Identity: acct.Identity, Mailbox: acct.Mailbox})
 }

@@ -44,7 +44,7 @@ const (
 
 // errNotConnected means the upstream accepted the token but cannot open the
 // mailbox with it (Exchange's "User is authenticated but not connected").
-var errNotConnected = errors.New("upstream accepted the token but cannot open the mailbox")
+var errNotConnected = fmt.Errorf("upstream accepted the token but cannot open the mailbox: %w", proxy.ErrUpstreamDenied)
 
 // upstream is a logged-in upstream connection.
 type upstream struct {

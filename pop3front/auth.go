@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/xoauthd/xoauthd/proxy"
@@ -28,7 +29,7 @@ var (
 	errCancelled = errors.New("client cancelled the authentication")
 	errBadBase64 = errors.New("invalid base64 in sasl response")
 	errMalformed = errors.New("malformed sasl response")
-	errAuthzid   = errors.New("authorization identity differs from the login; proxy authorization is not supported")
+	errAuthzid   = fmt.Errorf("authorization identity differs from the login; proxy authorization is not supported: %w", proxy.ErrBadCredentials)
 )
 
 // readError wraps a failed read or write of the connection during a SASL

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/diagnose"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
 )
@@ -183,10 +185,13 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	}
 	h.tokens = &fakeTokens{ids: map[string]fakeIdentity{
 		mailbox: {token: aliceToken, refreshed: aliceToken},
-		"carol@example.test": {err: &tokens.NeedsLoginError{
+		// Token errors as the daemon's token adapter hands them on: the
+		// proxy's sentinel around the token package's error.
+		"carol@example.test": {err: fmt.Errorf("%w: %w", proxy.ErrSignInNeeded, &tokens.NeedsLoginError{
 			Identity: "carol@example.test", Code: "AADSTS700082", Meaning: "refresh token expired",
-			Fix: `run "xoauthd login carol@example.test"`}},
-		"erin@example.test": {err: &tokens.TemporaryError{Identity: "erin@example.test", Meaning: "identity provider unreachable"}},
+			Fix: `run "xoauthd login carol@example.test"`})},
+		"erin@example.test": {err: fmt.Errorf("%w: %w", proxy.ErrProviderUnavailable,
+			&tokens.TemporaryError{Identity: "erin@example.test", Meaning: "identity provider unreachable"})},
 	}}
 	opt := Options{}
 	srv := &proxy.Server{
@@ -203,8 +208,9 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	h.up.allow(aliceToken, mailbox)
 	h.up.setDrop(smallDrop()...)
 	opt.Gateway = &proxy.Gateway{
-		Auth:   h.auth,
-		Tokens: h.tokens,
+		Auth:    h.auth,
+		Tokens:  h.tokens,
+		Explain: explain,
 		Upstream: func(proxy.Account) (*proxy.Dialer, error) {
 			if d := h.dialer.Load(); d != nil {
 				return d, nil
@@ -369,4 +375,9 @@ func (c *client) multiline() []byte {
 		}
 		b.Write(line)
 	}
+}
+
+// explain is the daemon's proxy.Explainer: package diagnose's words.
+func explain(err error, acct proxy.Account) (string, bool) {
+	return diagnose.Why(err, diagnose.Account{Identity: acct.Identity, Mailbox: acct.Mailbox})
 }

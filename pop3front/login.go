@@ -2,24 +2,15 @@ package pop3front
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"time"
 
-	"github.com/xoauthd/xoauthd/internal/diagnose"
 	"github.com/xoauthd/xoauthd/proxy"
-	"github.com/xoauthd/xoauthd/tokens"
 )
 
-// Replies to a login attempt (RFC 3206 response codes). The text is generic:
-// it never says whether the login exists or what went wrong upstream.
-const (
-	replyLoggedIn   = "+OK Logged in.\r\n"
-	replyAuthFailed = "-ERR [AUTH] Authentication failed.\r\n"
-	replyThrottled  = "-ERR [SYS/TEMP] Too many failed logins, try again later.\r\n"
-	replyTemporary  = "-ERR [SYS/TEMP] Temporary failure, try again later.\r\n"
-)
+// replyLoggedIn answers a successful login; failureReply answers the others.
+const replyLoggedIn = "+OK Logged in.\r\n"
 
 // login checks the local credentials, logs in upstream and, on success,
 // relays the session until it ends. It reports whether the session is over.
@@ -60,7 +51,7 @@ func (s *session) relay(ctx context.Context, up *upstream) {
 		return
 	}
 	if err := s.conn.SetDeadline(time.Time{}); err != nil {
-		s.log.Debug("clearing pre-auth deadline", "error", err)
+		s.log.Debug("clearing pre-auth deadline", "err", err)
 		return
 	}
 	// The session keeps no reference to its reader during the relay, so an
@@ -80,58 +71,18 @@ func (s *session) loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dia
 }
 
 // loginFailed writes the audit line for a failed login and the client's
-// reply. The audit line carries why: the cause and the fix, from package
-// diagnose.
+// reply. The policy (proxy.Classify) decides the class of reply and the
+// audit line; the reply carries an RFC 2449/3206 response code.
 func (s *session) loginFailed(ctx context.Context, mech, login string, acct proxy.Account, err error) {
-	f := classify(err)
-	attrs := []slog.Attr{slog.String("mech", mech), slog.Any("err", err)}
-	if text, ok := why(err, acct); ok {
-		attrs = append(attrs, slog.String("why", text))
-	}
-	proxy.AuditLogin(ctx, s.log, proxy.LoginAudit{Result: f.result, Login: login, Identity: acct.Identity,
-		Reason: f.reason, Attrs: attrs})
-	s.fail(f.reply)
+	f := s.srv.opts.Gateway.LoginFailed(ctx, s.log, login, acct, err, slog.String("mech", mech))
+	s.fail(failureReply(f))
 }
 
-// failure is how a failed login is answered and audited.
-type failure struct {
-	reply  string // to the client
-	result string // audit result: failure (the login was refused) or error
-	reason string // short cause for the audit line
-}
-
-// classify maps a login error to its reply: the credentials or the token are
-// not good ([AUTH], so the client asks its user) or something is down
-// ([SYS/TEMP], so it tries again later). Throttling is temporary: the client
-// should come back later, not ask for a new password.
-func classify(err error) failure {
-	switch {
-	case errors.Is(err, proxy.ErrBadCredentials):
-		return failure{replyAuthFailed, "failure", "invalid local credentials"}
-	case errors.Is(err, errAuthzid):
-		return failure{replyAuthFailed, "failure", "unsupported authorization identity"}
-	case errors.Is(err, proxy.ErrThrottled):
-		return failure{replyThrottled, "failure", "too many failed logins"}
-	case errors.Is(err, tokens.ErrNeedsLogin):
-		return failure{replyAuthFailed, "failure", "token needs a new login"}
-	case errors.Is(err, proxy.ErrUpstreamRejected):
-		return failure{replyAuthFailed, "failure", "upstream rejected a fresh token"}
-	case errors.Is(err, proxy.ErrUpstreamUnavailable):
-		return failure{replyTemporary, "error", "upstream unavailable"}
-	default:
-		return failure{replyTemporary, "error", "temporary failure"}
-	}
-}
-
-// why returns the cause and the fix of a failed login, in plain words for
-// the log: what package diagnose knows of the failure (an upstream reply, a
-// token error, a TLS or network failure), or that it does not know the
-// upstream's reply. ok is false when there is nothing to explain beyond the
-// reason (wrong local password, throttling).
-func why(err error, acct proxy.Account) (text string, ok bool) {
-	e, known := diagnose.Explain(err, diagnose.Account{Identity: acct.Identity, Mailbox: acct.Mailbox})
-	if !known && diagnose.ReplyOf(err) == nil {
-		return "", false
-	}
-	return e.String(), true
+// failureReply is the -ERR line for a failed login: [AUTH] for the
+// credentials (RFC 3206 §5), [SYS/PERM] when an administrator must act and
+// [SYS/TEMP] when it may pass (RFC 3206 §4), [IN-USE] when the account has
+// as many sessions as allowed (RFC 2449 §8.1.2).
+func failureReply(f proxy.Failure) string {
+	code := proxy.ByClass(f.Class, "SYS/TEMP", "AUTH", "SYS/PERM", "IN-USE")
+	return "-ERR [" + code + "] " + f.Message + ".\r\n"
 }

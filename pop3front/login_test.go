@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -12,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
@@ -126,7 +126,9 @@ func closedAddr(t *testing.T) string {
 func TestLoginOutcomes(t *testing.T) {
 	const (
 		authFailed = "-ERR [AUTH] Authentication failed."
-		temporary  = "-ERR [SYS/TEMP] Temporary failure, try again later."
+		admin      = "-ERR [SYS/PERM] The mail provider refused the login for this account; contact the administrator."
+		signIn     = "-ERR [SYS/PERM] The mail provider sign-in for this account has ended; the administrator must sign in again."
+		temporary  = "-ERR [SYS/TEMP] Service temporarily unavailable, try again later."
 	)
 	tests := []struct {
 		name      string
@@ -159,14 +161,14 @@ func TestLoginOutcomes(t *testing.T) {
 			setup: func(t *testing.T, h *harness) {
 				h.tokens.set(mailbox, fakeIdentity{token: "stale-token", refreshed: "other-token"})
 			},
-			login: "alice", password: alicePassword, reply: authFailed,
+			login: "alice", password: alicePassword, reply: admin,
 			conns: 2, auths: 2, after: []string{"", ""}, refreshes: 1,
-			logs: []string{"result=failure", `reason="upstream rejected a fresh token"`, "status 401", "POP.AccessAsUser.All"},
+			logs: []string{"result=failure", `reason="the upstream refused the login"`, "status 401", "POP.AccessAsUser.All"},
 		},
 		{
 			name:  "rejected without challenge (Exchange)",
 			setup: func(t *testing.T, h *harness) { h.up.setFault(faultRejectAlways) },
-			login: "alice", password: alicePassword, reply: authFailed,
+			login: "alice", password: alicePassword, reply: admin,
 			conns: 2, auths: 2, refreshes: 1,
 			logs: []string{"result=failure", "unknown user name or bad password"},
 		},
@@ -180,8 +182,8 @@ func TestLoginOutcomes(t *testing.T) {
 			logs: []string{"result=error", "identity provider unreachable"},
 		},
 		{
-			name: "needs login", login: "carol", password: "carol-secret", reply: authFailed,
-			logs: []string{"result=failure", `reason="token needs a new login"`, `why="Refresh token expired (AADSTS700082). Run \"xoauthd login carol@example.test\"."`},
+			name: "needs login", login: "carol", password: "carol-secret", reply: signIn,
+			logs: []string{"result=failure", `reason="the identity needs a new sign-in"`, `why="Refresh token expired (AADSTS700082). Run \"xoauthd login carol@example.test\"."`},
 		},
 		{
 			name: "identity provider down", login: "erin", password: "erin-secret", reply: temporary,
@@ -189,12 +191,12 @@ func TestLoginOutcomes(t *testing.T) {
 		},
 		{
 			name: "bad credentials", login: "alice", password: "hunter2", reply: authFailed,
-			logs: []string{"result=failure", `reason="invalid local credentials"`},
+			logs: []string{"result=failure", `reason="bad local credentials"`},
 		},
 		{
 			name: "throttled", login: "dave", password: "hunter2",
 			reply: "-ERR [SYS/TEMP] Too many failed logins, try again later.",
-			logs:  []string{"result=failure", `reason="too many failed logins"`},
+			logs:  []string{"result=failure", `reason="throttled after failed logins"`},
 		},
 		{
 			name: "upstream down",
@@ -204,7 +206,7 @@ func TestLoginOutcomes(t *testing.T) {
 				h.dialer.Store(d)
 			},
 			login: "alice", password: alicePassword, reply: temporary,
-			logs: []string{"result=error", `reason="upstream unavailable"`},
+			logs: []string{"result=error", `reason="identity provider or upstream unavailable"`},
 		},
 		{
 			name:  "upstream closes mid-greeting",
@@ -351,30 +353,28 @@ func newClient(t testing.TB, conn net.Conn) *client {
 	return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
 }
 
-// TestClassify checks the mapping of every error kind to its reply.
-func TestClassify(t *testing.T) {
+// TestFailureReply checks the reply to each class of failure, and that
+// the front's own errors reach the policy as the right class.
+func TestFailureReply(t *testing.T) {
 	tests := []struct {
-		err    error
-		reply  string
-		result string
+		err   error
+		reply string
 	}{
-		{proxy.ErrBadCredentials, replyAuthFailed, "failure"},
-		{fmt.Errorf("x: %w", proxy.ErrThrottled), replyThrottled, "failure"},
-		{&tokens.NeedsLoginError{Identity: "a"}, replyAuthFailed, "failure"},
-		{fmt.Errorf("wrapped: %w", tokens.ErrNeedsLogin), replyAuthFailed, "failure"},
-		{fmt.Errorf("%w: x", proxy.ErrUpstreamRejected), replyAuthFailed, "failure"},
-		{errAuthzid, replyAuthFailed, "failure"},
-		{&tokens.TemporaryError{}, replyTemporary, "error"},
-		{&tokens.ConfigError{}, replyTemporary, "error"},
-		{fmt.Errorf("%w: x", proxy.ErrUpstreamUnavailable), replyTemporary, "error"},
-		{errNoXOAUTH2, replyTemporary, "error"},
-		{errors.New("anything else"), replyTemporary, "error"},
-		{errDeadline(), replyTemporary, "error"},
+		{proxy.ErrBadCredentials, "-ERR [AUTH] Authentication failed.\r\n"},
+		{errAuthzid, "-ERR [AUTH] Authentication failed.\r\n"},
+		{fmt.Errorf("x: %w", proxy.ErrThrottled), "-ERR [SYS/TEMP] Too many failed logins, try again later.\r\n"},
+		{&proxy.ThrottledError{RetryAfter: 90 * time.Second}, "-ERR [SYS/TEMP] Too many failed logins, try again in 90 s.\r\n"},
+		{fmt.Errorf("wrapped: %w", proxy.ErrSignInNeeded), "-ERR [SYS/PERM] The mail provider sign-in for this account has ended; the administrator must sign in again.\r\n"},
+		{proxy.ErrProviderConfig, "-ERR [SYS/PERM] The mail provider refused this account's configuration; contact the administrator.\r\n"},
+		{fmt.Errorf("%w: x", proxy.ErrUpstreamRejected), "-ERR [SYS/PERM] The mail provider refused the login for this account; contact the administrator.\r\n"},
+		{&proxy.IdentityLimitError{Limit: 3}, "-ERR [IN-USE] Too many sessions for this account, try again when one has ended.\r\n"},
+		{fmt.Errorf("%w: x", proxy.ErrUpstreamUnavailable), "-ERR [SYS/TEMP] Service temporarily unavailable, try again later.\r\n"},
+		{errNoXOAUTH2, "-ERR [SYS/TEMP] Service temporarily unavailable, try again later.\r\n"},
+		{errDeadline(), "-ERR [SYS/TEMP] Service temporarily unavailable, try again later.\r\n"},
 	}
 	for _, tt := range tests {
-		f := classify(tt.err)
-		if f.reply != tt.reply || f.result != tt.result {
-			t.Errorf("classify(%v) = %q, %q; want %q, %q", tt.err, f.reply, f.result, tt.reply, tt.result)
+		if got := failureReply(proxy.Classify(tt.err)); got != tt.reply {
+			t.Errorf("reply to %v = %q, want %q", tt.err, got, tt.reply)
 		}
 	}
 }

@@ -86,7 +86,7 @@ func (s *session) useClient(conn net.Conn) {
 func (s *session) serve(ctx context.Context) {
 	s.deadline = time.Now().Add(s.srv.opts.PreAuthTimeout)
 	if err := s.conn.SetDeadline(s.deadline); err != nil {
-		s.log.Debug("setting pre-auth deadline", "error", err)
+		s.log.Debug("setting pre-auth deadline", "err", err)
 		return
 	}
 	stopCtx := context.AfterFunc(ctx, func() { _ = s.conn.SetDeadline(time.Now()) })
@@ -203,7 +203,7 @@ func (s *session) readFailed(ctx context.Context, err error) {
 		s.linger()
 	default:
 		// EOF or reset: the client hung up, which is never an error here.
-		s.log.Debug("client closed the connection", "error", err)
+		s.log.Debug("client closed the connection", "err", err)
 	}
 }
 
@@ -214,7 +214,7 @@ func (s *session) write(reply string) {
 	}
 	if _, err := io.WriteString(s.rw, reply); err != nil {
 		s.writeErr = err
-		s.log.Debug("writing to client", "error", err)
+		s.log.Debug("writing to client", "err", err)
 	}
 }
 

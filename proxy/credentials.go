@@ -3,8 +3,8 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -53,8 +53,14 @@ type CredentialOptions struct {
 	FreeFailures        int
 	BaseDelay, MaxDelay time.Duration
 	// MaxTracked bounds the addresses and the logins with counted failures
-	// (default 10000 each; the oldest windows are dropped first).
+	// in the default in-memory counters (default 10000 each; the oldest
+	// windows are dropped first).
 	MaxTracked int
+	// SourceFailures and LoginFailures count the failures per source and
+	// per login (default: MemoryFailures of this process, with Window and
+	// MaxTracked). Replicas behind one address share them by plugging in a
+	// shared FailureCounter; see its contract.
+	SourceFailures, LoginFailures FailureCounter
 	// Verify checks a password against a PHC string (default passhash.Verify).
 	Verify func(phc, password string) (bool, error)
 	// DummyHash is verified for unknown logins so that they take as long as
@@ -79,7 +85,8 @@ type Credentials struct {
 	now      func() time.Time
 	sleep    func(ctx context.Context, d time.Duration) bool // sleepCtx; tests replace it
 	sem      chan struct{}                                   // one token per running verification
-	cache    *verifyCache                                    // nil: no cache
+	cache    *verifyCache                                    // remembers successes; derives flight keys
+	flights  flights                                         // verifications running now
 	throttle *throttle
 	free     int
 	base     time.Duration
@@ -104,18 +111,11 @@ func NewCredentials(lookup func(login string) (acct Account, passwordHash string
 		base:     o.BaseDelay,
 		maxDelay: o.MaxDelay,
 		log:      o.Log,
-		throttle: &throttle{
-			addrLimit:  o.AddrLimit,
-			loginLimit: o.LoginLimit,
-			addrs:      newFailureTable[netip.Prefix](o.Window, o.MaxTracked),
-			logins:     newFailureTable[[sha256.Size]byte](o.Window, o.MaxTracked),
-		},
+		cache:    newVerifyCache(o.CacheTTL, o.CacheSize),
+		throttle: newThrottle(o.AddrLimit, o.LoginLimit, o.SourceFailures, o.LoginFailures),
 	}
 	if c.dummy == "" {
 		c.dummy = dummyHash()
-	}
-	if o.CacheTTL > 0 {
-		c.cache = newVerifyCache(o.CacheTTL, o.CacheSize)
 	}
 	return c
 }
@@ -155,6 +155,12 @@ func (o CredentialOptions) withDefaults() CredentialOptions {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	if o.SourceFailures == nil {
+		o.SourceFailures = NewMemoryFailures(o.Window, o.MaxTracked, o.Now)
+	}
+	if o.LoginFailures == nil {
+		o.LoginFailures = NewMemoryFailures(o.Window, o.MaxTracked, o.Now)
+	}
 	return o
 }
 
@@ -166,48 +172,114 @@ func setDefault[T int | time.Duration](v *T, def T) {
 
 // Authenticate checks login and password from a client at remote. It
 // returns ErrBadCredentials for an unknown login or a wrong password alike,
-// ErrThrottled while the source or the login has too many recent failures,
-// and another error (not the client's fault) when ctx ends while waiting or
-// the stored hash is unusable.
+// a *ThrottledError (ErrThrottled) while the source or the login has too
+// many recent failures, and another error (not the client's fault) when ctx
+// ends while waiting or the stored hash is unusable.
+//
+// A recent success (the cache) answers at once and touches no failure
+// counter. Attempts with the same login and password that arrive together
+// share one verification. Attempts that need a verification wait for room
+// rather than being refused: only failures count against the limits.
 func (c *Credentials) Authenticate(ctx context.Context, login, password string, remote netip.Addr) (Account, error) {
 	noteAuthStart(ctx) // before the lookup: see Sessions.Close
-	src, lk := sourceKey(remote), loginKey(login)
-	res, refused := c.throttle.reserve(src, lk, c.now())
-	if refused {
-		metricsFrom(ctx).throttled()
-		return Account{}, ErrThrottled
-	}
+	src, lk := sourceName(remote), loginKey(login)
 	acct, phc, known := c.lookup(login)
 	if !known {
 		phc = c.dummy
 	}
-	var key cacheKey
-	if c.cache != nil {
-		// Computed for unknown logins too, so both paths do the same work.
-		key = c.cache.key(login, password, phc)
+	// Computed for unknown logins too, so both paths do the same work.
+	key := c.cache.key(login, password, phc)
+	for {
+		if err := c.throttle.check(ctx, src, lk, login); err != nil {
+			return Account{}, c.refused(ctx, err)
+		}
 		if known && c.cache.hit(key, c.now()) {
-			c.throttle.succeeded(src, lk, c.now())
 			return acct, nil
 		}
+		f, lead := c.flights.join(key)
+		if lead {
+			v, err := c.verifyOnce(ctx, f, key, src, lk, login, phc, password, known)
+			c.flights.land(key, f, v)
+			return c.answer(acct, v, err)
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return Account{}, fmt.Errorf("waiting for the password check of %s: %w", logLogin(login), context.Cause(ctx))
+		}
+		switch f.verdict {
+		case verdictNone:
+			if f.err != nil {
+				return Account{}, f.err
+			}
+			continue // the check that was shared gave up: check again
+		case verdictFailure:
+			a, l, err := c.throttle.failJoined(context.WithoutCancel(ctx), src, lk)
+			if err != nil {
+				return Account{}, err
+			}
+			c.logLimits(src, login, a, l)
+		}
+		return c.answer(acct, f.verdict, nil)
 	}
-	if !c.sleep(ctx, c.delay(res.prior)) {
-		c.throttle.refund(src, lk, c.now())
-		return Account{}, fmt.Errorf("waiting before checking the password of %s: %w", logLogin(login), context.Cause(ctx))
+}
+
+// refused counts a throttled login in the metrics and returns err.
+func (c *Credentials) refused(ctx context.Context, err error) error {
+	if errors.Is(err, ErrThrottled) {
+		metricsFrom(ctx).throttled()
+	}
+	return err
+}
+
+// answer is Authenticate's result for a verdict.
+func (c *Credentials) answer(acct Account, v verdict, err error) (Account, error) {
+	switch {
+	case err != nil:
+		return Account{}, err
+	case v == verdictSuccess:
+		return acct, nil
+	}
+	return Account{}, ErrBadCredentials
+}
+
+// verifyOnce runs the check that the attempts sharing f wait for: it waits
+// for room under the limits, then for the delay that earlier failures
+// earned, verifies, and settles the outcome with the throttle. A
+// verdictNone with a nil error means it gave up (the caller's context
+// ended): the others try again on their own.
+func (c *Credentials) verifyOnce(ctx context.Context, f *flight, key cacheKey, src, lk, login, phc, password string, known bool) (verdict, error) {
+	prior, err := c.throttle.admit(ctx, src, lk, login)
+	if err != nil {
+		return verdictNone, c.refused(ctx, err)
+	}
+	// An admitted check is settled even when the client has gone away: a
+	// guesser must not escape the count by hanging up.
+	sctx := context.WithoutCancel(ctx)
+	if !c.sleep(ctx, c.delay(prior)) {
+		_, _, serr := c.throttle.settle(sctx, src, lk, verdictNone)
+		return verdictNone, errors.Join(fmt.Errorf("waiting before checking the password of %s: %w", logLogin(login), context.Cause(ctx)), serr)
 	}
 	ok, err := c.verifyBounded(ctx, phc, password)
-	if err != nil && known {
-		c.throttle.refund(src, lk, c.now())
-		return Account{}, fmt.Errorf("checking the password of %s: %w (hint: set its password_hash to the output of xoauthd hash-password)", logLogin(login), err)
+	switch {
+	case err != nil && (known || ctx.Err() != nil):
+		_, _, serr := c.throttle.settle(sctx, src, lk, verdictNone)
+		if ctx.Err() != nil {
+			return verdictNone, errors.Join(err, serr)
+		}
+		f.err = errors.Join(fmt.Errorf("checking the password of %s: %w (hint: set its password_hash to the output of xoauthd hash-password)", logLogin(login), err), serr)
+		return verdictNone, f.err
+	case !known || !ok:
+		a, l, err := c.throttle.settle(sctx, src, lk, verdictFailure)
+		c.logLimits(src, login, a, l)
+		return verdictFailure, err
 	}
-	if !known || !ok {
-		c.failed(res, src, login, remote)
-		return Account{}, ErrBadCredentials
+	c.cache.add(key, c.now())
+	_, _, err = c.throttle.settle(sctx, src, lk, verdictSuccess)
+	if err != nil {
+		c.log.Warn("forgetting the failed logins of a source after a good login", "source", src, "err", err)
 	}
-	if c.cache != nil {
-		c.cache.add(key, c.now())
-	}
-	c.throttle.succeeded(src, lk, c.now())
-	return acct, nil
+	return verdictSuccess, nil
 }
 
 // verifyBounded runs one verification when a slot is free.
@@ -234,13 +306,14 @@ func (c *Credentials) delay(prior int) time.Duration {
 	return min(d, c.maxDelay)
 }
 
-// failed logs when a failure (counted by reserve) started a refusal.
-func (c *Credentials) failed(res reservation, src netip.Prefix, login string, remote netip.Addr) {
-	if res.srcFull {
-		c.log.Warn("too many failed logins from this source, refusing it for a while", "source", src.String(), "limit", c.throttle.addrLimit)
+// logLimits warns when a failure brought the source or the login to its
+// limit: from now on it is refused for a while.
+func (c *Credentials) logLimits(src, login string, a, l int) {
+	if a == c.throttle.addrLimit {
+		c.log.Warn("too many failed logins from this source, refusing it for a while", "source", src, "login", cutLogin(login), "limit", c.throttle.addrLimit)
 	}
-	if res.loginFull {
-		c.log.Warn("too many failed logins for this login, refusing it for a while", "login", cutLogin(login), "remote", remote.String(), "limit", c.throttle.loginLimit)
+	if l == c.throttle.loginLimit {
+		c.log.Warn("too many failed logins for this login, refusing it for a while", "login", cutLogin(login), "source", src, "limit", c.throttle.loginLimit)
 	}
 }
 

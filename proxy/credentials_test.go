@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -253,11 +254,15 @@ func TestCredentialsConcurrencyBound(t *testing.T) {
 	}
 	e := newCredEnv(t, CredentialOptions{MaxConcurrent: slots, Verify: verify, CacheTTL: -1})
 	var wg sync.WaitGroup
-	for range logins {
+	for i := range logins {
+		// Different logins: the same login and password would share one
+		// verification.
+		login := fmt.Sprintf("user%d", i)
+		e.setHash(login, "hash:secret")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.auth("alice", "secret", addrA)
+			e.auth(login, "secret", addrA)
 		}()
 	}
 	for range slots {
@@ -339,7 +344,7 @@ func TestCredentialsThrottle(t *testing.T) {
 			e := newCredEnv(t, tt.opts)
 			for i, a := range tt.attempts {
 				before := e.verifies.Load()
-				if err := e.auth(a.login, a.password, a.from); err != a.want {
+				if err := e.auth(a.login, a.password, a.from); !errors.Is(err, a.want) || (a.want == nil) != (err == nil) {
 					t.Fatalf("attempt %d (%s from %s) = %v, want %v", i, a.login, a.from, err, a.want)
 				}
 				if a.want == ErrThrottled && e.verifies.Load() != before {
@@ -355,12 +360,12 @@ func TestCredentialsThrottleWindow(t *testing.T) {
 	e.auth("alice", "x", addrA)
 	e.clock.Advance(5 * time.Minute)
 	e.auth("alice", "x", addrA)
-	if err := e.auth("alice", "secret", addrA); err != ErrThrottled {
+	if err := e.auth("alice", "secret", addrA); !errors.Is(err, ErrThrottled) {
 		t.Fatalf("after the limit: %v", err)
 	}
 	// The window counts from the first failure.
 	e.clock.Advance(5*time.Minute - time.Second)
-	if err := e.auth("alice", "secret", addrA); err != ErrThrottled {
+	if err := e.auth("alice", "secret", addrA); !errors.Is(err, ErrThrottled) {
 		t.Fatalf("just inside the window: %v", err)
 	}
 	e.clock.Advance(time.Second)
@@ -375,14 +380,14 @@ func TestCredentialsThrottleBounded(t *testing.T) {
 		e.auth("alice", "x", netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}))
 		e.auth(strings.Repeat("x", i+1), "x", addrB)
 	}
-	th := e.c.throttle
-	if a, l := len(th.addrs.m), len(th.logins.m); a > 3 || l > 3 || th.addrs.order.Len() != a || th.logins.order.Len() != l {
+	srcs, logins := e.c.throttle.srcs.(*MemoryFailures), e.c.throttle.logins.(*MemoryFailures)
+	if a, l := srcs.Len(), logins.Len(); a > 3 || l > 3 || srcs.order.Len() != a || logins.order.Len() != l {
 		t.Errorf("tracking %d addresses and %d logins, want at most 3 each", a, l)
 	}
 	// Expired windows are dropped as new failures come in.
 	e.clock.Advance(DefaultWindow)
 	e.auth("alice", "x", addrA)
-	if a := len(th.addrs.m); a != 1 {
+	if a := srcs.Len(); a != 1 {
 		t.Errorf("tracking %d addresses after the window, want 1", a)
 	}
 }

@@ -8,7 +8,12 @@
 // A Server runs the accept loops of one front's listeners: connection ids from a process-wide
 // IDSource, a per-connection slog logger (cid, proto, remote), a bound on
 // concurrent connections (the front's Refuse reply beyond it), panic recovery
-// and a two-phase Shutdown. Credentials is the local Authenticator. Dialer
+// and a two-phase Shutdown. Credentials is the local Authenticator: cached,
+// sharing concurrent verifications, and throttling failures per source and
+// login through FailureCounters (throttle.go). Classify and
+// Gateway.LoginFailed are the one login failure policy of the fronts
+// (policy.go); IdentityLimits bounds the upstream sessions per identity
+// (limits.go). Dialer
 // (one per upstream, see Dialers) makes verified TLS connections with session
 // resumption. Connect and Relay carry a session from login to its end;
 // Sessions (sessions.go) remembers each logged-in session by login, so a

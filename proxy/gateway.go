@@ -30,6 +30,9 @@ var (
 	// ErrUpstreamUnavailable means the upstream could not be reached or broke
 	// off; it is temporary.
 	ErrUpstreamUnavailable = errors.New("upstream unavailable")
+	// ErrIdentityLimit means the identity has as many upstream sessions as
+	// its limit allows; the login is refused without dialling.
+	ErrIdentityLimit = errors.New("too many upstream sessions for this identity")
 )
 
 // Authenticator checks a local login and password and returns the account.
@@ -57,6 +60,18 @@ type Gateway struct {
 	// Sessions, when set, registers each logged-in session under its login
 	// so that a reload can end those of a removed or changed account.
 	Sessions *Sessions
+	// Explain, when set, explains failed logins for the audit line
+	// (LoginFailed).
+	Explain Explainer
+	// Limits, with MaxPerIdentity > 0, bounds the upstream sessions of an
+	// identity over every listener whose Gateway shares Limits and
+	// LimitKey (one key per protocol): Connect refuses a login over the
+	// limit at once with an *IdentityLimitError, before it dials. A session
+	// holds its place until its connection ends. Like Sessions, it counts
+	// connections accepted by a Server.
+	Limits         *IdentityLimits
+	LimitKey       string
+	MaxPerIdentity int
 }
 
 // LoginFunc speaks one protocol's XOAUTH2 login on a freshly dialled upstream

@@ -43,6 +43,9 @@ type Metrics interface {
 	// Throttled is called when a login is refused without checking its
 	// password because of recent failures (ErrThrottled).
 	Throttled(protocol string)
+	// IdentityLimited is called when a login is refused because its
+	// identity has as many upstream sessions as allowed (ErrIdentityLimit).
+	IdentityLimited(protocol string)
 	// UpstreamDialed reports a successful upstream dial: TCP connect plus,
 	// for implicit TLS, the verified handshake.
 	UpstreamDialed(protocol string, d time.Duration)
@@ -106,6 +109,12 @@ func (c connMetrics) login(result string) {
 func (c connMetrics) throttled() {
 	if c.m != nil {
 		c.m.Throttled(c.proto)
+	}
+}
+
+func (c connMetrics) identityLimited() {
+	if c.m != nil {
+		c.m.IdentityLimited(c.proto)
 	}
 }
 

@@ -50,6 +50,7 @@ func (m *recMetrics) ConnClosed(p string)          { m.add("closed "+p, 1) }
 func (m *recMetrics) ConnRefused(p string)         { m.add("refused "+p, 1) }
 func (m *recMetrics) Login(p, result string)       { m.add("login "+p+" "+result, 1) }
 func (m *recMetrics) Throttled(p string)           { m.add("throttled "+p, 1) }
+func (m *recMetrics) IdentityLimited(p string)     { m.add("limited "+p, 1) }
 func (m *recMetrics) Relayed(p, d string, n int64) { m.add("relayed "+p+" "+d, n) }
 func (m *recMetrics) UpstreamDialed(p string, d time.Duration) {
 	m.observe("dial "+p, d)
@@ -239,7 +240,7 @@ func TestCredentialsCountThrottled(t *testing.T) {
 	if got := m.get("throttled smtp"); got != 0 {
 		t.Fatalf("throttled = %d before the limit", got)
 	}
-	if _, err := e.c.Authenticate(ctx, "alice", "secret", addrA); err != ErrThrottled {
+	if _, err := e.c.Authenticate(ctx, "alice", "secret", addrA); !errors.Is(err, ErrThrottled) {
 		t.Fatalf("Authenticate = %v, want ErrThrottled", err)
 	}
 	if got := m.get("throttled smtp"); got != 1 {

@@ -23,7 +23,8 @@ const (
 type cacheKey [cacheKeyLen]byte
 
 // verifyCache remembers successful password verifications for a while, so
-// a client that logs in every minute pays for argon2id once per TTL. It
+// a client that logs in every minute pays for argon2id once per TTL; with
+// a TTL of zero or less it remembers nothing but still derives keys. It
 // holds keyed hashes only: with a random per-process key, an entry reveals
 // nothing about the password even in a memory dump of another process run.
 type verifyCache struct {
@@ -83,6 +84,9 @@ func (c *verifyCache) key(login, password, phc string) cacheKey {
 
 // hit reports whether k was verified less than the TTL ago.
 func (c *verifyCache) hit(k cacheKey, now time.Time) bool {
+	if c.ttl <= 0 {
+		return false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.m[k]
@@ -100,6 +104,9 @@ func (c *verifyCache) hit(k cacheKey, now time.Time) bool {
 // add records a successful verification, dropping expired entries and, when
 // full, the oldest.
 func (c *verifyCache) add(k cacheKey, now time.Time) {
+	if c.ttl <= 0 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.m[k]; ok {

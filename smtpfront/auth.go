@@ -2,7 +2,6 @@ package smtpfront
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -10,7 +9,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/xoauthd/xoauthd/proxy"
-	"github.com/xoauthd/xoauthd/tokens"
 )
 
 // AuthMechanisms implements smtp.AuthSession: PLAIN (RFC 4616) and LOGIN
@@ -60,9 +58,6 @@ func (s *session) login(login, password, mech string) error {
 		return s.loginRefused(login, mech, proxy.Account{}, err)
 	}
 	if err := s.begin(acct, login, []slog.Attr{slog.String("mech", mech)}); err != nil {
-		if err == replyTooManySessions {
-			return err
-		}
 		return s.loginRefused(login, mech, acct, err)
 	}
 	return nil
@@ -70,23 +65,16 @@ func (s *session) login(login, password, mech string) error {
 
 // begin takes a slot of acct's identity (waiting up to
 // Options.UpstreamWait), opens the upstream session and makes acct the
-// session's account, with one audit line for success and for busy slots
-// (audit adds to it). When every slot stayed busy it returns
-// replyTooManySessions and the session ends; when the upstream session
-// could not be opened it returns that error, not yet logged. The caller
-// holds mu.
+// session's account, with one audit line for a success (audit adds to it).
+// When every slot stayed busy it returns the *proxy.IdentityLimitError and
+// the session ends after the reply; when the upstream session could not be
+// opened it returns that error. Failures are not logged yet: the caller
+// writes their audit line. The caller holds mu.
 func (s *session) begin(acct proxy.Account, login string, audit []slog.Attr) error {
-	release, err := s.srv.slots.acquire(s.cc.ctx, acct.Identity, s.srv.opts.UpstreamWait)
+	release, err := s.srv.slots.Acquire(s.cc.ctx, "smtp", acct.Identity, s.srv.opts.MaxUpstreamPerIdentity, s.srv.opts.UpstreamWait)
 	if err != nil {
-		proxy.AuditLogin(s.cc.ctx, s.log, proxy.LoginAudit{Result: proxy.LoginError, Login: login, Identity: acct.Identity,
-			Reason: "every upstream session of this identity stayed in use", Attrs: append(audit,
-				slog.Int("max_upstream_per_identity", s.srv.opts.MaxUpstreamPerIdentity),
-				slog.String("waited", s.srv.opts.UpstreamWait.String()),
-				slog.String("why", "Every upstream session of "+acct.Identity+" stayed in use. Have fewer clients send at once "+
-					"for this identity, or spread them over more identities."),
-			)})
 		s.cc.hangUp("")
-		return replyTooManySessions
+		return err
 	}
 	connCtx, cancel := context.WithTimeout(s.cc.ctx, loginTimeout)
 	up, err := s.srv.connect(connCtx, acct)
@@ -107,44 +95,23 @@ func (s *session) begin(acct proxy.Account, login string, audit []slog.Attr) err
 }
 
 // loginRefused logs one audit line for a failed login and returns the
-// client's reply. After maxAuthFailures the connection is closed. The audit
-// line carries why: the cause and the fix, from package diagnose.
-func (s *session) loginRefused(login, mech string, acct proxy.Account, err error) error {
-	reply, result, reason := classifyLogin(err)
+// client's reply. After maxAuthFailures the connection is closed. The
+// policy (proxy.Classify) decides the class of reply and the audit line.
+func (s *session) loginRefused(login, mech string, acct proxy.Account, err error, attrs ...slog.Attr) error {
+	f := s.srv.opts.Gateway.LoginFailed(s.cc.ctx, s.log, login, acct, withConcurrencyCode(err), append(attrs, slog.String("mech", mech))...)
 	s.authFailures++
-	attrs := []slog.Attr{slog.String("mech", mech), slog.Any("err", err)}
-	if text, ok := why(err, diagnoseAccount(acct, "")); ok {
-		attrs = append(attrs, slog.String("why", text))
-	}
-	proxy.AuditLogin(s.cc.ctx, s.log, proxy.LoginAudit{Result: result, Login: login, Identity: acct.Identity,
-		Reason: reason, Attrs: attrs})
 	if s.authFailures >= maxAuthFailures {
 		s.cc.hangUp(replyLine(replyAuthLimit))
 	}
-	return reply
+	return failureReply(f)
 }
 
-// classifyLogin maps a login error to the client's reply, the audit result
-// and a short reason. Wrong local credentials, a token that needs a new
-// interactive login and an upstream that refused even a refreshed token are
-// "535 5.7.8"; too many recent failures is a temporary refusal ("454
-// 4.7.0", so a client retries later rather than dropping the message); any
-// other failure (identity provider or upstream down, provider configuration,
-// timeouts) is "454 4.7.0" too, so mail waits in the client's queue until
-// the cause is fixed.
-func classifyLogin(err error) (reply *smtp.SMTPError, result, reason string) {
-	switch {
-	case errors.Is(err, proxy.ErrBadCredentials):
-		return replyAuthInvalid, proxy.LoginFailure, "bad local credentials"
-	case errors.Is(err, proxy.ErrThrottled):
-		return replyAuthTemporary, proxy.LoginFailure, "too many failed logins, throttled"
-	case errors.Is(err, tokens.ErrNeedsLogin):
-		return replyAuthInvalid, proxy.LoginFailure, "the identity needs a new interactive login"
-	case errors.Is(err, proxy.ErrUpstreamRejected):
-		return replyAuthInvalid, proxy.LoginFailure, "the upstream refused the token"
-	case errors.Is(err, tokens.ErrConfiguration):
-		return replyAuthTemporary, proxy.LoginError, "the identity provider refused the configuration"
-	default:
-		return replyAuthTemporary, proxy.LoginError, "identity provider or upstream unavailable"
-	}
+// failureReply is the reply to AUTH for a failed login (RFC 4954 §6 codes,
+// RFC 3463 enhanced codes): 535 5.7.8 for the credentials, 535 5.7.0 when
+// an administrator must act, 454 4.7.0 when it may pass, 421 4.3.2 when
+// the account has as many sessions as allowed.
+func failureReply(f proxy.Failure) *smtp.SMTPError {
+	code, enhanced := proxy.ByClass(f.Class, 454, 535, 535, 421),
+		proxy.ByClass(f.Class, smtp.EnhancedCode{4, 7, 0}, smtp.EnhancedCode{5, 7, 8}, smtp.EnhancedCode{5, 7, 0}, smtp.EnhancedCode{4, 3, 2})
+	return &smtp.SMTPError{Code: code, EnhancedCode: enhanced, Message: f.Message}
 }

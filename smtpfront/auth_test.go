@@ -100,8 +100,8 @@ func TestAuthTranscripts(t *testing.T) {
 		{"lower-case mechanism", [][2]string{{"auth login", "334 VXNlcm5hbWU6"}, {b64(testLogin), "334 UGFzc3dvcmQ6"}, {b64(testPassword), "235 2.0.0"}}},
 		{"login cancelled", [][2]string{{"AUTH LOGIN", "334 VXNlcm5hbWU6"}, {"*", "501 5.0.0"}, {"MAIL FROM:<a@example.com>", "530 5.7.0 Authentication required"}}},
 		{"login cancelled at password", [][2]string{{"AUTH LOGIN " + b64(testLogin), "334 UGFzc3dvcmQ6"}, {"*", "501 5.0.0"}}},
-		{"wrong password", [][2]string{{"AUTH PLAIN " + plainIR("", testLogin, "nope"), "535 5.7.8 Authentication credentials invalid"}}},
-		{"unknown login", [][2]string{{"AUTH LOGIN " + b64("nobody"), "334 "}, {b64(testPassword), "535 5.7.8 Authentication credentials invalid"}}},
+		{"wrong password", [][2]string{{"AUTH PLAIN " + plainIR("", testLogin, "nope"), "535 5.7.8 Authentication failed"}}},
+		{"unknown login", [][2]string{{"AUTH LOGIN " + b64("nobody"), "334 "}, {b64(testPassword), "535 5.7.8 Authentication failed"}}},
 		{"authz of another user", [][2]string{{"AUTH PLAIN " + plainIR("boss", testLogin, testPassword), "535 5.7.8"}}},
 		{"plain without separators", [][2]string{{"AUTH PLAIN " + b64("garbage"), "501 5.5.2 Invalid authentication data"}}},
 		{"login name with NUL", [][2]string{{"AUTH LOGIN " + b64("a\x00b"), "501 5.5.2"}}},
@@ -174,18 +174,20 @@ func TestLoginFailureMapping(t *testing.T) {
 		logged    []string // in the audit line
 		refreshes int      // token refreshes expected
 	}{
-		{"bad local password", func(h *harness) { h.auth.setErr(proxy.ErrBadCredentials) }, "535 5.7.8 Authentication credentials invalid",
+		{"bad local password", func(h *harness) { h.auth.setErr(proxy.ErrBadCredentials) }, "535 5.7.8 Authentication failed",
 			[]string{"result=failure", `reason="bad local credentials"`}, 0},
-		{"throttled", func(h *harness) { h.auth.setErr(fmt.Errorf("login %s: %w", testLogin, proxy.ErrThrottled)) }, "454 4.7.0 Temporary authentication failure",
+		{"throttled", func(h *harness) { h.auth.setErr(fmt.Errorf("login %s: %w", testLogin, proxy.ErrThrottled)) }, "454 4.7.0 Too many failed logins, try again later",
 			[]string{"result=failure", "throttled"}, 0},
 		{"token needs login", func(h *harness) {
-			h.tokens.setErr(&tokens.NeedsLoginError{Identity: testIdentity, Code: "AADSTS700082", Meaning: "refresh token expired", Fix: "run xoauthd login " + testIdentity})
-		}, "535 5.7.8", []string{"result=failure", `why="Refresh token expired (AADSTS700082). Run xoauthd login alice@example.com."`}, 0},
+			h.tokens.setErr(fmt.Errorf("%w: %w", proxy.ErrSignInNeeded,
+				&tokens.NeedsLoginError{Identity: testIdentity, Code: "AADSTS700082", Meaning: "refresh token expired", Fix: "run xoauthd login " + testIdentity}))
+		}, "535 5.7.0 The mail provider sign-in for this account has ended; the administrator must sign in again", []string{"result=failure", `why="Refresh token expired (AADSTS700082). Run xoauthd login alice@example.com."`}, 0},
 		{"identity provider down", func(h *harness) {
-			h.tokens.setErr(&tokens.TemporaryError{Identity: testIdentity, Meaning: "token endpoint unreachable", Err: errors.New("dial tcp: connection refused")})
-		}, "454 4.7.0 Temporary authentication failure", []string{"result=error"}, 0},
+			h.tokens.setErr(fmt.Errorf("%w: %w", proxy.ErrProviderUnavailable,
+				&tokens.TemporaryError{Identity: testIdentity, Meaning: "token endpoint unreachable", Err: errors.New("dial tcp: connection refused")}))
+		}, "454 4.7.0 Service temporarily unavailable, try again later", []string{"result=error"}, 0},
 		{"upstream refuses every token", func(h *harness) { h.up.set(func(f *fakeUpstream) { f.authFail = rejected }) },
-			"535 5.7.8 Authentication credentials invalid",
+			"535 5.7.0 The mail provider refused the login for this account; contact the administrator",
 			// The cause and fix of package diagnose, with the identity filled in.
 			[]string{"result=failure", `why="SMTP AUTH is disabled for this tenant (535 5.7.139). An admin enables it with ` +
 				"`Set-TransportConfig -SmtpClientAuthenticationDisabled $false`, or per mailbox with " +
@@ -292,7 +294,7 @@ func TestIdleTimeoutAfterLogin(t *testing.T) {
 	}
 	// The upstream session and the slot are given back.
 	h.log.waitFor(t, "result=success")
-	waitUntil(t, "the slot is given back", func() bool { return h.front.slots.inUse(testIdentity) == 0 })
+	waitUntil(t, "the slot is given back", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
 }
 
 func TestEndlessLineIsCut(t *testing.T) {
@@ -401,7 +403,7 @@ func TestEchoingUpstreamRedacted(t *testing.T) {
 		h.up.set(func(f *fakeUpstream) { f.echoAuth = true })
 		tc := h.transcript()
 		tc.cmd("EHLO client.test", "250 ")
-		tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "535 5.7.8")
+		tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "535 5.7.0") // the upstream refused: an administrator must act
 		h.log.waitFor(t, "msg=login", "result=failure", "Bad response ***")
 		if strings.Contains(h.log.String(), saslPrefix) {
 			t.Fatalf("the log holds the XOAUTH2 response:\n%s", h.log)

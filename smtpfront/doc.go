@@ -33,6 +33,12 @@
 //     then gets "421 4.3.2" and is closed. The slot is given back after the
 //     upstream has closed the connection, so the upstream never counts more.
 //
+//   - A failed AUTH is answered by the class proxy.Classify gives it, with
+//     RFC 3463 enhanced codes: 535 5.7.8 for wrong local credentials, 535
+//     5.7.0 when the password was right but an administrator must act, 454
+//     4.7.0 when something is down or the login is throttled, 421 4.3.2
+//     when the identity's upstream sessions stayed in use.
+//
 //   - A listener may admit clients from listed networks without AUTH
 //     (Options.NoAuth, noauth.go): their first MAIL starts the session as
 //     AUTH would, as one configured account, audited as unauthenticated

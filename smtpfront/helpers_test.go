@@ -285,6 +285,7 @@ func newHarness(t testing.TB, opts ...any) *harness {
 	gw := &proxy.Gateway{
 		Auth:     h.auth,
 		Tokens:   h.tokens,
+		Explain:  func(err error, acct proxy.Account) (string, bool) { return why(err, diagnoseAccount(acct, "")) },
 		Upstream: func(proxy.Account) (*proxy.Dialer, error) { return dialer(), nil },
 	}
 	fo := Options{Gateway: gw, AllowInsecureAuth: true, Log: logger, Domain: "front.test"}

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/xoauthd/xoauthd/proxy"
 )
 
 // loginCall records what the LOGIN server handed to its authenticator.
@@ -163,3 +165,7 @@ func BenchmarkLoginServer(b *testing.B) {
 		}
 	}
 }
+
+// replyAuthInvalid stands for the reply of a failed login in the SASL
+// server tests (the front's reply comes from failureReply).
+var replyAuthInvalid = failureReply(proxy.Classify(proxy.ErrBadCredentials))

@@ -44,15 +44,12 @@ func (s *session) beginWithoutAuth() error {
 	}
 	audit := []slog.Attr{slog.String("mech", "none"), slog.Bool("unauthenticated", true), slog.String("no_auth_rule", rule)}
 	err := s.begin(acct, acct.Login, audit)
-	if err == nil || err == replyTooManySessions {
-		return err
+	if err == nil {
+		return nil
 	}
-	_, result, reason := classifyLogin(err)
-	attrs := append(audit, slog.Any("err", err))
-	if text, ok := why(err, diagnoseAccount(acct, "")); ok {
-		attrs = append(attrs, slog.String("why", text))
+	f := s.srv.opts.Gateway.LoginFailed(s.cc.ctx, s.log, acct.Login, acct, withConcurrencyCode(err), audit...)
+	if f.Outcome == proxy.OutcomeIdentityLimit {
+		return failureReply(f) // 421 4.3.2: the session ends, as after AUTH
 	}
-	proxy.AuditLogin(s.cc.ctx, s.log, proxy.LoginAudit{Result: result, Login: acct.Login, Identity: acct.Identity,
-		Reason: reason, Attrs: attrs})
 	return replyNoAuthUnavailable
 }

@@ -460,7 +460,7 @@ func TestWaitForUpstreamSessionTimesOut(t *testing.T) {
 	tc.cmd("EHLO client.test", "250 ")
 	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "421 4.3.2")
 	tc.expectClosed()
-	h.log.waitFor(t, "every upstream session of this identity stayed in use")
+	h.log.waitFor(t, "as many as max_upstream_per_identity allows (none ended within 50ms): raise max_upstream_per_identity")
 }
 
 func TestPassThroughKeepsTheUpstreamsLines(t *testing.T) {
@@ -549,7 +549,7 @@ func TestBrokenClientDataIsNeverSubmitted(t *testing.T) {
 				return h.up.dataStarted == 1
 			})
 			tt.breakIt(h, tc)
-			waitUntil(t, "the session has ended", func() bool { return h.front.slots.inUse(testIdentity) == 0 })
+			waitUntil(t, "the session has ended", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
 			waitUntil(t, "the upstream session has ended", func() bool {
 				h.up.mu.Lock()
 				defer h.up.mu.Unlock()

@@ -11,19 +11,11 @@ import (
 // client as raw Go error text). The texts never say whether a login exists
 // or why an upstream failed: the log line does.
 var (
-	// RFC 4954 §6: credentials invalid. Also a token that needs a new
-	// interactive login and an upstream that rejected a refreshed token.
-	replyAuthInvalid = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
-	// RFC 4954 §6: temporary failure (identity provider or upstream down).
-	replyAuthTemporary = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure"}
 	// RFC 4954 §4: a SASL response that is not what the mechanism expects.
 	replyBadAuthData = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Invalid authentication data"}
 	// RFC 4954 §6: MAIL before AUTH.
 	replyAuthRequired  = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
 	replyAlreadyAuthed = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Already authenticated"}
-	// RFC 3463 4.3.2 "system not accepting network messages": the identity's
-	// upstream sessions are all in use and none came free in time.
-	replyTooManySessions = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Too many concurrent sessions for this account, try again later"}
 	// The upstream broke off: the message was not accepted (never a 250).
 	replyUpstreamLost = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Upstream connection lost, message not accepted; try again later"}
 	// A new upstream session could not be opened for the next message.

@@ -68,6 +68,9 @@ type Options struct {
 	MaxUpstreamPerIdentity int
 	// UpstreamWait bounds that wait; then the client gets 421 4.3.2.
 	UpstreamWait time.Duration
+	// Limits counts the upstream sessions per identity, shared with the
+	// other SMTP listeners that get the same one (nil: this front's own).
+	Limits *proxy.IdentityLimits
 	// AllowInsecureAuth offers AUTH without TLS. Set it only for a listener
 	// on a loopback address (the password then never crosses a network) or
 	// where allow_plaintext is configured.
@@ -134,9 +137,9 @@ func (o Options) withDefaults() Options {
 // listener and returns when go-smtp has closed it.
 type Server struct {
 	opts  Options
-	slots *slots    // upstream sessions per identity
-	pacer *Pacer    // opts.Pacer
-	exts  *extCache // upstream EHLO extensions, for the front's EHLO
+	slots *proxy.IdentityLimits // upstream sessions per identity (key "smtp")
+	pacer *Pacer                // opts.Pacer
+	exts  *extCache             // upstream EHLO extensions, for the front's EHLO
 	probe probeState
 
 	// connect opens a logged-in upstream session for acct; it is
@@ -169,7 +172,9 @@ func New(opts Options) *Server {
 		maxRcpts:     maxRecipients,
 		maxPipelined: maxRecipients,
 	}
-	s.slots = newSlots(s.opts.MaxUpstreamPerIdentity)
+	if s.slots = s.opts.Limits; s.slots == nil {
+		s.slots = &proxy.IdentityLimits{}
+	}
 	s.startProbes()
 	s.pacer = s.opts.Pacer
 	s.connect = func(ctx context.Context, acct proxy.Account) (*upstream, error) {

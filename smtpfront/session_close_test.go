@@ -27,6 +27,7 @@ func (m *fakeMetrics) ConnOpened(string)                           {}
 func (m *fakeMetrics) ConnClosed(string)                           {}
 func (m *fakeMetrics) ConnRefused(string)                          {}
 func (m *fakeMetrics) Throttled(string)                            {}
+func (m *fakeMetrics) IdentityLimited(string)                      {}
 func (m *fakeMetrics) UpstreamDialed(string, time.Duration)        {}
 func (m *fakeMetrics) UpstreamAuthenticated(string, time.Duration) {}
 
@@ -78,7 +79,7 @@ func TestReloadClosesIdleSession(t *testing.T) {
 	}
 	tc.expect("421 4.7.0 Account changed, closing connection")
 	tc.expectClosed()
-	waitUntil(t, "the upstream slot is free", func() bool { return h.front.slots.inUse(testIdentity) == 0 })
+	waitUntil(t, "the upstream slot is free", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
 	h.log.waitFor(t, "closing the session", "reason=\"the account was removed")
 }
 

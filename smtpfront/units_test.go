@@ -1,12 +1,9 @@
 package smtpfront
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -57,53 +54,6 @@ func TestWhy(t *testing.T) {
 	}
 	if text, ok := why(fmt.Errorf("checking: %w", proxy.ErrBadCredentials), acct); ok {
 		t.Errorf("a wrong local password is explained: %q", text)
-	}
-}
-
-func TestSlots(t *testing.T) {
-	s := newSlots(2)
-	ctx := t.Context()
-	r1, err := s.acquire(ctx, "a", time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r2, err := s.acquire(ctx, "a", time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Another identity is not affected.
-	rb, err := s.acquire(ctx, "b", time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.acquire(ctx, "a", 10*time.Millisecond); !errors.Is(err, errNoSlot) {
-		t.Fatalf("third slot: %v, want errNoSlot", err)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	if _, err := s.acquire(cctx, "a", time.Hour); !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled wait: %v", err)
-	}
-	// A waiter gets the slot given back.
-	got := make(chan error)
-	go func() {
-		r, err := s.acquire(ctx, "a", time.Minute)
-		if err == nil {
-			r()
-		}
-		got <- err
-	}()
-	r1()
-	r1() // a second call does nothing
-	if err := <-got; err != nil {
-		t.Fatalf("waiter: %v", err)
-	}
-	r2()
-	rb()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.m) != 0 {
-		t.Fatalf("%d identities left in the map after every release", len(s.m))
 	}
 }
 

@@ -15,12 +15,7 @@ import (
 // reply. ok is false when there is nothing to explain beyond the reason
 // (wrong local password, throttling). The client never sees it.
 func why(err error, a diagnose.Account) (text string, ok bool) {
-	err = withConcurrencyCode(err)
-	e, known := diagnose.Explain(err, a)
-	if !known && diagnose.ReplyOf(err) == nil {
-		return "", false
-	}
-	return e.String(), true
+	return diagnose.Why(withConcurrencyCode(err), a)
 }
 
 // withConcurrencyCode gives Exchange's "432 Concurrent connections limit

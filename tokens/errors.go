@@ -47,6 +47,11 @@ func (e *NeedsLoginError) Is(target error) bool { return target == ErrNeedsLogin
 // Unwrap returns the underlying error.
 func (e *NeedsLoginError) Unwrap() error { return e.Err }
 
+// NeedsLogin returns the provider's code, the meaning and the fix, for
+// explanations that match this method rather than the type (package
+// diagnose, so that it does not depend on tokens).
+func (e *NeedsLoginError) NeedsLogin() (code, meaning, fix string) { return e.Code, e.Meaning, e.Fix }
+
 // TemporaryError is a failure that should go away by itself: network errors,
 // timeouts, HTTP 5xx, throttling. It matches ErrTemporary with errors.Is.
 type TemporaryError struct {
@@ -71,6 +76,12 @@ func (e *TemporaryError) Is(target error) bool { return target == ErrTemporary }
 
 // Unwrap returns the underlying error.
 func (e *TemporaryError) Unwrap() error { return e.Err }
+
+// TemporaryFailure returns the provider's code, the meaning and when
+// xoauthd tries again (see NeedsLogin).
+func (e *TemporaryError) TemporaryFailure() (code, meaning string, retryAt time.Time) {
+	return e.Code, e.Meaning, e.RetryAt
+}
 
 // ConfigError means the provider refused the app registration, a provider
 // setting or the account (see ErrConfiguration).
@@ -98,6 +109,12 @@ func (e *ConfigError) Is(target error) bool { return target == ErrConfiguration 
 // Unwrap returns the underlying error.
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// ConfigurationProblem returns the provider's name and code, the meaning
+// and the fix (see NeedsLogin).
+func (e *ConfigError) ConfigurationProblem() (provider, code, meaning, fix string) {
+	return e.Provider, e.Code, e.Meaning, e.Fix
+}
+
 // describe formats "meaning (CODE): fix" leaving out empty parts.
 func describe(meaning, code, fix string) string {
 	s := meaning
@@ -113,6 +130,12 @@ func describe(meaning, code, fix string) string {
 // loginCommand is the command that gives identity a new refresh token.
 func loginCommand(identity string) string {
 	return fmt.Sprintf("run %q", "xoauthd login "+identity)
+}
+
+// AccountMismatch returns the identity asked for and the account that
+// signed in (see NeedsLoginError.NeedsLogin).
+func (e *IdentityMismatchError) AccountMismatch() (identity, signedIn string) {
+	return e.Identity, e.SignedIn
 }
 
 // IdentityMismatchError is returned by Login when the person signed in with

@@ -208,11 +208,14 @@ func (e *env) writeConfig() (string, error) {
 		}
 		return nil
 	}
-	if err := add(config.ProtoIMAP, e.upIMAP, ""); err != nil {
+	// One identity carries every benchmark session and the upstream is the
+	// benchmark's own: the per-identity limit goes up to the connection limit.
+	perIdentity := fmt.Sprintf(", max_upstream_per_identity: %d", maxConnections)
+	if err := add(config.ProtoIMAP, e.upIMAP, perIdentity); err != nil {
 		return "", err
 	}
 	if e.has(config.ProtoPOP3) {
-		if err := add(config.ProtoPOP3, e.upPOP3, ""); err != nil {
+		if err := add(config.ProtoPOP3, e.upPOP3, perIdentity); err != nil {
 			return "", err
 		}
 	}

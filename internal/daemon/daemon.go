@@ -33,27 +33,33 @@ type Options struct {
 	// OnReload, when set, is called after every reload attempt with its
 	// result, ReloadSuccess or ReloadFailure (the reload metric).
 	OnReload func(result string)
+
+	// smtpUpstreamWait, when set, replaces smtpfront's wait for a free
+	// upstream session (for tests).
+	smtpUpstreamWait time.Duration
 }
 
 // Daemon is a running set of listeners over a live configuration snapshot.
 type Daemon struct {
-	log     *slog.Logger
-	snap    atomic.Pointer[snapshot]
-	tokens  proxy.TokenSource
-	manager *tokens.Manager // nil when Options.Tokens was given
-	creds   *proxy.Credentials
-	dialers proxy.Dialers
-	ids     proxy.IDSource
-	onPanic func(v any)
-	ops     ops       // metrics, admin endpoint, protocol trace (admin.go)
-	keep    keepalive // keep-alive and needs-a-person alerts (keepalive.go)
+	log      *slog.Logger
+	snap     atomic.Pointer[snapshot]
+	tokens   proxy.TokenSource
+	manager  *tokens.Manager // nil when Options.Tokens was given
+	creds    *proxy.Credentials
+	dialers  proxy.Dialers
+	ids      proxy.IDSource
+	onPanic  func(v any)
+	smtpWait time.Duration // Options.smtpUpstreamWait
+	ops      ops           // metrics, admin endpoint, protocol trace (admin.go)
+	keep     keepalive     // keep-alive and needs-a-person alerts (keepalive.go)
 
 	pacer *smtpfront.Pacer // sending limits of every SMTP listener (smtp.go)
 
 	// Reloads (reload.go).
-	sessions proxy.Sessions      // logged-in sessions per login, for every Gateway
-	onReload func(result string) // Options.OnReload
-	reloadMu sync.Mutex          // one reload at a time
+	sessions proxy.Sessions       // logged-in sessions per login, for every Gateway
+	limits   proxy.IdentityLimits // upstream sessions per protocol and identity, for every listener
+	onReload func(result string)  // Options.OnReload
+	reloadMu sync.Mutex           // one reload at a time
 
 	mu        sync.Mutex
 	runCtx    context.Context        // Serve's context; set by Start
@@ -96,7 +102,8 @@ func newSnapshot(cfg *config.Config) *snapshot {
 // (creating its key when the key file is missing) but listens on nothing
 // until Start.
 func New(cfg *config.Config, opts Options) (*Daemon, error) {
-	d := &Daemon{log: opts.Log, onPanic: opts.OnPanic, onReload: opts.OnReload, retiring: map[*listener]struct{}{}}
+	d := &Daemon{log: opts.Log, onPanic: opts.OnPanic, onReload: opts.OnReload, retiring: map[*listener]struct{}{},
+		smtpWait: opts.smtpUpstreamWait}
 	if d.log == nil {
 		d.log = slog.Default()
 	}
@@ -231,6 +238,8 @@ func (d *Daemon) handler(srv config.Server, key string, gw *proxy.Gateway) (prox
 			PreAuthTimeout:         preAuth,
 			IdleTimeout:            idle,
 			MaxUpstreamPerIdentity: srv.MaxUpstreamPerIdentity,
+			UpstreamWait:           d.smtpWait,
+			Limits:                 &d.limits,
 			AllowInsecureAuth:      plainLogin,
 			TLS:                    tlsConf,
 			ImplicitTLS:            implicit,
@@ -273,7 +282,11 @@ func (d *Daemon) Start(ctx context.Context) error {
 func (d *Daemon) openListeners(ctx context.Context, servers []config.Server, keys []string) ([]*listener, error) {
 	var ls []*listener
 	for i, sc := range servers {
-		gw := &proxy.Gateway{Auth: d.creds, Tokens: d.tokens, Upstream: d.upstreamFunc(sc, keys[i]), Sessions: &d.sessions}
+		gw := &proxy.Gateway{Auth: d.creds, Tokens: classifiedTokens{d.tokens}, Upstream: d.upstreamFunc(sc, keys[i]),
+			Sessions: &d.sessions, Explain: explainLogin}
+		if sc.Protocol != config.ProtoSMTP { // smtpfront applies its limit itself, waiting briefly
+			gw.Limits, gw.LimitKey, gw.MaxPerIdentity = &d.limits, sc.Protocol, sc.MaxUpstreamPerIdentity
+		}
 		h, err := d.handler(sc, keys[i], gw)
 		if err == nil {
 			var ln net.Listener

@@ -7,7 +7,10 @@
 //     go-smtp's *smtp.SMTPError or go-imap's *imap.Error;
 //   - a classified token error of package tokens (NeedsLoginError,
 //     ConfigError, TemporaryError, IdentityMismatchError), whose Microsoft
-//     Entra AADSTS explanations come from the tokens package's table;
+//     Entra AADSTS explanations come from the tokens package's table; they
+//     are found by their methods, so diagnose does not import tokens and
+//     the fronts that parse replies with it stay free of the configuration
+//     and OAuth libraries;
 //   - a TLS failure (untrusted, expired or misnamed certificate, a server that
 //     does not speak TLS) or a dial failure (refused, unknown host, timeout,
 //     connection closed).

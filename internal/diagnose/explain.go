@@ -18,7 +18,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/xoauthd/xoauthd/internal/xoauth2"
-	"github.com/xoauthd/xoauthd/tokens"
 )
 
 // Kind says who can fix a failure.
@@ -141,6 +140,18 @@ func Explain(err error, a Account) (Explanation, bool) {
 	}, false
 }
 
+// Why returns the cause and the fix of a failure for a log line: what
+// Explain knows of it, or that it does not know the server reply in it. ok
+// is false when err holds neither a known failure nor a reply (a wrong
+// local password, throttling), so there is nothing to add to the error.
+func Why(err error, a Account) (text string, ok bool) {
+	e, known := Explain(err, a)
+	if !known && ReplyOf(err) == nil {
+		return "", false
+	}
+	return e.String(), true
+}
+
 // ReplyOf returns the server reply in err's chain, nil when there is none: a
 // *Reply, or one made from go-smtp's *smtp.SMTPError or go-imap's *imap.Error.
 func ReplyOf(err error) *Reply {
@@ -186,44 +197,68 @@ func explainReply(r *Reply, a Account) (Explanation, bool) {
 	}, false
 }
 
+// The classified errors of package tokens, by the methods they have, so
+// that diagnose (and the fronts that parse replies with it) does not depend
+// on tokens, its configuration and its OAuth libraries.
+type (
+	needsLoginError interface {
+		error
+		NeedsLogin() (code, meaning, fix string)
+	}
+	configError interface {
+		error
+		ConfigurationProblem() (provider, code, meaning, fix string)
+	}
+	temporaryError interface {
+		error
+		TemporaryFailure() (code, meaning string, retryAt time.Time)
+	}
+	mismatchError interface {
+		error
+		AccountMismatch() (identity, signedIn string)
+	}
+)
+
 // explainToken explains the classified errors of package tokens. The
 // meanings of Microsoft's AADSTS codes come from that package's table.
 func explainToken(err error, a Account) (Explanation, bool) {
 	var (
-		nl *tokens.NeedsLoginError
-		ce *tokens.ConfigError
-		te *tokens.TemporaryError
-		im *tokens.IdentityMismatchError
+		nl needsLoginError
+		ce configError
+		te temporaryError
+		im mismatchError
 	)
 	raw := clean(err.Error(), maxShown)
 	switch {
 	case errors.As(err, &im):
+		identity, signedIn := im.AccountMismatch()
 		return Explanation{Rule: "token-wrong-account", Kind: KindLogin, Raw: raw,
-			Cause: "the sign-in was done as " + im.SignedIn + ", not as " + im.Identity,
-			Fix: "Run `xoauthd login " + im.Identity + "` again and pick " + im.Identity + " in the account chooser " +
+			Cause: "the sign-in was done as " + signedIn + ", not as " + identity,
+			Fix: "Run `xoauthd login " + identity + "` again and pick " + identity + " in the account chooser " +
 				"(a private browser window avoids reusing the other session)."}, true
 	case errors.As(err, &nl):
-		fix := nl.Fix
+		code, meaning, fix := nl.NeedsLogin()
 		if fix == "" {
 			fix = "run `xoauthd login " + a.identity() + "`"
 		}
-		return Explanation{Rule: "token-needs-login", Code: nl.Code, Kind: KindLogin, Raw: raw,
-			Cause: nl.Meaning, Fix: sentence(fix)}, true
+		return Explanation{Rule: "token-needs-login", Code: code, Kind: KindLogin, Raw: raw,
+			Cause: meaning, Fix: sentence(fix)}, true
 	case errors.As(err, &ce):
-		cause := ce.Meaning
-		if ce.Provider != "" {
-			cause = "provider " + ce.Provider + ": " + cause
+		provider, code, cause, fix := ce.ConfigurationProblem()
+		if provider != "" {
+			cause = "provider " + provider + ": " + cause
 		}
-		return Explanation{Rule: "token-configuration", Code: ce.Code, Kind: KindConfig, Raw: raw,
-			Cause: cause, Fix: sentence(ce.Fix)}, true
+		return Explanation{Rule: "token-configuration", Code: code, Kind: KindConfig, Raw: raw,
+			Cause: cause, Fix: sentence(fix)}, true
 	case errors.As(err, &te):
+		code, meaning, retryAt := te.TemporaryFailure()
 		fix := "Nothing to fix: xoauthd tries again by itself"
-		if !te.RetryAt.IsZero() {
-			fix += " after " + te.RetryAt.Local().Format(time.TimeOnly)
+		if !retryAt.IsZero() {
+			fix += " after " + retryAt.Local().Format(time.TimeOnly)
 		}
 		fix += ". If it lasts, check that this machine reaches the identity provider (DNS, firewall, proxy)."
-		return Explanation{Rule: "token-temporary", Code: te.Code, Kind: KindTemporary, Raw: raw,
-			Cause: te.Meaning, Fix: fix}, true
+		return Explanation{Rule: "token-temporary", Code: code, Kind: KindTemporary, Raw: raw,
+			Cause: meaning, Fix: fix}, true
 	}
 	return Explanation{}, false
 }

@@ -230,7 +230,8 @@ func TestIMAPFailures(t *testing.T) {
 
 	// bob signs in again and gets an access token that expires at once: a
 	// refresh is then needed on every use, so an outage of the identity
-	// provider is UNAVAILABLE and a revoked grant AUTHENTICATIONFAILED.
+	// provider is UNAVAILABLE and a revoked grant CONTACTADMIN (the local
+	// password was right: an administrator must sign in again).
 	r.idp.SetAccessTokenLifetime(time.Second)
 	r.login(bob)
 	time.Sleep(1100 * time.Millisecond)
@@ -244,7 +245,7 @@ func TestIMAPFailures(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		got := rawIMAPLogin(t, r.imap, bobLogin, bobPass)
-		if strings.HasPrefix(got, "a1 NO [AUTHENTICATIONFAILED]") {
+		if strings.HasPrefix(got, "a1 NO [CONTACTADMIN]") {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -17,6 +17,7 @@
 //	connections_refused_total{protocol}         counter: over max_connections
 //	logins_total{protocol,result}               counter: success | failure | error
 //	logins_throttled_total{protocol}            counter: refused after failed logins
+//	logins_identity_limited_total{protocol}     counter: refused at max_upstream_per_identity
 //	relayed_bytes_total{protocol,direction}     counter: client_to_upstream | upstream_to_client
 //	upstream_dial_duration_seconds{protocol}    histogram: TCP connect (+ implicit TLS)
 //	upstream_auth_duration_seconds{protocol}    histogram: greeting to logged in
@@ -88,6 +89,7 @@ type Metrics struct {
 	connsRefused *prometheus.CounterVec
 	logins       *prometheus.CounterVec
 	throttled    *prometheus.CounterVec
+	limited      *prometheus.CounterVec
 	relayed      *prometheus.CounterVec
 	dialSeconds  *prometheus.HistogramVec
 	authSeconds  *prometheus.HistogramVec
@@ -122,6 +124,7 @@ func New(protocols ...string) *Metrics {
 	m.connsRefused = m.counterVec("connections_refused_total", "Client connections refused because the listener was at max_connections.", "protocol")
 	m.logins = m.counterVec("logins_total", "Login attempts by result: success, failure (refused: credentials, token, upstream rejection, throttling) or error (something was down).", "protocol", "result")
 	m.throttled = m.counterVec("logins_throttled_total", "Logins refused without checking the password because of recent failures from the source or for the login.", "protocol")
+	m.limited = m.counterVec("logins_identity_limited_total", "Logins refused because the identity had max_upstream_per_identity upstream sessions already.", "protocol")
 	m.relayed = m.counterVec("relayed_bytes_total", "Bytes relayed after login, by direction.", "protocol", "direction")
 	m.dialSeconds = m.histogramVec("upstream_dial_duration_seconds", "Time to connect to the upstream (TCP, plus the TLS handshake for implicit TLS), successful dials only.", "protocol")
 	m.authSeconds = m.histogramVec("upstream_auth_duration_seconds", "Time from a connected upstream to a logged-in one (greeting, STARTTLS where used, XOAUTH2, checks), successful logins only.", "protocol")
@@ -141,6 +144,7 @@ func New(protocols ...string) *Metrics {
 		m.connsTotal.WithLabelValues(p)
 		m.connsRefused.WithLabelValues(p)
 		m.throttled.WithLabelValues(p)
+		m.limited.WithLabelValues(p)
 		m.dialSeconds.WithLabelValues(p)
 		m.authSeconds.WithLabelValues(p)
 		for _, r := range loginResults {
@@ -206,6 +210,9 @@ func (m *Metrics) Login(protocol, result string) { m.logins.WithLabelValues(prot
 
 // Throttled implements proxy.Metrics.
 func (m *Metrics) Throttled(protocol string) { m.throttled.WithLabelValues(protocol).Inc() }
+
+// IdentityLimited implements proxy.Metrics.
+func (m *Metrics) IdentityLimited(protocol string) { m.limited.WithLabelValues(protocol).Inc() }
 
 // UpstreamDialed implements proxy.Metrics.
 func (m *Metrics) UpstreamDialed(protocol string, d time.Duration) {
