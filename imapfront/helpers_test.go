@@ -32,6 +32,10 @@ const (
 	testMailbox  = "alice@example.com"
 )
 
+// replyUnavailable is the reply (without its tag) to a login that failed
+// because something is down (failureReply of the temporary class).
+const replyUnavailable = "NO [UNAVAILABLE] Service temporarily unavailable, try again later."
+
 // creds is one call of the fake authenticator.
 type creds struct{ login, password string }
 

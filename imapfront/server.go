@@ -53,11 +53,9 @@ const (
 
 // Replies of the pre-auth dialogue.
 const (
-	greeting         = "* OK [CAPABILITY " + preAuthCaps + "] xoauthd ready" // without local TLS
-	replyAuthFailed  = "NO [AUTHENTICATIONFAILED] Authentication failed."
-	replyUnavailable = "NO [UNAVAILABLE] Service temporarily unavailable, try again later."
-	replyBusy        = "* BYE [UNAVAILABLE] Too many connections, try again later"
-	autologout       = "Autologout; too slow to log in"
+	greeting   = "* OK [CAPABILITY " + preAuthCaps + "] xoauthd ready" // without local TLS
+	replyBusy  = "* BYE [UNAVAILABLE] Too many connections, try again later"
+	autologout = "Autologout; too slow to log in"
 )
 
 // Options configure a Server.

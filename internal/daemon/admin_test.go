@@ -108,18 +108,28 @@ func newOpsRig(t *testing.T, o opsRigOptions) *opsRig {
 	for _, a := range o.accounts {
 		r.mem.AddUser(a.identity)
 	}
+	r.start(r.yaml(o, pop.Addr()), Options{Tokens: o.tokens, Credentials: o.creds})
+	r.imap, r.pop = r.d.Addr(config.ProtoIMAP), r.d.Addr(config.ProtoPOP3)
+	return r
+}
+
+// start writes conf as the configuration file, builds the daemon with opts
+// (its log goes to r.logs, a recovered panic fails the test) and starts it,
+// with the admin endpoint's URL in r.admin; the test's end stops it.
+func (r *opsRig) start(conf string, opts Options) {
+	t := r.t
+	t.Helper()
 	path := filepath.Join(r.dir, "xoauthd.yaml")
-	if err := os.WriteFile(path, []byte(r.yaml(o, pop.Addr())), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatalf("loading the test configuration: %v", err)
 	}
-	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	r.d, err = New(cfg, Options{Log: log, Tokens: o.tokens, Credentials: o.creds,
-		OnPanic: func(v any) { t.Errorf("recovered panic: %v", v) }})
-	if err != nil {
+	opts.Log = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts.OnPanic = func(v any) { t.Errorf("recovered panic: %v", v) }
+	if r.d, err = New(cfg, opts); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -128,14 +138,13 @@ func newOpsRig(t *testing.T, o opsRigOptions) *opsRig {
 		cancel()
 		t.Fatal(err)
 	}
-	r.imap, r.pop, r.admin = r.d.Addr(config.ProtoIMAP), r.d.Addr(config.ProtoPOP3), "http://"+r.d.AdminAddr()
+	r.admin = "http://" + r.d.AdminAddr()
 	t.Cleanup(func() {
 		r.stop()
 		if t.Failed() {
 			t.Logf("xoauthd log:\n%s", r.logs.String())
 		}
 	})
-	return r
 }
 
 func (r *opsRig) yaml(o opsRigOptions, popAddr string) string {

@@ -1,18 +1,13 @@
 package daemon
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/memupstream"
 	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
@@ -88,35 +83,9 @@ func newPolicyRig(t *testing.T, o policyRigOptions) *policyRig {
 		fmt.Fprintf(&b, "  - {login: %s, password_hash: %q, identity: %s, mailbox: %s, provider: test}\n",
 			a.login, opsHash(a.password), a.identity, a.mailbox)
 	}
-	path := filepath.Join(r.dir, "xoauthd.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("loading the test configuration: %v", err)
-	}
 	creds := o.creds
 	creds.Verify = opsVerify
-	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	r.d, err = New(cfg, Options{Log: log, Tokens: o.tokens, Credentials: creds, smtpUpstreamWait: 50 * time.Millisecond,
-		OnPanic: func(v any) { t.Errorf("recovered panic: %v", v) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	if err := r.d.Start(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	r.admin = "http://" + r.d.AdminAddr()
-	t.Cleanup(func() {
-		r.stop()
-		if t.Failed() {
-			t.Logf("xoauthd log:\n%s", r.logs.String())
-		}
-	})
+	r.start(b.String(), Options{Tokens: o.tokens, Credentials: creds, smtpUpstreamWait: 50 * time.Millisecond})
 	return r
 }
 
