@@ -67,7 +67,7 @@ func newStore(t testing.TB) (*Store, []byte) {
 }
 
 // seed stores a record for identity with a refresh token issued by idp.
-func seed(t testing.TB, s *Store, idp *testidp.IdP, identity, clientID string, at string, expiry time.Time) record {
+func seed(t testing.TB, s Backend, idp *testidp.IdP, identity, clientID string, at string, expiry time.Time) record {
 	t.Helper()
 	rec := record{
 		Identity: identity, Provider: "m365", Flow: config.FlowAuthCode, User: identity,
@@ -81,7 +81,7 @@ func seed(t testing.TB, s *Store, idp *testidp.IdP, identity, clientID string, a
 }
 
 // mustGet returns identity's record or fails.
-func mustGet(t testing.TB, s *Store, identity string) record {
+func mustGet(t testing.TB, s Backend, identity string) record {
 	t.Helper()
 	r, ok, err := s.get(identity)
 	if err != nil || !ok {

@@ -1,0 +1,99 @@
+package tokens
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/xoauthd/xoauthd/config"
+)
+
+// Timeouts of the Redis client: short, so that a login that needs the
+// store while Redis is down gets its "try again later" quickly.
+const (
+	redisDialTimeout = 2 * time.Second
+	redisIOTimeout   = 2 * time.Second
+	// maxRedisCAFile bounds a store.redis.ca_file.
+	maxRedisCAFile = 1 << 20
+)
+
+// OpenBackend opens the token store that s configures: the encrypted file
+// at store.path (store.backend: file, the default) or Redis.
+func OpenBackend(s config.Store, key []byte, log *slog.Logger) (Backend, error) {
+	if s.IsRedis() {
+		return OpenRedis(s.Redis, key, log)
+	}
+	return OpenStore(s.Path, key)
+}
+
+// OpenRedis connects to the Redis of store.redis (directly or through its
+// sentinels; TLS for rediss://, always verified) and returns the store.
+func OpenRedis(c config.RedisStore, key []byte, log *slog.Logger) (*RedisStore, error) {
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("store.redis.url: %w", err)
+	}
+	opts, err := redis.ParseURL(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("store.redis.url: %w", err)
+	}
+	if opts.TLSConfig != nil {
+		roots, err := redisRoots(c.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig.RootCAs = roots
+		opts.TLSConfig.MinVersion = tls.VersionTLS12
+	}
+	desc := "Redis " + u.Scheme + "://" + u.Host + u.Path
+	var rdb *redis.Client
+	if c.Sentinel.Master != "" {
+		desc = fmt.Sprintf("Redis master %s via sentinels %s", c.Sentinel.Master, strings.Join(c.Sentinel.Addrs, ","))
+		rdb = redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: c.Sentinel.Master, SentinelAddrs: c.Sentinel.Addrs,
+			Username: c.Username, Password: c.Password.Reveal(), DB: opts.DB, TLSConfig: opts.TLSConfig,
+			DialTimeout: redisDialTimeout, ReadTimeout: redisIOTimeout, WriteTimeout: redisIOTimeout,
+			MaxRetries: 1, DisableIdentity: true,
+		})
+	} else {
+		opts.Username, opts.Password = c.Username, c.Password.Reveal()
+		rdb = redis.NewClient(redisClientOptions(opts))
+	}
+	return NewRedisStore(rdb, key, RedisOptions{Prefix: c.Prefix, Describe: desc, Logger: log})
+}
+
+// redisClientOptions sets what xoauthd needs of a client: short timeouts,
+// one retry, and nothing beyond the commands it uses.
+func redisClientOptions(o *redis.Options) *redis.Options {
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = redisDialTimeout, redisIOTimeout, redisIOTimeout
+	o.MaxRetries = 1
+	o.DisableIdentity = true
+	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	return o
+}
+
+// redisRoots returns the system roots plus the certificates of caFile.
+func redisRoots(caFile string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if caFile == "" {
+		return pool, nil
+	}
+	pem, err := readBounded(caFile, maxRedisCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("store.redis.ca_file: %w", err)
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("store.redis.ca_file %s holds no PEM certificate", caFile)
+	}
+	return pool, nil
+}
