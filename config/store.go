@@ -45,16 +45,17 @@ func (s *Store) applyDefaults() {
 	if s.Backend == "" {
 		s.Backend = BackendFile
 	}
-	if s.Backend == BackendRedis && s.Redis.Prefix == "" {
+	if (s.Backend == BackendRedis || s.Redis.URL != "") && s.Redis.Prefix == "" {
 		s.Redis.Prefix = DefaultRedisPrefix
 	}
 }
 
-// storeBackend checks store.backend and, for Redis, store.redis.
+// storeBackend checks store.backend and store.redis (when it is used, or
+// set for "xoauthd store migrate").
 func (k *checker) storeBackend() {
 	s := k.c.Store
 	k.oneOf("store.backend", "store backend", s.Backend, backends)
-	if s.Backend != BackendRedis {
+	if s.Backend != BackendRedis && s.Redis.URL == "" {
 		return
 	}
 	r := s.Redis

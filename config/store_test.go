@@ -40,6 +40,17 @@ func TestStoreBackendDefault(t *testing.T) {
 	}
 }
 
+// TestRedisSectionCheckedWithFileBackend: store.redis beside the file
+// backend (for "xoauthd store migrate") is checked too.
+func TestRedisSectionCheckedWithFileBackend(t *testing.T) {
+	src := variant(t, "  key: ${file:store.key}\n", "  key: ${file:store.key}\n  redis:\n    url: http://redis:6379\n")
+	checkOneProblem(t, problemCase{src: src, path: "store.redis.url", line: 4, msg: "is not redis or rediss"})
+	cfg, ps, _ := parseIn(t, variant(t, "  key: ${file:store.key}\n", "  key: ${file:store.key}\n  redis:\n    url: redis://redis:6379\n"))
+	if ps != nil || cfg.Store.Backend != BackendFile || cfg.Store.Redis.Prefix != DefaultRedisPrefix {
+		t.Fatalf("store = %+v, problems %v", cfg.Store, ps)
+	}
+}
+
 func TestRedisStoreProblems(t *testing.T) {
 	url := "    url: redis://127.0.0.1:6379/0\n"
 	for _, tc := range []problemCase{

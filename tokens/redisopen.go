@@ -27,10 +27,17 @@ const (
 // OpenBackend opens the token store that s configures: the encrypted file
 // at store.path (store.backend: file, the default) or Redis.
 func OpenBackend(s config.Store, key []byte, log *slog.Logger) (Backend, error) {
+	var b Backend
+	var err error
 	if s.IsRedis() {
-		return OpenRedis(s.Redis, key, log)
+		b, err = OpenRedis(s.Redis, key, log)
+	} else {
+		b, err = OpenStore(s.Path, key)
 	}
-	return OpenStore(s.Path, key)
+	if err != nil {
+		return nil, err // not a typed nil in an interface
+	}
+	return b, nil
 }
 
 // OpenRedis connects to the Redis of store.redis (directly or through its
