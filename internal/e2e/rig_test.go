@@ -173,10 +173,11 @@ func (r *rig) login(identity string) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	store, err := tokens.OpenStore(r.cfg.Store.Path, key)
+	store, err := tokens.OpenBackend(r.cfg.Store, key, nil)
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	defer store.Close()
 	browser := func(u string) error {
 		redirect, err := r.idp.Authorize(u)
 		if err != nil {
