@@ -439,3 +439,32 @@ func TestRedisRestartedEmpty(t *testing.T) {
 		t.Fatalf("Status = %+v, %v, %v", st, ok, err)
 	}
 }
+
+// TestRedisKeepAliveOnce: the keep-alive of two replicas refreshes an idle
+// identity once: the second sees what the first stored.
+func TestRedisKeepAliveOnce(t *testing.T) {
+	c := newRedisCluster(t, 2, nil)
+	seed(t, c.stores[0], c.idp, alice, publicClient, "idle", time.Now().Add(time.Hour))
+	if err := c.stores[0].modify(alice, func(r *record, _ bool) (bool, error) {
+		r.LoggedIn = time.Now().Add(-48 * time.Hour)
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.stores { // both have the idle record cached
+		mustGet(t, s, alice)
+	}
+	if res, err := c.ms[0].KeepAlive(ctxT(t), alice, 24*time.Hour); res != KeepaliveRefreshed || err != nil {
+		t.Fatalf("first replica: %s, %v", res, err)
+	}
+	res, err := c.ms[1].KeepAlive(ctxT(t), alice, 24*time.Hour)
+	if err != nil || (res != KeepaliveNotDue && res != KeepaliveRefreshed) {
+		t.Fatalf("second replica: %s, %v", res, err)
+	}
+	if n := c.idp.Counts()[grantRefresh]; n != 1 {
+		t.Errorf("%d refresh requests from two replicas' keep-alive, want 1", n)
+	}
+	if r := mustGet(t, c.stores[1], alice); r.AccessToken == "idle" {
+		t.Error("the refreshed token is not stored")
+	}
+}
