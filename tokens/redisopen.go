@@ -1,12 +1,14 @@
 package tokens
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -43,6 +45,7 @@ func OpenBackend(s config.Store, key []byte, log *slog.Logger) (Backend, error) 
 // OpenRedis connects to the Redis of store.redis (directly or through its
 // sentinels; TLS for rediss://, always verified) and returns the store.
 func OpenRedis(c config.RedisStore, key []byte, log *slog.Logger) (*RedisStore, error) {
+	silenceRedisLog.Do(func() { redis.SetLogger(quietRedisLog{}) })
 	u, err := url.Parse(c.URL)
 	if err != nil {
 		return nil, fmt.Errorf("store.redis.url: %w", err)
@@ -75,6 +78,16 @@ func OpenRedis(c config.RedisStore, key []byte, log *slog.Logger) (*RedisStore, 
 	}
 	return NewRedisStore(rdb, key, RedisOptions{Prefix: c.Prefix, Describe: desc, Logger: log})
 }
+
+// quietRedisLog drops the client library's own log lines (every failed
+// dial and reconnect during an outage, written to stderr by default):
+// the store says what matters once, through its logger, and the library
+// offers only a process-wide setting for it.
+type quietRedisLog struct{}
+
+func (quietRedisLog) Printf(context.Context, string, ...any) {}
+
+var silenceRedisLog sync.Once
 
 // redisClientOptions sets what xoauthd needs of a client: short timeouts,
 // one retry, and nothing beyond the commands it uses.

@@ -322,7 +322,9 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	expectAll(t, "before", c.imapLogins(4, aliceLogin, alicePass), successReply["imap"])
 	c.redis.RestartEmpty()
 	for _, r := range c.nodes {
-		r.expectLog(t, "has no tokens for an identity any more", strings.ToLower(alice), "xoauthd login")
+		eventually(t, func() bool {
+			return r.hasLog("has no tokens for an identity any more", strings.ToLower(alice), "xoauthd login")
+		}, "the replica logs the identity Redis lost")
 	}
 	expectAll(t, "after the loss", c.imapLogins(4, aliceLogin, alicePass), "a NO [AUTHENTICATIONFAILED]")
 	_, body := readyz(t, c.nodes[1])

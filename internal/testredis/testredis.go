@@ -28,6 +28,7 @@ type Server struct {
 	bin  string
 	dir  string // the server's working directory: its data and log
 	port int
+	args []string // of the server, after the binary
 
 	mu  sync.Mutex
 	cmd *exec.Cmd // nil while stopped
@@ -35,8 +36,46 @@ type Server struct {
 
 // Start starts a redis-server on a free loopback port and stops it when
 // the test ends. Its data persist across Stop and Start (an append-only
-// file, fsynced on every write), like a Redis with persistence.
-func Start(t testing.TB) *Server {
+// file, fsynced on every write), like a Redis with persistence. extra are
+// more server options, like "--requirepass", "secret".
+func Start(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	s := newServer(t)
+	s.args = append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port), "--dir", s.dir,
+		"--save", "", "--appendonly", "yes", "--appendfsync", "always",
+		"--daemonize", "no", "--protected-mode", "yes",
+		"--logfile", filepath.Join(s.dir, "redis.log")}, extra...)
+	s.run(t)
+	return s
+}
+
+// StartSentinel starts a Redis Sentinel that watches master under the
+// name group (quorum 1), and stops it when the test ends.
+func StartSentinel(t testing.TB, master *Server, group string) *Server {
+	t.Helper()
+	s := newServer(t)
+	conf := filepath.Join(s.dir, "sentinel.conf")
+	text := fmt.Sprintf("bind 127.0.0.1\nport %d\ndir %s\nlogfile %s\nsentinel monitor %s 127.0.0.1 %d 1\n",
+		s.port, s.dir, filepath.Join(s.dir, "redis.log"), group, master.port)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.args = []string{conf, "--sentinel"}
+	s.run(t)
+	return s
+}
+
+// run starts s and stops it when the test ends.
+func (s *Server) run(t testing.TB) {
+	t.Helper()
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop() })
+}
+
+// newServer finds the binary (or skips) and picks a port and a directory.
+func newServer(t testing.TB) *Server {
 	t.Helper()
 	bin, err := exec.LookPath(Binary)
 	if err != nil {
@@ -50,12 +89,7 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skipf("SKIPPING: %s is not installed, so this Redis test does not run (install the redis-server package)", Binary)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)}
-	if err := s.start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Stop() })
-	return s
+	return &Server{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)}
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
@@ -82,11 +116,7 @@ func (s *Server) start() error {
 	if s.cmd != nil {
 		return nil
 	}
-	cmd := exec.Command(s.bin,
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port), "--dir", s.dir,
-		"--save", "", "--appendonly", "yes", "--appendfsync", "always",
-		"--daemonize", "no", "--protected-mode", "yes",
-		"--logfile", filepath.Join(s.dir, "redis.log"))
+	cmd := exec.Command(s.bin, s.args...)
 	cmd.Dir = s.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -113,7 +143,7 @@ func (s *Server) start() error {
 	}
 }
 
-// ping sends PING and expects +PONG.
+// ping sends PING and expects +PONG (or -NOAUTH).
 func ping(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -128,7 +158,8 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(line, "+PONG") {
+	// NOAUTH: up, but it wants a user and password first.
+	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") {
 		return errors.New("unexpected reply " + strings.TrimSpace(line))
 	}
 	return nil
