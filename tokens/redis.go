@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -210,6 +211,10 @@ func (s *RedisStore) failed(err error) error {
 	var reply redis.Error
 	if errors.As(err, &reply) && !errors.Is(err, redis.ErrClosed) {
 		return fmt.Errorf("%s refused a command: %w (hint: check store.redis.username and password, and the user's ACL)", s.desc, err)
+	}
+	var verify *tls.CertificateVerificationError
+	if errors.As(err, &verify) {
+		return fmt.Errorf("%s: %w (hint: for a server certificate from a private CA, set store.redis.ca_file)", s.desc, err)
 	}
 	return &TemporaryError{Meaning: "the token store " + s.desc + " cannot be reached (" + err.Error() + ")", Err: err}
 }

@@ -69,3 +69,29 @@ func TestRedisSentinel(t *testing.T) {
 		t.Fatalf("the master holds %d token sets (%v), want 1", n, err)
 	}
 }
+
+// TestRedisTLS: rediss:// verifies the server's certificate: with the
+// private CA in store.redis.ca_file it works, without it the store does
+// not open, and the error says to set ca_file.
+func TestRedisTLS(t *testing.T) {
+	srv := testredis.StartTLS(t)
+	key := newKey(t)
+	conf := config.RedisStore{URL: srv.URL(), CAFile: srv.CAFile(), Prefix: "tls:"}
+	s, err := OpenRedis(conf, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	waitSubscribed(t, s)
+	idp := newIdP(t, testidp.Options{})
+	seed(t, s, idp, alice, publicClient, "at", time.Now().Add(time.Hour))
+	if r, ok, err := s.getFresh(alice); err != nil || !ok || r.AccessToken != "at" {
+		t.Fatalf("over TLS: %v, %v", ok, err)
+	}
+
+	conf.CAFile = ""
+	_, err = OpenRedis(conf, key, nil)
+	if err == nil || IsTemporary(err) || !strings.Contains(err.Error(), "store.redis.ca_file") {
+		t.Fatalf("an unknown CA: %v; want a verification error that names store.redis.ca_file", err)
+	}
+}

@@ -2,6 +2,7 @@ package testredis
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +30,9 @@ type Server struct {
 	dir  string // the server's working directory: its data and log
 	port int
 	args []string // of the server, after the binary
+	// caFile and tlsConf are set for a server that speaks TLS (StartTLS).
+	caFile  string
+	tlsConf *tls.Config
 
 	mu  sync.Mutex
 	cmd *exec.Cmd // nil while stopped
@@ -106,8 +110,13 @@ func freePort(t testing.TB) int {
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
-// URL is the server's redis:// URL (database 0).
-func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
+// URL is the server's redis:// URL, or rediss:// with TLS (database 0).
+func (s *Server) URL() string {
+	if s.tlsConf != nil {
+		return "rediss://" + s.Addr() + "/0"
+	}
+	return "redis://" + s.Addr() + "/0"
+}
 
 // start runs the server and waits until it answers.
 func (s *Server) start() error {
@@ -126,7 +135,7 @@ func (s *Server) start() error {
 	go func() { exited <- cmd.Wait() }()
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if err := ping(s.Addr()); err == nil {
+		if err := s.ping(); err == nil {
 			s.cmd = cmd
 			go func() { <-exited }()
 			return nil
@@ -144,8 +153,15 @@ func (s *Server) start() error {
 }
 
 // ping sends PING and expects +PONG (or -NOAUTH).
-func ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+func (s *Server) ping() error {
+	d := &net.Dialer{Timeout: time.Second}
+	var c net.Conn
+	var err error
+	if s.tlsConf != nil {
+		c, err = tls.DialWithDialer(d, "tcp", s.Addr(), s.tlsConf)
+	} else {
+		c, err = d.Dial("tcp", s.Addr())
+	}
 	if err != nil {
 		return err
 	}
@@ -186,7 +202,7 @@ func (s *Server) Stop() {
 	s.cmd = nil
 	// Wait until the port is closed, so a client sees it down.
 	deadline := time.Now().Add(startTimeout)
-	for ping(s.Addr()) == nil && time.Now().Before(deadline) {
+	for s.ping() == nil && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
