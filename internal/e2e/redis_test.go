@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/testidp"
-	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/internal/testredis"
 	"github.com/xoauthd/xoauthd/internal/testupstream"
 	"github.com/xoauthd/xoauthd/proxy"
@@ -52,7 +52,9 @@ func newRedisCluster(t *testing.T, n int) *redisCluster {
 	}
 	for range n {
 		r := &rig{t: t, dir: t.TempDir(), logs: &syncBuffer{}, idp: c.idp, dc: c.dc}
-		r.imap, r.pop3, r.smtp = testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
+		// Port 0: the kernel picks, so no other process can take a port
+		// between choosing and listening; start reads the bound ones.
+		r.imap, r.pop3, r.smtp = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 		yaml := strings.Replace(r.configYAML(), "  key: ${file:"+r.dir+"/store.key}\n",
 			"  key: ${file:"+c.keyFile+"}\n  backend: redis\n  redis: {url: \""+c.redis.URL()+"\"}\n", 1)
 		yaml = strings.Replace(yaml, "log: {level: debug}\n", "log: {level: debug}\nadmin: {listen: \"127.0.0.1:0\"}\n", 1)
@@ -84,6 +86,7 @@ func (c *redisCluster) start(o func(i int) rigOptions) {
 		}
 		opts.creds.AddrLimit, opts.creds.LoginLimit = -1, -1
 		r.startDaemon(opts)
+		r.imap, r.pop3, r.smtp = r.d.Addr("imap"), r.d.Addr("pop3"), r.d.Addr("smtp")
 	}
 }
 
@@ -141,8 +144,24 @@ func readyz(t *testing.T, r *rig) (int, string) {
 // all 100 are logged in at Dovecot.
 func TestRedisReplicasSingleFlightRefresh(t *testing.T) {
 	c := newRedisCluster(t, 3)
-	c.loginWithLifetime(alice, -time.Second)
+	c.loginWithLifetime(alice, time.Hour)
 	c.start(nil)
+	// One login per replica first, so each has checked the local password
+	// once (argon2id, cached) and the 100 logins below wait on tokens only.
+	for _, r := range c.nodes {
+		if got := r.attemptLogin("imap", aliceLogin, alicePass, nil); !strings.HasPrefix(got, successReply["imap"]) {
+			t.Fatalf("warming up: %q", got)
+		}
+	}
+	// A new sign-in stores a token that has just expired; every replica
+	// hears of it.
+	c.loginWithLifetime(alice, -time.Second)
+	for i, r := range c.nodes {
+		eventually(t, func() bool {
+			st, ok, err := r.d.Tokens().Status(alice)
+			return err == nil && ok && st.State == tokens.StateExpired
+		}, fmt.Sprintf("replica %d sees the expired token", i))
+	}
 	before := c.idp.Counts()[grantRefresh]
 	replies := c.imapLogins(100, aliceLogin, alicePass)
 	expectAll(t, "expired token", replies, successReply["imap"])
