@@ -272,19 +272,21 @@ func (s *RedisStore) load(k string) (r record, version int64, found bool, err er
 	return r, version, true, nil
 }
 
-// remember caches what a read that started at generation gen found, unless
-// an event came in meanwhile.
+// remember caches what a read or write that started at generation gen
+// found or wrote, unless the cache holds a newer version. When an event
+// came in meanwhile (gen moved on), the copy is not to be trusted without
+// another read.
 func (s *RedisStore) remember(k string, gen uint64, r record, version int64, found bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.gen != gen {
-		return
-	}
 	if !found {
 		delete(s.cache, k)
 		return
 	}
-	s.cache[k] = cachedRecord{rec: r.clone(), version: version, fresh: s.subscribed}
+	if c, ok := s.cache[k]; ok && c.version > version {
+		return // a write of this process got there first
+	}
+	s.cache[k] = cachedRecord{rec: r.clone(), version: version, fresh: s.subscribed && s.gen == gen}
 	s.known[k] = true
 }
 

@@ -70,15 +70,21 @@ func isTimeout(err error) bool {
 	return errors.As(err, &te) && te.Timeout()
 }
 
-// setSubscribed records the subscription state and reports a change. A
-// new subscription marks every cached entry stale: events may have been
-// missed.
+// setSubscribed records the subscription state and reports a change.
+// Losing the subscription marks every cached entry stale (it stays for
+// when Redis cannot be reached); a new subscription empties the cache:
+// events may have been missed, and a Redis that restarted empty counts
+// versions from 1 again.
 func (s *RedisStore) setSubscribed(on bool) (changed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	changed = s.subscribed != on
 	s.subscribed = on
 	s.gen++
+	if on {
+		clear(s.cache)
+		return changed
+	}
 	for k, c := range s.cache {
 		c.fresh = false
 		s.cache[k] = c
