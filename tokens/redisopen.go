@@ -3,7 +3,6 @@ package tokens
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -15,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/xoauthd/xoauthd/config"
+	"github.com/xoauthd/xoauthd/internal/tlsroots"
 )
 
 // Timeouts of the Redis client: short, so that a login that needs the
@@ -22,8 +22,6 @@ import (
 const (
 	redisDialTimeout = 2 * time.Second
 	redisIOTimeout   = 2 * time.Second
-	// maxRedisCAFile bounds a store.redis.ca_file.
-	maxRedisCAFile = 1 << 20
 )
 
 // OpenBackend opens the token store that s configures: the encrypted file
@@ -55,9 +53,9 @@ func OpenRedis(c config.RedisStore, key []byte, log *slog.Logger) (*RedisStore, 
 		return nil, fmt.Errorf("store.redis.url: %w", err)
 	}
 	if opts.TLSConfig != nil {
-		roots, err := redisRoots(c.CAFile)
+		roots, err := tlsroots.WithFile(c.CAFile)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("store.redis.ca_file: %w", err)
 		}
 		opts.TLSConfig.RootCAs = roots
 		opts.TLSConfig.MinVersion = tls.VersionTLS12
@@ -97,23 +95,4 @@ func redisClientOptions(o *redis.Options) *redis.Options {
 	o.DisableIdentity = true
 	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	return o
-}
-
-// redisRoots returns the system roots plus the certificates of caFile.
-func redisRoots(caFile string) (*x509.CertPool, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if caFile == "" {
-		return pool, nil
-	}
-	pem, err := readBounded(caFile, maxRedisCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("store.redis.ca_file: %w", err)
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("store.redis.ca_file %s holds no PEM certificate", caFile)
-	}
-	return pool, nil
 }
