@@ -261,3 +261,20 @@ func ctxT(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// atOnce makes n calls as nearly at once as goroutines allow and returns
+// their results by call.
+func atOnce(n int, call func(i int) (string, error)) ([]string, []error) {
+	toks, errs := make([]string, n), make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			toks[i], errs[i] = call(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return toks, errs
+}

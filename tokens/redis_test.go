@@ -40,23 +40,11 @@ func rawRedis(t testing.TB, srv *testredis.Server) *redis.Client {
 // waitSubscribed waits until s follows the events channel.
 func waitSubscribed(t testing.TB, s *RedisStore) {
 	t.Helper()
-	eventually(t, func() bool {
+	waitFor(t, func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.subscribed
-	}, "the store subscribes to its events")
-}
-
-// eventually polls cond for a bounded time.
-func eventually(t testing.TB, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	})
 }
 
 // TestRedisStoreRoundTrip: what one replica writes, another reads, lists
@@ -73,7 +61,7 @@ func TestRedisStoreRoundTrip(t *testing.T) {
 		t.Fatalf("b reads %q", r.AccessToken)
 	}
 	seed(t, a, idp, alice, publicClient, "at-2", time.Now().Add(time.Hour))
-	eventually(t, func() bool { return mustGet(t, b, alice).AccessToken == "at-2" }, "b sees a's second write")
+	waitFor(t, func() bool { return mustGet(t, b, alice).AccessToken == "at-2" })
 	seed(t, b, idp, bob, publicClient, "at-bob", time.Now().Add(time.Hour))
 	st, err := a.List(time.Now())
 	if err != nil || len(st) != 2 || st[0].Identity != alice || st[1].Identity != bob || st[0].State != StateValid {
@@ -82,7 +70,7 @@ func TestRedisStoreRoundTrip(t *testing.T) {
 	if found, err := b.Delete(alice); err != nil || !found {
 		t.Fatalf("Delete = %v, %v", found, err)
 	}
-	eventually(t, func() bool { _, ok, _ := a.get(alice); return !ok }, "a sees the delete")
+	waitFor(t, func() bool { _, ok, _ := a.get(alice); return !ok })
 	if found, _ := b.Delete(alice); found {
 		t.Error("a second Delete found something")
 	}
@@ -248,18 +236,7 @@ func TestRedisClusterSingleFlight(t *testing.T) {
 		}
 	}
 	const callers = 100
-	toks := make([]string, callers)
-	errs := make([]error, callers)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range callers {
-		wg.Go(func() {
-			<-start
-			toks[i], errs[i] = c.ms[i%3].Token(ctxT(t), alice)
-		})
-	}
-	close(start)
-	wg.Wait()
+	toks, errs := atOnce(callers, func(i int) (string, error) { return c.ms[i%3].Token(ctxT(t), alice) })
 	stored := mustGet(t, c.stores[0], alice)
 	for i := range callers {
 		if errs[i] != nil || toks[i] != stored.AccessToken {
@@ -293,26 +270,13 @@ func TestRedisDeadLockHolder(t *testing.T) {
 	if tok != stored.AccessToken || tok == "expired" {
 		t.Fatalf("got %q, stored %q", tok, stored.AccessToken)
 	}
-	eventually(t, func() bool {
+	waitFor(t, func() bool {
 		t0, err := c.ms[0].Token(ctxT(t), alice)
 		return err == nil && t0 == stored.AccessToken
-	}, "the other replica uses the stored token")
+	})
 	if n := c.idp.Counts()[grantRefresh]; n != 1 {
 		t.Errorf("%d refresh requests, want 1", n)
 	}
-}
-
-// gatedTransport holds every request until gate is closed.
-type gatedTransport struct {
-	gate    chan struct{}
-	arrived chan struct{}
-	once    sync.Once
-}
-
-func (g *gatedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	g.once.Do(func() { close(g.arrived) })
-	<-g.gate
-	return http.DefaultTransport.RoundTrip(r)
 }
 
 // TestRedisStalledHolderCannotOverwrite: replica 0 takes the lock and stalls
@@ -320,11 +284,12 @@ func (g *gatedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // meanwhile. When replica 0 finally gets its answer, it does not replace
 // what replica 1 stored, and it hands out the stored token, not its own.
 func TestRedisStalledHolderCannotOverwrite(t *testing.T) {
-	gt := &gatedTransport{gate: make(chan struct{}), arrived: make(chan struct{})}
+	gate := testidp.NewGate()
+	t.Cleanup(gate.Open)
 	c := newRedisCluster(t, 2, func(i int) Options {
 		o := Options{RefreshLockTTL: 200 * time.Millisecond, RequestTimeout: 20 * time.Second}
 		if i == 0 {
-			o.HTTPClient = &http.Client{Transport: gt}
+			o.HTTPClient = &http.Client{Transport: gate}
 		}
 		return o
 	})
@@ -338,7 +303,7 @@ func TestRedisStalledHolderCannotOverwrite(t *testing.T) {
 		tok, err := c.ms[0].Token(context.Background(), alice)
 		stalled <- result{tok, err}
 	}()
-	<-gt.arrived // replica 0 holds the lock and is stuck before the provider
+	<-gate.Arrived // replica 0 holds the lock and is stuck before the provider
 	tok1, err := c.ms[1].Token(ctxT(t), alice)
 	if err != nil {
 		t.Fatal(err)
@@ -347,7 +312,7 @@ func TestRedisStalledHolderCannotOverwrite(t *testing.T) {
 	if tok1 != stored.AccessToken {
 		t.Fatal("replica 1 did not store the token it uses")
 	}
-	close(gt.gate)
+	gate.Open()
 	r := <-stalled
 	if r.err != nil {
 		t.Fatal(r.err)
@@ -381,7 +346,7 @@ func TestRedisOutage(t *testing.T) {
 		}
 	}
 	c.srv.Stop()
-	eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return !s.subscribed }, "the store notices Redis is gone")
+	waitFor(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return !s.subscribed })
 	if tok, err := m.Token(ctxT(t), alice); err != nil || tok != "alice-valid" {
 		t.Fatalf("cached token during the outage: %q, %v", tok, err)
 	}
@@ -428,7 +393,7 @@ func TestRedisRestartedEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.RestartEmpty()
-	eventually(t, func() bool { return strings.Contains(logs.String(), "identity="+alice) }, "the log names the lost identity")
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "identity="+alice) })
 	if !strings.Contains(logs.String(), "xoauthd login "+alice) {
 		t.Errorf("log %q does not say how to fix it", logs.String())
 	}

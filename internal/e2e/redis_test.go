@@ -157,10 +157,10 @@ func TestRedisReplicasSingleFlightRefresh(t *testing.T) {
 	// hears of it.
 	c.loginWithLifetime(alice, -time.Second)
 	for i, r := range c.nodes {
-		eventually(t, func() bool {
+		waitUntil(t, fmt.Sprintf("replica %d sees the expired token", i), func() bool {
 			st, ok, err := r.d.Tokens().Status(alice)
 			return err == nil && ok && st.State == tokens.StateExpired
-		}, fmt.Sprintf("replica %d sees the expired token", i))
+		})
 	}
 	before := c.idp.Counts()[grantRefresh]
 	replies := c.imapLogins(100, aliceLogin, alicePass)
@@ -178,20 +178,6 @@ func TestRedisReplicasSingleFlightRefresh(t *testing.T) {
 // grantRefresh is the refresh grant as the identity provider counts it.
 const grantRefresh = "refresh_token"
 
-// hangingTransport holds every request until release is closed, as a
-// replica that stalls (or was killed) while it holds a refresh lock.
-type hangingTransport struct {
-	release chan struct{}
-	arrived chan struct{}
-	once    sync.Once
-}
-
-func (h *hangingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	h.once.Do(func() { close(h.arrived) })
-	<-h.release
-	return http.DefaultTransport.RoundTrip(req)
-}
-
 // TestRedisReplicaStallsHoldingTheLock: replica 0 takes alice's refresh
 // lock and never gets its request out (killed or stalled). Replica 1 waits
 // until the lock expires and refreshes; replica 2 uses what it stored.
@@ -200,14 +186,8 @@ func (h *hangingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 func TestRedisReplicaStallsHoldingTheLock(t *testing.T) {
 	c := newRedisCluster(t, 3)
 	c.loginWithLifetime(alice, -time.Second)
-	hang := &hangingTransport{release: make(chan struct{}), arrived: make(chan struct{})}
-	t.Cleanup(func() {
-		select {
-		case <-hang.release:
-		default:
-			close(hang.release)
-		}
-	})
+	gate := testidp.NewGate()
+	t.Cleanup(gate.Open)
 	c.start(func(i int) rigOptions {
 		if i != 0 {
 			return rigOptions{}
@@ -224,13 +204,13 @@ func TestRedisReplicaStallsHoldingTheLock(t *testing.T) {
 			r.t.Cleanup(func() { store.Close() })
 			providers := func(string) (*config.Provider, error) { return r.cfg.Providers["test"], nil }
 			return tokens.NewManager(store, providers, tokens.Options{Logger: log,
-				HTTPClient: &http.Client{Transport: hang}, RefreshLockTTL: time.Second, RequestTimeout: time.Minute})
+				HTTPClient: &http.Client{Transport: gate}, RefreshLockTTL: time.Second, RequestTimeout: time.Minute})
 		}}
 	})
 	before := c.idp.Counts()[grantRefresh]
 	stalled := make(chan string, 1)
 	go func() { stalled <- c.nodes[0].attemptLogin("imap", aliceLogin, alicePass, nil) }()
-	<-hang.arrived // replica 0 holds the lock, its request is stuck
+	<-gate.Arrived // replica 0 holds the lock, its request is stuck
 
 	if got := c.nodes[1].attemptLogin("imap", aliceLogin, alicePass, nil); !strings.HasPrefix(got, successReply["imap"]) {
 		t.Fatalf("replica 1 while replica 0 holds the lock: %q", got)
@@ -242,7 +222,7 @@ func TestRedisReplicaStallsHoldingTheLock(t *testing.T) {
 	if got := c.nodes[2].attemptLogin("imap", aliceLogin, alicePass, nil); !strings.HasPrefix(got, successReply["imap"]) {
 		t.Fatalf("replica 2: %q", got)
 	}
-	close(hang.release)
+	gate.Open()
 	if got := <-stalled; !strings.HasPrefix(got, successReply["imap"]) {
 		t.Fatalf("the stalled replica's login: %q", got)
 	}
@@ -305,9 +285,9 @@ func TestRedisOutage(t *testing.T) {
 	c.nodes[0].expectLog(t, "result=error", bobLogin)
 
 	c.redis.Restart()
-	eventually(t, func() bool {
+	waitUntil(t, "bob logs in once Redis is back", func() bool {
 		return strings.HasPrefix(c.nodes[0].attemptLogin("imap", bobLogin, bobPass, nil), successReply["imap"])
-	}, "bob logs in once Redis is back")
+	})
 	expectAll(t, "after the outage", c.imapLogins(30, bobLogin, bobPass), successReply["imap"])
 	expectAll(t, "after the outage", c.imapLogins(30, aliceLogin, alicePass), successReply["imap"])
 	if n := c.idp.Counts()[grantRefresh]; n != 1 {
@@ -315,18 +295,6 @@ func TestRedisOutage(t *testing.T) {
 	}
 	if n := c.idp.Counts()["authorization_code"]; n != signIns {
 		t.Errorf("%d sign-ins, want %d: none new after the outage", n, signIns)
-	}
-}
-
-// eventually polls cond for a bounded time.
-func eventually(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -341,9 +309,9 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	expectAll(t, "before", c.imapLogins(4, aliceLogin, alicePass), successReply["imap"])
 	c.redis.RestartEmpty()
 	for _, r := range c.nodes {
-		eventually(t, func() bool {
+		waitUntil(t, "the replica logs the identity Redis lost", func() bool {
 			return r.hasLog("has no tokens for an identity any more", strings.ToLower(alice), "xoauthd login")
-		}, "the replica logs the identity Redis lost")
+		})
 	}
 	expectAll(t, "after the loss", c.imapLogins(4, aliceLogin, alicePass), "a NO [AUTHENTICATIONFAILED]")
 	_, body := readyz(t, c.nodes[1])
