@@ -43,7 +43,8 @@ func newRedisCluster(t *testing.T, n int) *redisCluster {
 	c.idp.AddClient(testidp.Client{ID: clientID, Public: true})
 	c.idp.AddUser(alice)
 	c.idp.AddUser(bob)
-	c.dc = testupstream.New(t, testupstream.Options{JWTKey: c.idp.SigningKey()})
+	// 100 sessions of one user at once, from xoauthd's one address.
+	c.dc = testupstream.New(t, testupstream.Options{JWTKey: c.idp.SigningKey(), MaxUserIPConnections: 200})
 	c.keyFile = filepath.Join(t.TempDir(), "store.key")
 	key := make([]byte, tokens.KeySize)
 	_, _ = rand.Read(key)
