@@ -30,6 +30,20 @@ func TestRedisStoreConfig(t *testing.T) {
 	}
 }
 
+// TestRedisNoKeyBesideStoreWarning: the key beside store.path is no
+// concern with the redis backend, which writes no token file there.
+func TestRedisNoKeyBesideStoreWarning(t *testing.T) {
+	beside := "  path: /var/lib/xoauthd/tokens.json\n  key: ${file:/var/lib/xoauthd/store.key}\n"
+	cfg, ps, _ := parseIn(t, variant(t, "  key: ${file:store.key}\n", beside))
+	if ps != nil || len(cfg.Warnings()) != 1 {
+		t.Fatalf("file backend: problems %v, warnings %v; want the key-beside-store warning", ps, cfg.Warnings())
+	}
+	cfg, ps, _ = parseIn(t, variant(t, "  key: ${file:store.key}\n", beside+"  backend: redis\n  redis: {url: \"redis://r:6379\"}\n"))
+	if ps != nil || len(cfg.Warnings()) != 0 {
+		t.Fatalf("redis backend: problems %v, warnings %v; want none", ps, cfg.Warnings())
+	}
+}
+
 func TestStoreBackendDefault(t *testing.T) {
 	cfg, ps, _ := parseIn(t, validYAML)
 	if ps != nil {
