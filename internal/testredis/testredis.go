@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // Binary is the server that Start runs, found on PATH or in /usr/bin.
@@ -96,15 +98,16 @@ func newServer(t testing.TB) *Server {
 	return &Server{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
+// freePort returns a loopback port below the ephemeral range, so that no
+// outgoing connection takes it while the server is stopped between Stop and
+// Restart.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := testkit.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports[0]
 }
 
 // Addr is the server's host:port.
