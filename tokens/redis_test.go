@@ -20,7 +20,14 @@ import (
 // openRedisStore opens a RedisStore on srv with key, closed when the test ends.
 func openRedisStore(t testing.TB, srv *testredis.Server, key []byte) *RedisStore {
 	t.Helper()
-	s, err := OpenRedis(config.RedisStore{URL: srv.URL(), Prefix: "test:"}, key, nil)
+	return openRedisConf(t, config.RedisStore{URL: srv.URL(), Prefix: "test:"}, key)
+}
+
+// openRedisConf opens a RedisStore as store.redis says, closed when the
+// test ends.
+func openRedisConf(t testing.TB, conf config.RedisStore, key []byte) *RedisStore {
+	t.Helper()
+	s, err := OpenRedis(conf, key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

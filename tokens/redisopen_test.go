@@ -17,11 +17,7 @@ func TestRedisACLUser(t *testing.T) {
 	srv := testredis.Start(t, "--user", "xoauthd", "on", ">s3cret", "~acl:*", "&acl:*", "+@all", "--user", "default", "off")
 	key := newKey(t)
 	conf := config.RedisStore{URL: srv.URL(), Username: "xoauthd", Password: "s3cret", Prefix: "acl:"}
-	s, err := OpenRedis(conf, key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openRedisConf(t, conf, key)
 	waitSubscribed(t, s)
 	idp := newIdP(t, testidp.Options{})
 	seed(t, s, idp, alice, publicClient, "at", time.Now().Add(time.Hour))
@@ -77,11 +73,7 @@ func TestRedisTLS(t *testing.T) {
 	srv := testredis.StartTLS(t)
 	key := newKey(t)
 	conf := config.RedisStore{URL: srv.URL(), CAFile: srv.CAFile(), Prefix: "tls:"}
-	s, err := OpenRedis(conf, key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openRedisConf(t, conf, key)
 	waitSubscribed(t, s)
 	idp := newIdP(t, testidp.Options{})
 	seed(t, s, idp, alice, publicClient, "at", time.Now().Add(time.Hour))
@@ -90,7 +82,7 @@ func TestRedisTLS(t *testing.T) {
 	}
 
 	conf.CAFile = ""
-	_, err = OpenRedis(conf, key, nil)
+	_, err := OpenRedis(conf, key, nil)
 	if err == nil || IsTemporary(err) || !strings.Contains(err.Error(), "store.redis.ca_file") {
 		t.Fatalf("an unknown CA: %v; want a verification error that names store.redis.ca_file", err)
 	}
