@@ -136,7 +136,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		OnAlert:     func(a notify.Alert) { d.ops.metrics.Alert(a.Kind) },
 		OnDelivery:  d.ops.metrics.NotifyDelivered,
 	})
-	copts := opts.Credentials
+	copts := d.sharedFailures(opts.Credentials) // failures.go: in Redis with the redis store
 	if copts.Log == nil {
 		copts.Log = d.log
 	}

@@ -78,16 +78,14 @@ func newRedisCluster(t *testing.T, n int) *redisCluster {
 }
 
 // start starts every replica's daemon; o may replace a replica's token
-// manager. Failed-login throttling is off: 100 logins at once from one
-// address count as pending failures until their passwords are checked,
-// and these tests are about tokens.
+// manager or tune its credential check (throttling is on, with its
+// counters in the shared Redis).
 func (c *redisCluster) start(o func(i int) rigOptions) {
 	for i, r := range c.nodes {
 		var opts rigOptions
 		if o != nil {
 			opts = o(i)
 		}
-		opts.creds.AddrLimit, opts.creds.LoginLimit = -1, -1
 		r.startDaemon(opts)
 		r.imap, r.pop3, r.smtp = r.d.Addr("imap"), r.d.Addr("pop3"), r.d.Addr("smtp")
 	}
@@ -323,4 +321,29 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	}
 	c.nodes[1].login(alice)
 	expectAll(t, "after a new login", c.imapLogins(4, aliceLogin, alicePass), successReply["imap"])
+}
+
+// TestRedisReplicasShareLoginThrottle: the failed-login counters live in
+// the shared Redis, so wrong passwords spread over two replicas count
+// together: after the limit, the next login on either replica is refused
+// without a password check, even with the right password.
+func TestRedisReplicasShareLoginThrottle(t *testing.T) {
+	c := newRedisCluster(t, 2)
+	c.loginWithLifetime(alice, time.Hour)
+	const limit = 3
+	c.start(func(int) rigOptions {
+		return rigOptions{creds: proxy.CredentialOptions{LoginLimit: limit, AddrLimit: -1, BaseDelay: -1}}
+	})
+	for i := range limit {
+		if got := c.nodes[i%2].attemptLogin("imap", aliceLogin, "wrong password", nil); !strings.HasPrefix(got, "a NO [AUTHENTICATIONFAILED]") {
+			t.Fatalf("wrong password %d on replica %d: %q", i+1, i%2, got)
+		}
+	}
+	for i, r := range c.nodes {
+		got := r.attemptLogin("imap", aliceLogin, alicePass, nil)
+		if !strings.HasPrefix(got, "a NO ") || !strings.Contains(got, "Too many failed logins") {
+			t.Errorf("replica %d after %d failures over both: %q; want the throttled reply", i, limit, got)
+		}
+	}
+	c.nodes[1].expectLog(t, "throttled after failed logins", aliceLogin)
 }
