@@ -388,9 +388,11 @@ func (h *windowsService) Execute(_ []string, r <-chan svc.ChangeRequest, s chan<
 }
 
 // serve loads the configuration and runs the daemon until ctx ends, with
-// every log record and error message in the event log.
-func (h *windowsService) serve(ctx context.Context) int {
+// every log record and error message in the event log; started is called
+// once the listeners are up.
+func (h *windowsService) serve(ctx context.Context, started func()) int {
 	inv := *h.inv
+	inv.started = started
 	inv.stdout = sinkWriter{level: slog.LevelInfo, sink: h.sink}
 	inv.stderr = sinkWriter{level: slog.LevelError, sink: h.sink}
 	cfg, err := config.Load(h.path)
