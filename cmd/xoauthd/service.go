@@ -107,6 +107,17 @@ func superviseService[R any](ctx context.Context, requests <-chan R, classify fu
 	}
 }
 
+// insideDir reports whether dir is root or below it, comparing Windows
+// paths as Windows does: without regard to case, with \ or / between
+// names.
+func insideDir(dir, root string) bool {
+	norm := func(p string) string {
+		return strings.TrimRight(strings.ToLower(strings.ReplaceAll(p, `/`, `\`)), `\`)
+	}
+	dir, root = norm(dir), norm(root)
+	return dir == root || strings.HasPrefix(dir, root+`\`)
+}
+
 // logSink receives one formatted log record with its level.
 type logSink func(level slog.Level, msg string) error
 

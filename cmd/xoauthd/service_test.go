@@ -42,6 +42,30 @@ func TestServiceNotWindows(t *testing.T) {
 	}
 }
 
+// Regression: service install restricted %ProgramData%\xoauthd but asked
+// the user to restrict its state subdirectory, which inherits the ACL.
+func TestInsideDir(t *testing.T) {
+	const home = `C:\ProgramData\xoauthd`
+	tests := []struct {
+		dir  string
+		want bool
+	}{
+		{home, true},
+		{`C:\ProgramData\xoauthd\`, true},
+		{`c:\programdata\XOAUTHD`, true},
+		{`C:\ProgramData\xoauthd\state`, true},
+		{`C:/ProgramData/xoauthd/state/deeper`, true},
+		{`C:\ProgramData\xoauthd-old`, false},
+		{`C:\ProgramData`, false},
+		{`D:\xoauthd`, false},
+	}
+	for _, tt := range tests {
+		if got := insideDir(tt.dir, home); got != tt.want {
+			t.Errorf("insideDir(%q, %q) = %v, want %v", tt.dir, home, got, tt.want)
+		}
+	}
+}
+
 // supervised records what superviseService reports.
 type supervised struct {
 	states chan serviceState

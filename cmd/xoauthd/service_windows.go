@@ -186,7 +186,7 @@ func setRecovery(inv *invocation, s *mgr.Service) {
 
 // protectStateDirs restricts the default directory (%ProgramData%\xoauthd)
 // to SYSTEM and Administrators when the configuration, the token store or
-// its key lives there, and asks for the same for any other directory that
+// its key lives there or below it, and asks for the same for any other directory that
 // holds them (xoauthd does not change the ACL of a directory it did not
 // choose).
 func protectStateDirs(inv *invocation, path string, cfg *config.Config) error {
@@ -198,7 +198,7 @@ func protectStateDirs(inv *invocation, path string, cfg *config.Config) error {
 	restricted, noted := false, map[string]bool{}
 	for _, dir := range dirs {
 		switch {
-		case strings.EqualFold(dir, home):
+		case insideDir(dir, home): // the ACL is inherited below home
 			if restricted {
 				continue
 			}
