@@ -115,6 +115,9 @@ type invocation struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// started, when set, is called by serve once its listeners are up
+	// (a service manager is then told "running").
+	started func()
 }
 
 // flagSet returns the subcommand's flag set; argsUsage describes what
