@@ -136,6 +136,8 @@ type IdP struct {
 	autoAfter  int
 
 	jtis map[string]time.Time // client assertions used: "client_id jti" → until when remembered
+
+	hold *Hold // the last armed by HoldTokenRequests; nil before
 }
 
 // Start starts an IdP listening on opts.Addr. Close it when done.

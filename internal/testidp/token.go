@@ -66,6 +66,7 @@ func (p *IdP) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	grant := form.Get("grant_type")
 	p.count(grant)
+	p.holdRequest(form)
 	if p.injectFailure(w, r) {
 		return
 	}
