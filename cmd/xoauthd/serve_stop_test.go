@@ -66,34 +66,9 @@ type stopRig struct {
 
 func newStopRig(t *testing.T) *stopRig {
 	t.Helper()
-	idp := testidp.New(t, testidp.Options{})
-	idp.AddClient(testidp.Client{ID: stopClientID, Public: true})
-	idp.AddUser(stopAlice)
-	idp.AddUser(stopBob)
-	dc := testupstream.New(t, testupstream.Options{JWTKey: idp.SigningKey()})
-	r := &stopRig{idp: idp, dc: dc, imap: freeLoopback(t), pop3: freeLoopback(t), smtp: freeLoopback(t)}
-	hash, err := passhash.Hash(stopPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
+	idp, dc := newServeIdPAndUpstream(t)
 	dir := t.TempDir()
-	conf := fmt.Sprintf(`store:
-  path: %[1]s/tokens.json
-  key: ${file:%[1]s/store.key}
-providers:
-  test: {type: microsoft, tenant: %[2]s, client_id: %[3]s, flow: authcode, authority: "%[4]s"}
-servers:
-  - {protocol: imap, listen: "%[5]s", upstream: "%[6]s", ca_file: "%[7]s"}
-  - {protocol: pop3, listen: "%[8]s", upstream: "%[9]s", ca_file: "%[7]s"}
-  - {protocol: smtp, listen: "%[10]s", upstream: "%[11]s", upstream_tls: starttls, ca_file: "%[7]s"}
-accounts:
-  - {login: %[12]s, password_hash: "%[13]s", identity: %[14]s, provider: test}
-`, dir, idp.Tenant(), stopClientID, idp.Authority(), r.imap, dc.IMAPAddr, dc.CAFile, r.pop3, dc.POP3Addr,
-		r.smtp, dc.SubmissionAddr, stopLogin, hash, stopAlice)
-	r.path = filepath.Join(dir, "xoauthd.yaml")
-	if err := os.WriteFile(r.path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	r := newServeRig(t, idp, dc, fmt.Sprintf("store:\n  path: %[1]s/tokens.json\n  key: ${file:%[1]s/store.key}\n", dir))
 	r.login(t, stopAlice)
 	for i := range 2 {
 		msg := fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: waiting %d\r\n\r\nhello\r\n", stopBob, stopAlice, i)
@@ -104,22 +79,50 @@ accounts:
 	return r
 }
 
+// newServeIdPAndUpstream starts the test identity provider, with the stop
+// tests' client and users, and Dovecot trusting its tokens.
+func newServeIdPAndUpstream(t *testing.T) (*testidp.IdP, *testupstream.Dovecot) {
+	t.Helper()
+	idp := testidp.New(t, testidp.Options{})
+	idp.AddClient(testidp.Client{ID: stopClientID, Public: true})
+	idp.AddUser(stopAlice)
+	idp.AddUser(stopBob)
+	return idp, testupstream.New(t, testupstream.Options{JWTKey: idp.SigningKey()})
+}
+
+// newServeRig writes a configuration with store (the YAML of the store
+// section), an IMAP, a POP3 and an SMTP listener on free ports in front of
+// dc, and the account of stopAlice.
+func newServeRig(t *testing.T, idp *testidp.IdP, dc *testupstream.Dovecot, store string) *stopRig {
+	t.Helper()
+	r := &stopRig{idp: idp, dc: dc, imap: freeLoopback(t), pop3: freeLoopback(t), smtp: freeLoopback(t)}
+	hash, err := passhash.Hash(stopPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`%[1]sproviders:
+  test: {type: microsoft, tenant: %[2]s, client_id: %[3]s, flow: authcode, authority: "%[4]s"}
+servers:
+  - {protocol: imap, listen: "%[5]s", upstream: "%[6]s", ca_file: "%[7]s"}
+  - {protocol: pop3, listen: "%[8]s", upstream: "%[9]s", ca_file: "%[7]s"}
+  - {protocol: smtp, listen: "%[10]s", upstream: "%[11]s", upstream_tls: starttls, ca_file: "%[7]s"}
+accounts:
+  - {login: %[12]s, password_hash: "%[13]s", identity: %[14]s, provider: test}
+`, store, idp.Tenant(), stopClientID, idp.Authority(), r.imap, dc.IMAPAddr, dc.CAFile, r.pop3, dc.POP3Addr,
+		r.smtp, dc.SubmissionAddr, stopLogin, hash, stopAlice)
+	r.path = filepath.Join(t.TempDir(), "xoauthd.yaml")
+	if err := os.WriteFile(r.path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // login signs identity in with the authorization code flow, the test
 // identity provider playing the browser, as "xoauthd login" would.
 func (r *stopRig) login(t *testing.T, identity string) {
 	t.Helper()
-	cfg, err := config.Load(r.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _, err := tokens.LoadKey(cfg.Store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := tokens.OpenStore(cfg.Store.Path, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, cfg := r.openStore(t)
+	defer store.Close()
 	browser := func(u string) error {
 		redirect, err := r.idp.Authorize(u)
 		if err != nil {
@@ -136,6 +139,25 @@ func (r *stopRig) login(t *testing.T, identity string) {
 	if _, err := tokens.Login(ctx, store, cfg.Providers["test"], identity, tokens.LoginOptions{OpenBrowser: browser}); err != nil {
 		t.Fatalf("login %s: %v", identity, err)
 	}
+}
+
+// openStore opens the token store of r's configuration (creating its key
+// when missing); the caller closes it.
+func (r *stopRig) openStore(t *testing.T) (tokens.Backend, *config.Config) {
+	t.Helper()
+	cfg, err := config.Load(r.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := tokens.LoadKey(cfg.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := tokens.OpenBackend(cfg.Store, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, cfg
 }
 
 // freeLoopback returns a loopback address whose port was free just now.

@@ -1,0 +1,209 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/xoauthd/xoauthd/config"
+	"github.com/xoauthd/xoauthd/internal/testredis"
+	"github.com/xoauthd/xoauthd/tokens"
+)
+
+// grantRefresh is the refresh grant as the identity provider counts it.
+const grantRefresh = "refresh_token"
+
+// TestServeKilledHoldingRefreshLock: three "xoauthd serve" processes share
+// one Redis. Replica A takes alice's refresh lock, its request reaches the
+// identity provider and is held there, and A is killed with SIGKILL: the
+// lock stays behind. Replica B, asked to log alice in, waits until the lock
+// expires, then refreshes: one more request at the provider. Replica C,
+// with the expired token in memory, and A started again use B's token
+// without a refresh of their own; the stored refresh token is the rotated
+// one; and the killed process's request, answered late, changes nothing.
+func TestServeKilledHoldingRefreshLock(t *testing.T) {
+	t.Parallel()
+	rs := testredis.Start(t)
+	idp, dc := newServeIdPAndUpstream(t)
+	keyFile := filepath.Join(t.TempDir(), "store.key") // the one key of every replica
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("5a", tokens.KeySize)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store := fmt.Sprintf("store:\n  backend: redis\n  key: ${file:%s}\n  redis: {url: %q}\n", keyFile, rs.URL())
+	a, b, c := newServeRig(t, idp, dc, store), newServeRig(t, idp, dc, store), newServeRig(t, idp, dc, store)
+	idp.SetAccessTokenLifetime(-time.Second) // signed in, the access token already expired
+	a.login(t, stopAlice)
+	idp.SetAccessTokenLifetime(time.Hour)
+	signedIn := storedStatus(t, a)
+	pa := a.serve(t)
+	b.serve(t)
+	c.serve(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	ctx := t.Context()
+	before := idp.Counts()[grantRefresh]
+
+	hold := idp.HoldTokenRequests()
+	t.Cleanup(hold.Release)
+	go imapLogin(a.imap, stopLogin, stopPassword) // never answered: A dies first
+	select {
+	case <-hold.Arrived():
+	case <-time.After(30 * time.Second):
+		t.Fatal("replica A's refresh did not reach the identity provider")
+	}
+	hold.Disarm() // B's refresh will go through
+	if got := hold.Form().Get("refresh_token"); got == "" {
+		t.Fatal("the held request carries no refresh token")
+	}
+	locks, err := rdb.Keys(ctx, "xoauthd:lock:*").Result()
+	if err != nil || len(locks) != 1 {
+		t.Fatalf("refresh locks in Redis while A's request is held: %q, %v; want one", locks, err)
+	}
+	owner, err := rdb.Get(ctx, locks[0]).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	pa.signal(syscall.SIGKILL)
+	select {
+	case <-pa.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("replica A still runs after SIGKILL")
+	}
+	if ws, ok := pa.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("replica A ended with %v, not by SIGKILL", pa.err)
+	}
+	// The dead replica's lock stays until it expires.
+	asked := time.Now()
+	ttl, err := rdb.PTTL(ctx, locks[0]).Result()
+	if err != nil || ttl <= 0 {
+		t.Fatalf("the killed replica's lock: TTL %v, %v; want it still held", ttl, err)
+	}
+	if got, err := rdb.Get(ctx, locks[0]).Result(); err != nil || got != owner {
+		t.Fatalf("the lock after the kill: %q, %v; want the killed replica's %q", got, err, owner)
+	}
+	expires := asked.Add(ttl - time.Millisecond) // the lock expires no earlier
+
+	if got := imapLogin(b.imap, stopLogin, stopPassword); !strings.HasPrefix(got, "a OK") {
+		t.Fatalf("replica B after the kill: %q", got)
+	}
+	if n := idp.Counts()[grantRefresh] - before; n != 2 {
+		t.Fatalf("%d refresh requests: want 2, the killed replica's and B's after the lock expired", n)
+	}
+	refreshed := storedStatus(t, b)
+	if !refreshed.LastRefresh.After(expires) {
+		t.Errorf("B stored its refresh at %v, before the killed replica's lock expired at %v",
+			refreshed.LastRefresh, expires)
+	}
+	if refreshed.State != tokens.StateValid || time.Until(refreshed.Expiry) < 50*time.Minute {
+		t.Errorf("after B's refresh the store has %+v; want a valid hour-long token", refreshed)
+	}
+	if n, err := rdb.Exists(ctx, locks[0]).Result(); err != nil || n != 0 {
+		t.Errorf("a refresh lock is left after B's refresh: %d, %v", n, err)
+	}
+
+	// C held the expired token in memory; A comes back, as a supervisor
+	// restarts it. Both log in with B's token: no refresh of their own,
+	// and Dovecot refuses an expired token.
+	a.serve(t)
+	for name, r := range map[string]*stopRig{"C": c, "A restarted": a} {
+		if got := imapLogin(r.imap, stopLogin, stopPassword); !strings.HasPrefix(got, "a OK") {
+			t.Errorf("replica %s after B's refresh: %q", name, got)
+		}
+	}
+	if n := idp.Counts()[grantRefresh] - before; n != 2 {
+		t.Errorf("%d refresh requests after every replica logged in, want still 2", n)
+	}
+
+	// The killed replica's request is answered now, to no one: the stored
+	// token set stays B's.
+	hold.Release()
+	if st := storedStatus(t, c); !st.LastRefresh.Equal(refreshed.LastRefresh) || !st.Expiry.Equal(refreshed.Expiry) {
+		t.Errorf("the stored token set changed after the held request was answered: %+v, was %+v", st, refreshed)
+	}
+
+	// The stored refresh token is the rotated one: the next refresh (forced
+	// here by a margin longer than the token's life) presents a refresh
+	// token other than the one signed in, and the provider takes it.
+	m := serveManager(t, a, tokens.Options{Margin: 2 * time.Hour})
+	next := idp.HoldTokenRequests()
+	t.Cleanup(next.Release)
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Token(context.Background(), stopAlice)
+		done <- err
+	}()
+	select {
+	case <-next.Arrived():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the forced refresh did not reach the identity provider")
+	}
+	presented := next.Form().Get("refresh_token")
+	next.Release()
+	if err := <-done; err != nil {
+		t.Fatalf("refreshing with the stored refresh token: %v", err)
+	}
+	if presented == hold.Form().Get("refresh_token") {
+		t.Error("the store still has the refresh token of the sign-in, not the one B's refresh rotated to")
+	}
+	if st := storedStatus(t, a); !st.LastRefresh.After(refreshed.LastRefresh) || !st.LastRefresh.After(signedIn.LoggedIn) {
+		t.Errorf("the forced refresh was not stored: %+v", st)
+	}
+}
+
+// serveManager is a token manager in the test process over r's store.
+func serveManager(t *testing.T, r *stopRig, opts tokens.Options) *tokens.Manager {
+	t.Helper()
+	store, cfg := r.openStore(t)
+	t.Cleanup(func() { store.Close() })
+	return tokens.NewManager(store, func(string) (*config.Provider, error) { return cfg.Providers["test"], nil }, opts)
+}
+
+// storedStatus reads stopAlice's state from r's store.
+func storedStatus(t *testing.T, r *stopRig) tokens.Status {
+	t.Helper()
+	store, _ := r.openStore(t)
+	defer store.Close()
+	st, ok, err := store.Status(stopAlice, time.Now())
+	if err != nil || !ok {
+		t.Fatalf("the stored state of %s: %v, %v", stopAlice, ok, err)
+	}
+	return st
+}
+
+// imapLogin logs in over IMAP at addr and returns the tagged reply to the
+// LOGIN (or what went wrong), waiting up to two minutes: longer than a
+// refresh lock left by a dead replica lives.
+func imapLogin(addr, login, password string) string {
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(2 * time.Minute))
+	br := bufio.NewReader(conn)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "* OK") {
+		return fmt.Sprintf("greeting %q: %v", line, err)
+	}
+	fmt.Fprintf(conn, "a LOGIN %s %q\r\n", login, password)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return fmt.Sprintf("%q before the LOGIN reply: %v", line, err)
+		}
+		if strings.HasPrefix(line, "a ") {
+			return line
+		}
+	}
+}
