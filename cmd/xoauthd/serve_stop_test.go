@@ -81,7 +81,7 @@ func newStopRig(t *testing.T) *stopRig {
 
 // newServeIdPAndUpstream starts the test identity provider, with the stop
 // tests' client and users, and Dovecot trusting its tokens.
-func newServeIdPAndUpstream(t *testing.T) (*testidp.IdP, *testupstream.Dovecot) {
+func newServeIdPAndUpstream(t testing.TB) (*testidp.IdP, *testupstream.Dovecot) {
 	t.Helper()
 	idp := testidp.New(t, testidp.Options{})
 	idp.AddClient(testidp.Client{ID: stopClientID, Public: true})
@@ -93,7 +93,7 @@ func newServeIdPAndUpstream(t *testing.T) (*testidp.IdP, *testupstream.Dovecot) 
 // newServeRig writes a configuration with store (the YAML of the store
 // section), an IMAP, a POP3 and an SMTP listener on free ports in front of
 // dc, and the account of stopAlice.
-func newServeRig(t *testing.T, idp *testidp.IdP, dc *testupstream.Dovecot, store string) *stopRig {
+func newServeRig(t testing.TB, idp *testidp.IdP, dc *testupstream.Dovecot, store string) *stopRig {
 	t.Helper()
 	r := &stopRig{idp: idp, dc: dc, imap: freeLoopback(t), pop3: freeLoopback(t), smtp: freeLoopback(t)}
 	hash, err := passhash.Hash(stopPassword)
@@ -119,7 +119,7 @@ accounts:
 
 // login signs identity in with the authorization code flow, the test
 // identity provider playing the browser, as "xoauthd login" would.
-func (r *stopRig) login(t *testing.T, identity string) {
+func (r *stopRig) login(t testing.TB, identity string) {
 	t.Helper()
 	store, cfg := r.openStore(t)
 	defer store.Close()
@@ -143,7 +143,7 @@ func (r *stopRig) login(t *testing.T, identity string) {
 
 // openStore opens the token store of r's configuration (creating its key
 // when missing); the caller closes it.
-func (r *stopRig) openStore(t *testing.T) (tokens.Backend, *config.Config) {
+func (r *stopRig) openStore(t testing.TB) (tokens.Backend, *config.Config) {
 	t.Helper()
 	cfg, err := config.Load(r.path)
 	if err != nil {
@@ -161,7 +161,7 @@ func (r *stopRig) openStore(t *testing.T) (tokens.Backend, *config.Config) {
 }
 
 // freeLoopback returns a loopback address whose port was free just now.
-func freeLoopback(t *testing.T) string {
+func freeLoopback(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -173,7 +173,7 @@ func freeLoopback(t *testing.T) string {
 
 // serveProcess is a running "xoauthd serve".
 type serveProcess struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	stderr *syncOutput
 	exited chan struct{} // closed when the process has exited
@@ -182,7 +182,7 @@ type serveProcess struct {
 
 // serve starts "xoauthd serve --config FILE args..." and waits until it
 // serves.
-func (r *stopRig) serve(t *testing.T, args ...string) *serveProcess {
+func (r *stopRig) serve(t testing.TB, args ...string) *serveProcess {
 	t.Helper()
 	argv := append([]string{"serve", "--config", r.path}, args...)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperServe$")
