@@ -145,19 +145,7 @@ func (r *stopRig) login(t testing.TB, identity string) {
 // when missing); the caller closes it.
 func (r *stopRig) openStore(t testing.TB) (tokens.Backend, *config.Config) {
 	t.Helper()
-	cfg, err := config.Load(r.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _, err := tokens.LoadKey(cfg.Store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := tokens.OpenBackend(cfg.Store, key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return store, cfg
+	return openConfiguredStore(t, r.path)
 }
 
 // freeLoopback returns a loopback address whose port was free just now.

@@ -35,9 +35,9 @@ func setBackend(t *testing.T, path string, srv *testredis.Server, backend string
 	}
 }
 
-// tokenVia returns identity's access token through a Manager over the
-// configured backend, as a running xoauthd gets it.
-func tokenVia(t *testing.T, cfgPath, identity string, refresh bool) string {
+// openConfiguredStore opens the token store that the configuration at
+// cfgPath names (creating its key when missing); the caller closes it.
+func openConfiguredStore(t testing.TB, cfgPath string) (tokens.Backend, *config.Config) {
 	t.Helper()
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
@@ -51,6 +51,14 @@ func tokenVia(t *testing.T, cfgPath, identity string, refresh bool) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return store, cfg
+}
+
+// tokenVia returns identity's access token through a Manager over the
+// configured backend, as a running xoauthd gets it.
+func tokenVia(t *testing.T, cfgPath, identity string, refresh bool) string {
+	t.Helper()
+	store, cfg := openConfiguredStore(t, cfgPath)
 	defer store.Close()
 	m := tokens.NewManager(store, func(string) (*config.Provider, error) { return cfg.Providers["m365"], nil }, tokens.Options{})
 	tok, err := m.Token(context.Background(), identity)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/passhash"
-	"github.com/xoauthd/xoauthd/tokens"
 )
 
 // consolePassword is the console password of the replicas in
@@ -178,20 +177,4 @@ func TestRedisConsole(t *testing.T) {
 	if home := openConsole(t, c.nodes[0]).get("/"); strings.Contains(home, "Signed in as "+alice) {
 		t.Errorf("replica 0's console still shows alice signed in:\n%s", home)
 	}
-}
-
-// openClusterStore opens the cluster's Redis store as xoauthd accounts
-// would.
-func openClusterStore(t *testing.T, c *redisCluster) tokens.Backend {
-	t.Helper()
-	key, _, err := tokens.LoadKey(c.nodes[0].cfg.Store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := tokens.OpenBackend(c.nodes[0].cfg.Store, key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	return store
 }

@@ -237,6 +237,17 @@ func TestRedisReplicaStallsHoldingTheLock(t *testing.T) {
 // storedStatus reads identity's state from the cluster's Redis.
 func storedStatus(t *testing.T, c *redisCluster, identity string) tokens.Status {
 	t.Helper()
+	st, ok, err := openClusterStore(t, c).Status(identity, time.Now())
+	if err != nil || !ok {
+		t.Fatalf("status of %s: %v, %v", identity, ok, err)
+	}
+	return st
+}
+
+// openClusterStore opens the cluster's Redis store as xoauthd accounts
+// would.
+func openClusterStore(t *testing.T, c *redisCluster) tokens.Backend {
+	t.Helper()
 	key, _, err := tokens.LoadKey(c.nodes[0].cfg.Store)
 	if err != nil {
 		t.Fatal(err)
@@ -245,12 +256,8 @@ func storedStatus(t *testing.T, c *redisCluster, identity string) tokens.Status 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	st, ok, err := store.Status(identity, time.Now())
-	if err != nil || !ok {
-		t.Fatalf("status of %s: %v, %v", identity, ok, err)
-	}
-	return st
+	t.Cleanup(func() { store.Close() })
+	return store
 }
 
 // TestRedisOutage: Redis goes away under three replicas. Logins with a
