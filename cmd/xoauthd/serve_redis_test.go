@@ -30,7 +30,7 @@ const grantRefresh = "refresh_token"
 // identity provider and is held there, and A is killed with SIGKILL: the
 // lock stays behind. Replica B, asked to log alice in, waits until the lock
 // expires, then refreshes: one more request at the provider. Replica C,
-// with the expired token in memory, and A started again use B's token
+// running since before the refresh, and A started again use B's token
 // without a refresh of their own; the stored refresh token is the rotated
 // one; and the killed process's request, answered late, changes nothing.
 func TestServeKilledHoldingRefreshLock(t *testing.T) {
@@ -110,9 +110,9 @@ func TestServeKilledHoldingRefreshLock(t *testing.T) {
 		t.Errorf("a refresh lock is left after B's refresh: %d, %v", n, err)
 	}
 
-	// C held the expired token in memory; A comes back, as a supervisor
+	// C has run since before B's refresh; A comes back, as a supervisor
 	// restarts it. Both log in with B's token: no refresh of their own,
-	// and Dovecot refuses an expired token.
+	// and Dovecot refuses the expired one of the sign-in.
 	a.serve(t)
 	for name, r := range map[string]*stopRig{"C": c, "A restarted": a} {
 		if got := imapLogin(r.imap, stopLogin, stopPassword); !strings.HasPrefix(got, "a OK") {
