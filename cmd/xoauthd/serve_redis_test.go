@@ -28,10 +28,10 @@ const grantRefresh = "refresh_token"
 // TestServeKilledHoldingRefreshLock: three "xoauthd serve" processes share
 // one Redis. Replica A takes alice's refresh lock, its request reaches the
 // identity provider and is held there, and A is killed with SIGKILL: the
-// lock stays behind. Replica B, asked to log alice in, waits until the lock
-// expires, then refreshes: one more request at the provider. Replica C,
-// running since before the refresh, and A started again use B's token
-// without a refresh of their own; the stored refresh token is the rotated
+// lock stays behind. Replicas B and C, asked to log alice in at once, wait
+// until the lock expires; then one of them refreshes: one more request at
+// the provider. Both, and A started again, use that token without a
+// refresh of their own; the stored refresh token is the rotated
 // one; and the killed process's request, answered late, changes nothing.
 func TestServeKilledHoldingRefreshLock(t *testing.T) {
 	t.Parallel()
@@ -59,7 +59,7 @@ func TestServeKilledHoldingRefreshLock(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("replica A's refresh did not reach the identity provider")
 	}
-	hold.Disarm() // B's refresh will go through
+	hold.Disarm() // the next refresh goes through
 	if got := hold.Form().Get("refresh_token"); got == "" {
 		t.Fatal("the held request carries no refresh token")
 	}
@@ -92,31 +92,40 @@ func TestServeKilledHoldingRefreshLock(t *testing.T) {
 	}
 	expires := asked.Add(ttl - time.Millisecond) // the lock expires no earlier
 
-	if got := imapLogin(b.imap, stopLogin, stopPassword); !strings.HasPrefix(got, "a OK") {
-		t.Fatalf("replica B after the kill: %q", got)
+	// B and C, asked to log alice in at once, both wait for the dead
+	// replica's lock; one refreshes after it expired, the other uses what
+	// that one stored.
+	replies := map[string]chan string{"B": make(chan string, 1), "C": make(chan string, 1)}
+	for name, r := range map[string]*stopRig{"B": b, "C": c} {
+		go func() { replies[name] <- imapLogin(r.imap, stopLogin, stopPassword) }()
+	}
+	for name, reply := range replies {
+		if got := <-reply; !strings.HasPrefix(got, "a OK") {
+			t.Fatalf("replica %s after the kill: %q", name, got)
+		}
 	}
 	if n := idp.Counts()[grantRefresh] - before; n != 2 {
-		t.Fatalf("%d refresh requests: want 2, the killed replica's and B's after the lock expired", n)
+		t.Fatalf("%d refresh requests: want 2, the killed replica's and one after its lock expired", n)
 	}
 	refreshed := storedStatus(t, b)
 	if !refreshed.LastRefresh.After(expires) {
-		t.Errorf("B stored its refresh at %v, before the killed replica's lock expired at %v",
+		t.Errorf("the refresh was stored at %v, before the killed replica's lock expired at %v",
 			refreshed.LastRefresh, expires)
 	}
 	if refreshed.State != tokens.StateValid || time.Until(refreshed.Expiry) < 50*time.Minute {
-		t.Errorf("after B's refresh the store has %+v; want a valid hour-long token", refreshed)
+		t.Errorf("after the refresh the store has %+v; want a valid hour-long token", refreshed)
 	}
 	if n, err := rdb.Exists(ctx, locks[0]).Result(); err != nil || n != 0 {
-		t.Errorf("a refresh lock is left after B's refresh: %d, %v", n, err)
+		t.Errorf("a refresh lock is left after the refresh: %d, %v", n, err)
 	}
 
-	// C has run since before B's refresh; A comes back, as a supervisor
-	// restarts it. Both log in with B's token: no refresh of their own,
-	// and Dovecot refuses the expired one of the sign-in.
+	// A comes back, as a supervisor restarts it; B and C log in again.
+	// All use the stored token: no refresh of their own, and Dovecot
+	// refuses the expired one of the sign-in.
 	a.serve(t)
-	for name, r := range map[string]*stopRig{"C": c, "A restarted": a} {
+	for name, r := range map[string]*stopRig{"A restarted": a, "B": b, "C": c} {
 		if got := imapLogin(r.imap, stopLogin, stopPassword); !strings.HasPrefix(got, "a OK") {
-			t.Errorf("replica %s after B's refresh: %q", name, got)
+			t.Errorf("replica %s after the refresh: %q", name, got)
 		}
 	}
 	if n := idp.Counts()[grantRefresh] - before; n != 2 {
@@ -124,7 +133,7 @@ func TestServeKilledHoldingRefreshLock(t *testing.T) {
 	}
 
 	// The killed replica's request is answered now, to no one: the stored
-	// token set stays B's.
+	// token set stays the one of the refresh after the kill.
 	hold.Release()
 	if st := storedStatus(t, c); !st.LastRefresh.Equal(refreshed.LastRefresh) || !st.Expiry.Equal(refreshed.Expiry) {
 		t.Errorf("the stored token set changed after the held request was answered: %+v, was %+v", st, refreshed)
@@ -152,7 +161,7 @@ func TestServeKilledHoldingRefreshLock(t *testing.T) {
 		t.Fatalf("refreshing with the stored refresh token: %v", err)
 	}
 	if presented == hold.Form().Get("refresh_token") {
-		t.Error("the store still has the refresh token of the sign-in, not the one B's refresh rotated to")
+		t.Error("the store still has the refresh token of the sign-in, not the one the refresh rotated to")
 	}
 	if st := storedStatus(t, a); !st.LastRefresh.After(refreshed.LastRefresh) || !st.LastRefresh.After(signedIn.LoggedIn) {
 		t.Errorf("the forced refresh was not stored: %+v", st)
