@@ -7,8 +7,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 func TestAtLineStart(t *testing.T) {
@@ -334,7 +337,7 @@ func TestRelayStreamsBeforeTheEnd(t *testing.T) {
 	}
 	first := "Subject: streamed\r\n\r\n" + strings.Repeat("the first part, sent before a pause\r\n", 1000)
 	tc.write(first)
-	waitUntil(t, "the upstream has the first part", func() bool { return h.up.dataRead.Load() >= int64(maxTLSRecord) })
+	testkit.Eventually(t, 10*time.Second, "the upstream has the first part", func() bool { return h.up.dataRead.Load() >= int64(maxTLSRecord) })
 	tc.write("the rest\r\n.\r\n")
 	tc.expect("250 ")
 	tc.cmd("QUIT", "221 ")

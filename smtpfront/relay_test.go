@@ -16,6 +16,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // bigMessage returns a CRLF message of about size bytes with 76-column
@@ -543,14 +545,14 @@ func TestBrokenClientDataIsNeverSubmitted(t *testing.T) {
 			tc.cmd("RCPT TO:<a@example.net>", "250")
 			tc.cmd("DATA", "354")
 			tc.write("Subject: partial\r\n\r\nthe first half of a message\r\n")
-			waitUntil(t, "the upstream DATA has begun", func() bool {
+			testkit.Eventually(t, 10*time.Second, "the upstream DATA has begun", func() bool {
 				h.up.mu.Lock()
 				defer h.up.mu.Unlock()
 				return h.up.dataStarted == 1
 			})
 			tt.breakIt(h, tc)
-			waitUntil(t, "the session has ended", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
-			waitUntil(t, "the upstream session has ended", func() bool {
+			testkit.Eventually(t, 10*time.Second, "the session has ended", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
+			testkit.Eventually(t, 10*time.Second, "the upstream session has ended", func() bool {
 				h.up.mu.Lock()
 				defer h.up.mu.Unlock()
 				return h.up.active == 0

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
@@ -73,13 +74,13 @@ func TestReloadClosesIdleSession(t *testing.T) {
 	sessions := &proxy.Sessions{}
 	h := newHarness(t, withSessions(sessions))
 	tc := h.loggedInTranscript()
-	waitUntil(t, "the session is registered", func() bool { return sessions.Count(testLogin) == 1 })
+	testkit.Eventually(t, 10*time.Second, "the session is registered", func() bool { return sessions.Count(testLogin) == 1 })
 	if n := sessions.Close(testLogin, errAccountRemoved); n != 1 {
 		t.Fatalf("Close ended %d sessions, want 1", n)
 	}
 	tc.expect("421 4.7.0 Account changed, closing connection")
 	tc.expectClosed()
-	waitUntil(t, "the upstream slot is free", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
+	testkit.Eventually(t, 10*time.Second, "the upstream slot is free", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
 	h.log.waitFor(t, "closing the session", "reason=\"the account was removed")
 }
 
@@ -98,7 +99,7 @@ func TestReloadLetsDataFinish(t *testing.T) {
 	// upstream before the rest is sent.
 	first := "Subject: reload\r\n\r\n" + strings.Repeat("first part of a long message\r\n", 2*dataBufSize/30)
 	tc.write(first)
-	waitUntil(t, "the message streams upstream", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the message streams upstream", func() bool {
 		_, relayed := m.get()
 		return relayed[proxy.ClientToUpstream] >= dataBufSize
 	})
@@ -125,7 +126,7 @@ func TestReloadRefusesPipelinedCommands(t *testing.T) {
 	tc.cmd("RCPT TO:<bob@example.net>", "250")
 	tc.cmd("DATA", "354")
 	tc.write("Subject: pipelined\r\n\r\n" + strings.Repeat("x\r\n", dataBufSize))
-	waitUntil(t, "the message streams upstream", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the message streams upstream", func() bool {
 		_, relayed := m.get()
 		return relayed[proxy.ClientToUpstream] >= dataBufSize
 	})
@@ -202,7 +203,7 @@ func TestReloadClosesSessionAfterSTARTTLS(t *testing.T) {
 	tc.conn, tc.r = tlsConn, bufio.NewReader(tlsConn)
 	tc.cmd("EHLO client.test", "250 ")
 	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
-	waitUntil(t, "the session is registered", func() bool { return sessions.Count(testLogin) == 1 })
+	testkit.Eventually(t, 10*time.Second, "the session is registered", func() bool { return sessions.Count(testLogin) == 1 })
 	sessions.Close(testLogin, errAccountRemoved)
 	tc.expect("421 4.7.0 Account changed, closing connection")
 	tc.expectClosed()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xoauthd/xoauthd/internal/passhash"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
 )
@@ -352,14 +353,14 @@ func TestDeviceSignIn(t *testing.T) {
 	if err := r.idp.DeclineDevice(code); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the declined sign-in to show", func() bool {
+	testkit.Eventually(t, time.Minute, "the declined sign-in to show", func() bool {
 		return strings.Contains(b.get(loc+"?part=live").body, "Sign-in of "+alice+" failed")
 	})
 	loc, code = start()
 	if err := r.idp.ApproveDevice(code, alice); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the sign-in to show", func() bool {
+	testkit.Eventually(t, time.Minute, "the sign-in to show", func() bool {
 		return strings.Contains(b.get(loc+"?part=live").body, "Signed in as "+alice)
 	})
 	page := b.get(loc)
