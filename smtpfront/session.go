@@ -230,9 +230,10 @@ func (s *session) Data(r io.Reader) error {
 	// The message goes onto the upstream connection under go-smtp's client,
 	// stuffed by dotEncoder; only its final CRLF goes through the client's
 	// own DATA writer, which then ends the data and reads the reply.
+	meter := s.srv.opts.Gateway.Meter
 	bp := encBufs.Get().(*[]byte)
 	defer encBufs.Put(bp)
-	enc := newDotEncoder(up.conn, *bp, func(n int64) { proxy.RecordRelayed(s.cc.ctx, proxy.ClientToUpstream, n) })
+	enc := newDotEncoder(up.conn, *bp, func(n int64) { meter.Relayed(proxy.ClientToUpstream, n) })
 	n, bulk, rerr := s.readMessage(r, enc)
 	if rerr == nil {
 		// The last piece and the end of data leave together.

@@ -13,7 +13,7 @@ import (
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
-// fakeMetrics records what a proxy.Server's connections report.
+// fakeMetrics records what the front reports on its Gateway's Meter.
 type fakeMetrics struct {
 	mu      sync.Mutex
 	logins  map[string]int   // by result
@@ -62,8 +62,9 @@ func withSessions(sessions *proxy.Sessions) func(*Options) {
 	return func(o *Options) { o.Gateway.Sessions = sessions }
 }
 
-func withMetrics(m proxy.Metrics) func(*proxy.Server) {
-	return func(s *proxy.Server) { s.Metrics = m }
+// withMetrics counts the front's logins and relayed bytes in m.
+func withMetrics(m proxy.Metrics) func(*Options) {
+	return func(o *Options) { o.Gateway.Meter = proxy.Meter{Metrics: m, Protocol: "smtp"} }
 }
 
 var errAccountRemoved = errors.New("the account was removed from the configuration")

@@ -433,10 +433,10 @@ func TestRecentFailures(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	log := slog.New(r.c.opts.Events.Handler(slog.NewTextHandler(io.Discard, nil)))
 	conn := log.With("cid", 7, "proto", "imap", "remote", "127.0.0.1:5555")
-	proxy.AuditLogin(ctxT(t), conn, proxy.LoginAudit{Result: proxy.LoginFailure, Login: aliceLogin, Identity: alice,
+	(*proxy.Gateway)(nil).AuditLogin(ctxT(t), conn, proxy.LoginAudit{Result: proxy.LoginFailure, Login: aliceLogin, Identity: alice,
 		Reason: "token needs a new login", Attrs: []slog.Attr{slog.String("why", "the refresh token was revoked: sign in again")}})
-	proxy.AuditLogin(ctxT(t), conn, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: aliceLogin, Identity: alice})
-	proxy.AuditLogin(ctxT(t), conn, proxy.LoginAudit{Result: proxy.LoginFailure, Login: "intruder", Reason: "bad local credentials"})
+	(*proxy.Gateway)(nil).AuditLogin(ctxT(t), conn, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: aliceLogin, Identity: alice})
+	(*proxy.Gateway)(nil).AuditLogin(ctxT(t), conn, proxy.LoginAudit{Result: proxy.LoginFailure, Login: "intruder", Reason: "bad local credentials"})
 	b := r.browser()
 	b.signIn()
 	home := b.get("/")
