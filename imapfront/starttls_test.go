@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
-	"io"
 	"net"
 	"strings"
 	"testing"
@@ -260,33 +259,5 @@ func waitLog(t *testing.T, f *front, s string) {
 			t.Fatalf("log lacks %q:\n%s", s, f.logs)
 		}
 		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// TestRefuseImplicitTLSWritesNothing: a connection over the limit of an
-// implicit-TLS listener is closed without a plaintext reply.
-func TestRefuseImplicitTLSWritesNothing(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	srv := New(Options{TLS: &tls.Config{}, ImplicitTLS: true})
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			srv.Refuse(c)
-			c.Close()
-		}
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(c)
-	if err != nil || len(got) != 0 {
-		t.Fatalf("refused connection got %q, %v; want nothing", got, err)
 	}
 }

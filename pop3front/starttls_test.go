@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
-	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -192,32 +190,4 @@ func (a *fakeAuth) callCount() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.calls
-}
-
-// TestRefuseImplicitTLSWritesNothing: a connection over the limit of an
-// implicit-TLS listener is closed without a plaintext reply.
-func TestRefuseImplicitTLSWritesNothing(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	srv := New(Options{TLS: &tls.Config{}, ImplicitTLS: true})
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			srv.Refuse(c)
-			c.Close()
-		}
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(c)
-	if err != nil || len(got) != 0 {
-		t.Fatalf("refused connection got %q, %v; want nothing", got, err)
-	}
 }
