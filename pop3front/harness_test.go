@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/xoauthd/xoauthd/internal/diagnose"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
 )
@@ -113,24 +114,6 @@ const (
 
 var testSecrets = []string{alicePassword, bobPassword, aliceToken, "stale-token", "other-token", "hunter2"}
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness is a pop3front Server behind a real proxy.Server on loopback, with
 // fake local accounts and tokens and a fake upstream.
 //
@@ -143,7 +126,7 @@ type harness struct {
 	auth   *fakeAuth
 	tokens *fakeTokens
 	up     *fakeUpstream
-	logs   *syncBuffer
+	logs   *testkit.SyncBuffer
 	server *proxy.Server
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -172,7 +155,7 @@ func withStartTLSUpstream() harnessOption {
 
 func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	t.Helper()
-	h := &harness{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
+	h := &harness{t: t, logs: &testkit.SyncBuffer{}, done: make(chan struct{})}
 	h.auth = &fakeAuth{
 		accounts: map[string]fakeAccount{
 			"alice":   {alicePassword, proxy.Account{Login: "alice", Identity: mailbox, Mailbox: mailbox, Provider: "m365"}},

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -264,18 +263,7 @@ func (e *env) seedToken(ctx context.Context, cfgPath string) error {
 	if err != nil {
 		return fmt.Errorf("opening the token store: %w", err)
 	}
-	browser := func(u string) error {
-		redirect, err := e.idp.Authorize(u)
-		if err != nil {
-			return err
-		}
-		resp, err := http.Get(redirect)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-		return resp.Body.Close()
-	}
+	browser := testidp.Browser(e.idp.Authorize)
 	ctx, cancel := context.WithTimeout(ctx, seedTimeout)
 	defer cancel()
 	_, err = tokens.Login(ctx, store, cfg.Providers["bench"], benchIdentity, tokens.LoginOptions{OpenBrowser: browser})

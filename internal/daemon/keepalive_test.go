@@ -127,17 +127,7 @@ func (r *kaRig) login(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	browser := func(u string) error {
-		redirect, err := r.rec.Authorize(u)
-		if err != nil {
-			return err
-		}
-		resp, err := http.Get(redirect)
-		if err != nil {
-			return err
-		}
-		return resp.Body.Close()
-	}
+	browser := testidp.Browser(r.rec.Authorize)
 	ctx, cancel := context.WithTimeout(context.Background(), kaWait)
 	defer cancel()
 	if _, err := tokens.Login(ctx, store, r.cfg.Providers["m365"], kaAlice, tokens.LoginOptions{OpenBrowser: browser}); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -75,18 +74,8 @@ func (p *opsIdP) login(t *testing.T, r *opsRig, identity string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	browser := func(u string) error {
-		// The authorize URL names the proxy; the IdP answers for itself.
-		redirect, err := p.rec.Authorize(u)
-		if err != nil {
-			return err
-		}
-		resp, err := http.Get(redirect)
-		if err != nil {
-			return err
-		}
-		return resp.Body.Close()
-	}
+	// The authorize URL names the proxy; the IdP answers for itself.
+	browser := testidp.Browser(p.rec.Authorize)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*opsTimeout)
 	defer cancel()
 	if _, err := tokens.Login(ctx, store, cfg.Providers["test"], identity, tokens.LoginOptions{OpenBrowser: browser}); err != nil {

@@ -5,11 +5,9 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,7 +40,7 @@ type rig struct {
 	d    *daemon.Daemon
 	dir  string
 	cfg  *config.Config
-	logs *syncBuffer
+	logs *testkit.SyncBuffer
 
 	imap, pop3, smtp string // xoauthd's listen addresses
 }
@@ -51,7 +49,7 @@ type rig struct {
 // authorization code flow, the way `xoauthd login` does.
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
+	r := &rig{t: t, dir: t.TempDir(), logs: &testkit.SyncBuffer{}}
 	r.idp = testidp.New(t, testidp.Options{})
 	r.idp.AddClient(testidp.Client{ID: clientID, Public: true})
 	r.idp.AddUser(alice)
@@ -177,17 +175,7 @@ func (r *rig) login(identity string) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	browser := func(u string) error {
-		redirect, err := r.idp.Authorize(u)
-		if err != nil {
-			return err
-		}
-		resp, err := http.Get(redirect)
-		if err != nil {
-			return err
-		}
-		return resp.Body.Close()
-	}
+	browser := testidp.Browser(r.idp.Authorize)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res, err := tokens.Login(ctx, store, r.cfg.Providers["test"], identity, tokens.LoginOptions{OpenBrowser: browser})
@@ -197,24 +185,6 @@ func (r *rig) login(identity string) {
 	if !strings.EqualFold(res.User, identity) {
 		r.t.Fatalf("login %s signed in %s", identity, res.User)
 	}
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // b64 is standard base64 with padding.
