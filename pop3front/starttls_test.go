@@ -87,7 +87,7 @@ func TestSTLS(t *testing.T) {
 	}
 	c.login()
 	c.cmd("STAT", "+OK 2 53")
-	c.cmd("QUIT", "+OK bye")
+	c.cmd("QUIT", "+OK Bye (2 messages left)")
 	c.expectClosed()
 	h.close()
 	if logs := h.logs.String(); !strings.Contains(logs, `reason="login before STLS`) || !strings.Contains(logs, "login=alice") {
@@ -108,7 +108,7 @@ func TestImplicitTLS(t *testing.T) {
 	c.cmd("STLS", strings.TrimSuffix(replyTLSActive, "\r\n"))
 	c.login()
 	c.cmd("STAT", "+OK 2 53")
-	c.cmd("QUIT", "+OK bye")
+	c.cmd("QUIT", "+OK Bye (2 messages left)")
 	c.expectClosed()
 }
 
