@@ -3,27 +3,13 @@ package pop3front
 import (
 	"bufio"
 	"crypto/tls"
-	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/xoauthd/xoauthd/internal/localtls"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
-
-// localTLS returns a server configuration with a self-signed certificate
-// for 127.0.0.1 and a client configuration that trusts it.
-func localTLS(t *testing.T) (server, client *tls.Config) {
-	t.Helper()
-	cert, err := localtls.SelfSigned(t.TempDir(), "127.0.0.1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert.Leaf())
-	return cert.ServerConfig(), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-}
 
 // withTLS sets local TLS on the front.
 func withTLS(server *tls.Config, implicit, plaintextLogin bool) harnessOption {
@@ -66,7 +52,7 @@ func hasCapa(caps []string, name string) bool {
 // before STLS, CAPA offers only STLS to log in and USER, PASS and AUTH are
 // refused without a credential check.
 func TestSTLS(t *testing.T) {
-	server, client := localTLS(t)
+	server, client := testkit.TLSPair(t)
 	h := newHarness(t, withTLS(server, false, false))
 	c := h.dialGreeted(t)
 	caps := c.capa()
@@ -97,7 +83,7 @@ func TestSTLS(t *testing.T) {
 
 // TestImplicitTLS logs in on a POP3S-style listener.
 func TestImplicitTLS(t *testing.T) {
-	server, client := localTLS(t)
+	server, client := testkit.TLSPair(t)
 	h := newHarness(t, withTLS(server, true, false))
 	c := h.dial(t)
 	c.upgrade(client)
@@ -115,7 +101,7 @@ func TestImplicitTLS(t *testing.T) {
 // TestPlaintextLoginAllowedWithTLS: on a loopback listener STLS is offered
 // and logins work without it.
 func TestPlaintextLoginAllowedWithTLS(t *testing.T) {
-	server, _ := localTLS(t)
+	server, _ := testkit.TLSPair(t)
 	h := newHarness(t, withTLS(server, false, true))
 	c := h.dialGreeted(t)
 	if caps := c.capa(); !hasCapa(caps, "STLS") || !hasCapa(caps, "USER") || !hasCapa(caps, "SASL") {
@@ -127,7 +113,7 @@ func TestPlaintextLoginAllowedWithTLS(t *testing.T) {
 // TestSTLSDiscardsPlaintextInjection: commands sent in plaintext behind
 // STLS, before the handshake, are dropped (CVE-2011-0411).
 func TestSTLSDiscardsPlaintextInjection(t *testing.T) {
-	server, client := localTLS(t)
+	server, client := testkit.TLSPair(t)
 	h := newHarness(t, withTLS(server, false, false))
 	c := h.dialGreeted(t)
 	c.write("STLS\r\nUSER alice\r\nPASS " + alicePassword + "\r\n")
@@ -147,7 +133,7 @@ func TestSTLSDiscardsPlaintextInjection(t *testing.T) {
 }
 
 func TestSTLSErrors(t *testing.T) {
-	server, _ := localTLS(t)
+	server, _ := testkit.TLSPair(t)
 	t.Run("argument", func(t *testing.T) {
 		h := newHarness(t, withTLS(server, false, false))
 		c := h.dialGreeted(t)

@@ -191,7 +191,7 @@ func TestAuditAndMetrics(t *testing.T) {
 // through go-smtp's TLS layer, never as plaintext into the TLS stream.
 func TestReloadClosesSessionAfterSTARTTLS(t *testing.T) {
 	sessions := &proxy.Sessions{}
-	server, client := localTLS(t)
+	server, client := testkit.TLSPair(t)
 	h := newHarness(t, withSessions(sessions), withLocalTLS(server, false, false))
 	tc := h.transcript()
 	tc.cmd("EHLO client.test", "250 ")

@@ -219,3 +219,12 @@ func NewPKI(t testing.TB) *PKI {
 	ca := NewCA(t)
 	return &PKI{CA: ca, CAFile: ca.WriteCAFile(t), Server: ca.ServerConfig(t)}
 }
+
+// TLSPair is what a test of a server's own TLS needs: a server
+// configuration with a certificate for LoopbackNames from a new CA, and a
+// client configuration that trusts that CA only and expects 127.0.0.1.
+func TLSPair(t testing.TB) (server, client *tls.Config) {
+	t.Helper()
+	ca := NewCA(t)
+	return ca.ServerConfig(t), ca.ClientConfig("127.0.0.1")
+}
