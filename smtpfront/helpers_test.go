@@ -89,27 +89,14 @@ func (f *fakeTokens) Refresh(_ context.Context, identity, stale string) (string,
 
 // testLog collects a test's log output; an ERROR record fails the test.
 type testLog struct {
-	t   testing.TB
-	mu  sync.Mutex
-	buf bytes.Buffer
+	testkit.SyncBuffer
+	t testing.TB
 }
 
 func newTestLog(t testing.TB) (*testLog, *slog.Logger) {
 	l := &testLog{t: t}
 	h := slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug})
 	return l, slog.New(errorTrap{h, l})
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *testLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // waitFor waits until the log contains all of parts (log lines are written

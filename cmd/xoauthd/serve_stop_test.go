@@ -23,6 +23,7 @@ import (
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/passhash"
 	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/internal/testline"
 	"github.com/xoauthd/xoauthd/internal/testupstream"
 	"github.com/xoauthd/xoauthd/tokens"
@@ -142,7 +143,7 @@ func freeLoopback(t *testing.T) string {
 type serveProcess struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	stderr *syncOutput
+	stderr *testkit.SyncBuffer
 	exited chan struct{} // closed when the process has exited
 	err    error         // cmd.Wait's result, once exited
 }
@@ -154,7 +155,7 @@ func (r *stopRig) serve(t *testing.T, args ...string) *serveProcess {
 	argv := append([]string{"serve", "--config", r.path}, args...)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperServe$")
 	cmd.Env = append(os.Environ(), helperServeEnv+"="+strings.Join(argv, "\n"))
-	p := &serveProcess{t: t, cmd: cmd, stderr: &syncOutput{}, exited: make(chan struct{})}
+	p := &serveProcess{t: t, cmd: cmd, stderr: &testkit.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/notify"
 	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/tokens"
 )
 
@@ -35,24 +35,6 @@ const (
 	kaWait = 10 * time.Second
 )
 
-// kaBuffer is a goroutine-safe log sink.
-type kaBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *kaBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *kaBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // kaRig is a daemon (not started unless a test does) over a token store,
 // a test identity provider behind a proxy that keeps every token it hands
 // out, and a webhook that records what it receives.
@@ -62,13 +44,13 @@ type kaRig struct {
 	idp    *testidp.IdP
 	rec    *testidp.Recorder // the configuration's authority: keeps the tokens
 	idpURL string            // rec.URL
-	log    *kaBuffer
+	log    *testkit.SyncBuffer
 	hooked chan []byte // webhook bodies
 }
 
 func newKaRig(t *testing.T, extraYAML string) *kaRig {
 	t.Helper()
-	r := &kaRig{idp: testidp.New(t, testidp.Options{}), log: &kaBuffer{}, hooked: make(chan []byte, 10)}
+	r := &kaRig{idp: testidp.New(t, testidp.Options{}), log: &testkit.SyncBuffer{}, hooked: make(chan []byte, 10)}
 	r.idp.AddClient(testidp.Client{ID: kaClientID, Secret: kaSecret})
 	r.idp.AddUser(kaAlice)
 	r.rec = testidp.NewRecorder(t, r.idp)
@@ -366,7 +348,7 @@ accounts:
 		t.Fatal(err)
 	}
 	src := &kaTokens{}
-	log := &kaBuffer{}
+	log := &testkit.SyncBuffer{}
 	d, err := New(cfg, Options{Tokens: src, Log: slog.New(slog.NewTextHandler(log, nil))})
 	if err != nil {
 		t.Fatal(err)
