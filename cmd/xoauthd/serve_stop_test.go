@@ -25,8 +25,8 @@ import (
 	"github.com/xoauthd/xoauthd/internal/testidp"
 	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/internal/testline"
+	"github.com/xoauthd/xoauthd/internal/testsignin"
 	"github.com/xoauthd/xoauthd/internal/testupstream"
-	"github.com/xoauthd/xoauthd/tokens"
 )
 
 // helperServeEnv carries the arguments (one per line) of the xoauthd
@@ -112,19 +112,10 @@ func (r *stopRig) login(t *testing.T, identity string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := tokens.LoadKey(cfg.Store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := tokens.OpenStore(cfg.Store.Path, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	browser := testidp.Browser(r.idp.Authorize)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := tokens.Login(ctx, store, cfg.Providers["test"], identity, tokens.LoginOptions{OpenBrowser: browser}); err != nil {
-		t.Fatalf("login %s: %v", identity, err)
+	if err := testsignin.SignIn(ctx, cfg, "test", identity, r.idp.Authorize); err != nil {
+		t.Fatal(err)
 	}
 }
 

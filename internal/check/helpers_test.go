@@ -14,6 +14,7 @@ import (
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/passhash"
 	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testsignin"
 	"github.com/xoauthd/xoauthd/tokens"
 )
 
@@ -120,19 +121,10 @@ func (e *checkEnv) login(identity string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	key, _, err := tokens.LoadKey(cfg.Store)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	store, err := tokens.OpenStore(cfg.Store.Path, key)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	browser := testidp.Browser(e.idp.Authorize)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := tokens.Login(ctx, store, cfg.Providers["test"], identity, tokens.LoginOptions{OpenBrowser: browser}); err != nil {
-		e.t.Fatalf("login %s: %v", identity, err)
+	if err := testsignin.SignIn(ctx, cfg, "test", identity, e.idp.Authorize); err != nil {
+		e.t.Fatal(err)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/xoauthd/xoauthd/internal/notify"
 	"github.com/xoauthd/xoauthd/internal/testidp"
 	"github.com/xoauthd/xoauthd/internal/testkit"
+	"github.com/xoauthd/xoauthd/internal/testsignin"
 	"github.com/xoauthd/xoauthd/tokens"
 )
 
@@ -101,19 +102,10 @@ notify: {webhook: "%s/hook/secret-path", timeout: 5s}
 // over the daemon's file.
 func (r *kaRig) login(t *testing.T) {
 	t.Helper()
-	key, _, err := tokens.LoadKey(r.cfg.Store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := tokens.OpenStore(r.cfg.Store.Path, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	browser := testidp.Browser(r.rec.Authorize)
 	ctx, cancel := context.WithTimeout(context.Background(), kaWait)
 	defer cancel()
-	if _, err := tokens.Login(ctx, store, r.cfg.Providers["m365"], kaAlice, tokens.LoginOptions{OpenBrowser: browser}); err != nil {
-		t.Fatalf("login: %v", err)
+	if err := testsignin.SignIn(ctx, r.cfg, "m365", kaAlice, r.rec.Authorize); err != nil {
+		t.Fatal(err)
 	}
 }
 

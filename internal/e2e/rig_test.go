@@ -15,8 +15,8 @@ import (
 	"github.com/xoauthd/xoauthd/internal/daemon"
 	"github.com/xoauthd/xoauthd/internal/passhash"
 	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testsignin"
 	"github.com/xoauthd/xoauthd/internal/testupstream"
-	"github.com/xoauthd/xoauthd/tokens"
 
 	"github.com/xoauthd/xoauthd/internal/testkit"
 )
@@ -167,23 +167,10 @@ func (r *rig) replaceConfig(path, content string) {
 // playing the browser.
 func (r *rig) login(identity string) {
 	r.t.Helper()
-	key, _, err := tokens.LoadKey(r.cfg.Store)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	store, err := tokens.OpenStore(r.cfg.Store.Path, key)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	browser := testidp.Browser(r.idp.Authorize)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := tokens.Login(ctx, store, r.cfg.Providers["test"], identity, tokens.LoginOptions{OpenBrowser: browser})
-	if err != nil {
-		r.t.Fatalf("login %s: %v", identity, err)
-	}
-	if !strings.EqualFold(res.User, identity) {
-		r.t.Fatalf("login %s signed in %s", identity, res.User)
+	if err := testsignin.SignIn(ctx, r.cfg, "test", identity, r.idp.Authorize); err != nil {
+		r.t.Fatal(err)
 	}
 }
 
