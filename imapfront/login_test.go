@@ -19,6 +19,7 @@ import (
 
 	"github.com/xoauthd/xoauthd/internal/diagnose"
 	"github.com/xoauthd/xoauthd/internal/memupstream"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
 )
@@ -216,16 +217,6 @@ func TestUpstreamDown(t *testing.T) {
 	}
 }
 
-// bigMessage returns a message of about size bytes with CRLF lines.
-func bigMessage(size int) []byte {
-	var b bytes.Buffer
-	b.WriteString("From: a@example.com\r\nTo: alice@example.com\r\nSubject: big\r\n\r\n")
-	for i := 0; b.Len() < size; i++ {
-		fmt.Fprintf(&b, "%08d %s\r\n", i, strings.Repeat("abcdefghij", 7))
-	}
-	return b.Bytes()
-}
-
 // TestIMAPClient runs go-imap's client through the front: login, select, a
 // 10 MiB fetch byte for byte, and IDLE seeing a message arrive.
 func TestIMAPClient(t *testing.T) {
@@ -236,7 +227,7 @@ func TestIMAPClient(t *testing.T) {
 			if mech != "LOGIN" {
 				size = 64 << 10 // one big fetch is enough
 			}
-			msg := bigMessage(size)
+			msg := testkit.BigMessage(size)
 			if err := e.mem.Append(testMailbox, "INBOX", msg); err != nil {
 				t.Fatal(err)
 			}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"regexp"
 	"strconv"
@@ -14,36 +13,10 @@ import (
 	"time"
 
 	"github.com/xoauthd/xoauthd/internal/memupstream"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
 )
-
-// bigMessage returns a message of about size bytes with CRLF lines of
-// varying length, some starting with "." (dot-stuffed on the wire) and some
-// with 8-bit bytes.
-func bigMessage(size int) []byte {
-	rng := rand.New(rand.NewPCG(1, 2))
-	var printable [2 * 95]byte
-	for i := range printable {
-		printable[i] = byte(' ' + i%95)
-	}
-	b := bytes.NewBufferString("Subject: big\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
-	for b.Len() < size {
-		off := rng.IntN(95)
-		line := printable[off : off+rng.IntN(95)]
-		switch rng.IntN(20) {
-		case 0:
-			line = append([]byte("."), line...)
-		case 1:
-			line = []byte(".")
-		case 2:
-			line = append(line, "grüße"...)
-		}
-		b.Write(line)
-		b.WriteString("\r\n")
-	}
-	return b.Bytes()
-}
 
 // login logs in as alice with USER/PASS.
 func (c *client) login() {
@@ -53,7 +26,7 @@ func (c *client) login() {
 }
 
 func TestRelayLargeMessageAndDelete(t *testing.T) {
-	big, small := bigMessage(10<<20), []byte("Subject: s\r\n\r\nx\r\n")
+	big, small := testkit.BigMessage(10<<20), []byte("Subject: s\r\n\r\nx\r\n")
 	h := newHarness(t, withDrop(big, small))
 	c := h.dialGreeted(t)
 	c.login()
