@@ -198,7 +198,7 @@ func TestRecordBatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	uc := &upstreamConn{Conn: tc, raw: raw, batch: batch}
-	want := bigMessage(encBufSize / 2)
+	want := testkit.DottedMessage(encBufSize / 2)
 	for _, tt := range []struct {
 		size   int
 		writes int64

@@ -32,3 +32,22 @@ func BigMessage(size int) []byte {
 	}
 	return b.Bytes()
 }
+
+// DottedMessage returns a message of about size bytes with 76-column CRLF
+// lines, every fiftieth starting with a dot. No line is a lone ".", so the
+// bytes may be written as they are after SMTP DATA (a leading dot is then
+// stuffing, which the server removes).
+func DottedMessage(size int) []byte {
+	var b bytes.Buffer
+	b.Grow(size + 200)
+	b.WriteString("From: <billing@example.com>\r\nTo: <bob@example.net>\r\nSubject: big\r\n\r\n")
+	const line = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/0123456789ab"
+	for i := 0; b.Len() < size; i++ {
+		if i%50 == 0 {
+			b.WriteString(".")
+		}
+		b.WriteString(line)
+		b.WriteString("\r\n")
+	}
+	return b.Bytes()
+}
