@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xoauthd/xoauthd/imapfront"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/pop3front"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/smtpfront"
@@ -24,19 +25,8 @@ func TestRefuseImplicitTLSWritesNothing(t *testing.T) {
 	}
 	for name, front := range fronts {
 		t.Run(name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				c, err := ln.Accept()
-				if err == nil {
-					front.Refuse(c)
-					c.Close()
-				}
-			}()
-			c, err := net.Dial("tcp", ln.Addr().String())
+			addr := testkit.ServeOne(t, front.Refuse)
+			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,6 +3,7 @@ package testkit
 import (
 	"io"
 	"net"
+	"testing"
 )
 
 // PeerWrites returns one end of an in-memory connection whose other end
@@ -16,4 +17,26 @@ func PeerWrites(data []byte) net.Conn {
 		_ = server.Close()
 	}()
 	return client
+}
+
+// ServeOne listens on a loopback port, hands the first connection to
+// serve (in a goroutine of its own) and closes the connection after serve
+// returns. The listener closes when the test ends. It returns the address
+// to dial.
+func ServeOne(t testing.TB, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		serve(c)
+	}()
+	return ln.Addr().String()
 }

@@ -14,21 +14,11 @@ import (
 // client's error.
 func handshake(t *testing.T, server, client *tls.Config) error {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr := ServeOne(t, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		_ = tls.Server(c, server).Handshake()
-	}()
-	c, err := tls.Dial("tcp", ln.Addr().String(), client)
+	})
+	c, err := tls.Dial("tcp", addr, client)
 	if err == nil {
 		c.Close()
 	}
