@@ -300,17 +300,8 @@ func TestIMAPClient(t *testing.T) {
 // same write as its last reply: the client gets it right after its OK.
 func TestUpstreamLeftover(t *testing.T) {
 	mem := memupstream.MustStart(t, memupstream.Options{})
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", mem.ServerTLS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr := testkit.ServeOne(t, func(raw net.Conn) {
+		c := tls.Server(raw, mem.ServerTLS())
 		_ = c.SetDeadline(time.Now().Add(ioTimeout))
 		br := bufio.NewReader(c)
 		io.WriteString(c, greetIR)
@@ -320,8 +311,8 @@ func TestUpstreamLeftover(t *testing.T) {
 		io.WriteString(c, "* LIST () \"/\" \"\"\r\nxo1 OK done\r\n* 7 EXISTS\r\n* 1 RECENT\r\n")
 		line, _ := br.ReadString('\n')
 		io.WriteString(c, "* echo "+line)
-	}()
-	d, err := proxy.NewDialer(ln.Addr().String(), proxy.TLSImplicit, mem.CAFile())
+	})
+	d, err := proxy.NewDialer(addr, proxy.TLSImplicit, mem.CAFile())
 	if err != nil {
 		t.Fatal(err)
 	}
