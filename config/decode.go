@@ -211,7 +211,7 @@ func (d *decoder) str(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	if _, _, ok := parseRef(n.Value); ok {
-		d.addf(path, n.Line, "references like ${env:NAME} and ${file:PATH} are resolved only in secret fields (client_secret, password_hash, store.key, notify.webhook); write the value itself here")
+		d.addf(path, n.Line, "references like ${env:NAME} and ${file:PATH} are resolved only in secret fields (client_secret, password_hash, store.key, store.redis.password, notify.webhook); write the value itself here")
 		return
 	}
 	v.SetString(n.Value)

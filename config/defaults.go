@@ -124,6 +124,7 @@ func (c *Config) ApplyDefaults() {
 		// backup or volume does not hold both (SECURITY.md).
 		c.Store.KeyFile = filepath.Join(filepath.Dir(c.Path), DefaultKeyFile)
 	}
+	c.Store.applyDefaults() // store.backend and store.redis (store.go)
 	c.applyNotifyDefaults() // tokens: and notify: (notify.go)
 	for name, p := range c.Providers {
 		if p != nil {

@@ -45,6 +45,10 @@ type Store struct {
 	// KeyFile is the file named by a ${file:PATH} reference in key, so the
 	// key can be created (mode 0600) when it does not exist yet.
 	KeyFile string `yaml:"-"`
+	// Backend is where the tokens are kept: BackendFile (path) or
+	// BackendRedis (redis, shared by several replicas); see store.go.
+	Backend string     `yaml:"backend"`
+	Redis   RedisStore `yaml:"redis"`
 }
 
 // Provider is an OAuth 2.0 identity provider (an app registration).

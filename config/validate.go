@@ -109,6 +109,7 @@ func (k *checker) store() {
 	case s.KeyFile == "":
 		k.addf("store.key", "missing; set key: ${file:/etc/xoauthd/store.key}, apart from the token store (created on first run when its directory is writable)")
 	}
+	k.storeBackend() // store.backend and store.redis (store.go)
 }
 
 // provider checks one entry of providers:.

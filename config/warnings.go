@@ -28,11 +28,12 @@ func (c *Config) Warnings() Problems {
 // storeKeyWarning warns when the key file sits in the token store's data
 // directory (/var/lib/xoauthd, a volume): one backup or volume of it then
 // holds both. A store kept beside the configuration, the single-directory
-// layout of the defaults, has no data directory of its own to warn about.
+// layout of the defaults, has no data directory of its own to warn about;
+// nor has the redis backend, which keeps no token file.
 func (k *checker) storeKeyWarning() {
 	c := k.c
 	s := c.Store
-	if s.KeyFile == "" || s.Path == "" || filepath.Dir(s.Path) == filepath.Dir(c.Path) {
+	if s.IsRedis() || s.KeyFile == "" || s.Path == "" || filepath.Dir(s.Path) == filepath.Dir(c.Path) {
 		return
 	}
 	if filepath.Dir(s.KeyFile) == filepath.Dir(s.Path) {

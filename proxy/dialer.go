@@ -7,8 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/tlsroots"
 )
 
 // TLSMode says how a connection to the upstream is secured.
@@ -27,8 +28,6 @@ const (
 	// sessionCacheSize is the number of TLS sessions kept per dialer for
 	// resumption (one upstream host, so a few are plenty).
 	sessionCacheSize = 64
-	// maxCAFileSize bounds the ca_file read by NewDialer.
-	maxCAFileSize = 1 << 20
 )
 
 // Dialer opens connections to one upstream server.
@@ -61,7 +60,7 @@ func NewDialer(addr string, mode TLSMode, caFile string) (*Dialer, error) {
 	default:
 		return nil, fmt.Errorf("upstream tls mode %q for %s: want implicit or starttls", mode, addr)
 	}
-	roots, err := upstreamRoots(caFile)
+	roots, err := tlsroots.WithFile(caFile)
 	if err != nil {
 		return nil, err
 	}
@@ -77,46 +76,6 @@ func NewDialer(addr string, mode TLSMode, caFile string) (*Dialer, error) {
 		DialTimeout:      DefaultDialTimeout,
 		HandshakeTimeout: DefaultHandshakeTimeout,
 	}, nil
-}
-
-// upstreamRoots returns the system roots plus the certificates of caFile.
-func upstreamRoots(caFile string) (*x509.CertPool, error) {
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
-	}
-	if caFile == "" {
-		return roots, nil
-	}
-	pem, err := readBounded(caFile, maxCAFileSize)
-	if err != nil {
-		return nil, fmt.Errorf("reading ca_file: %w", err)
-	}
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("reading ca_file %s: no PEM certificate found (hint: the file must hold one or more -----BEGIN CERTIFICATE----- blocks)", caFile)
-	}
-	return roots, nil
-}
-
-// readBounded reads a whole file that must not exceed limit bytes.
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	b := make([]byte, st.Size())
-	if _, err := f.ReadAt(b, 0); err != nil && st.Size() > 0 {
-		return nil, err
-	}
-	return b, nil
 }
 
 // Dial connects to the upstream. In implicit mode it returns a TLS connection

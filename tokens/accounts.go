@@ -19,7 +19,7 @@ type IdentityStatus struct {
 // Identities joins the configured accounts with the store: one row per
 // identity and provider, configured ones first in file order, then
 // identities that are only in the store. store may be nil (no store yet).
-func Identities(cfg *config.Config, store *Store, now time.Time) ([]IdentityStatus, error) {
+func Identities(cfg *config.Config, store Backend, now time.Time) ([]IdentityStatus, error) {
 	var rows []IdentityStatus
 	index := map[string]int{} // lower-case identity + provider → row
 	for _, a := range cfg.Accounts {

@@ -20,6 +20,18 @@
 // file, fsync, rename, fsync of the directory); readers notice a file
 // replaced by another process and re-read it.
 //
+// A Backend keeps the token sets; the file Store is the default. A
+// RedisStore shares them between the replicas of a deployment: one value
+// per identity, AES-256-GCM with the identity and the value's version as
+// additional data (a value copied to another identity, or an old one put
+// back, does not decrypt), written by compare-and-set on the version so an
+// older token set never replaces a newer one. Each replica caches records
+// in memory and drops a copy when another replica announces a write on a
+// pub/sub channel; without the subscription it reads Redis before each
+// use, and with Redis unreachable it serves what it has cached. A refresh
+// takes a lock with an expiry in Redis, so one replica asks the provider
+// and the others wait for what it stores.
+//
 // The Manager refreshes an access token when less than a margin is left,
 // one request per identity at a time on a context that outlives the caller,
 // and saves a rotated refresh token before handing out the new access token.

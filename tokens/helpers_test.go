@@ -67,7 +67,7 @@ func newStore(t testing.TB) (*Store, []byte) {
 }
 
 // seed stores a record for identity with a refresh token issued by idp.
-func seed(t testing.TB, s *Store, idp *testidp.IdP, identity, clientID string, at string, expiry time.Time) record {
+func seed(t testing.TB, s Backend, idp *testidp.IdP, identity, clientID string, at string, expiry time.Time) record {
 	t.Helper()
 	rec := record{
 		Identity: identity, Provider: "m365", Flow: config.FlowAuthCode, User: identity,
@@ -81,7 +81,7 @@ func seed(t testing.TB, s *Store, idp *testidp.IdP, identity, clientID string, a
 }
 
 // mustGet returns identity's record or fails.
-func mustGet(t testing.TB, s *Store, identity string) record {
+func mustGet(t testing.TB, s Backend, identity string) record {
 	t.Helper()
 	r, ok, err := s.get(identity)
 	if err != nil || !ok {
@@ -260,4 +260,21 @@ func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// atOnce makes n calls as nearly at once as goroutines allow and returns
+// their results by call.
+func atOnce(n int, call func(i int) (string, error)) ([]string, []error) {
+	toks, errs := make([]string, n), make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			toks[i], errs[i] = call(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return toks, errs
 }

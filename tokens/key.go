@@ -38,6 +38,10 @@ func LoadKey(s config.Store) (key []byte, created bool, err error) {
 	}
 	text, err := readBounded(s.KeyFile, maxKeyFile)
 	if errors.Is(err, fs.ErrNotExist) {
+		if s.IsRedis() {
+			return nil, false, fmt.Errorf("store key file %s is missing (hint: with store.backend redis every replica needs the same key, so xoauthd does not make one: "+
+				"create it once with: openssl rand -hex 32 > %s, and give the same file to every replica)", s.KeyFile, s.KeyFile)
+		}
 		if err := storeWithoutKey(s); err != nil {
 			return nil, false, err
 		}

@@ -51,7 +51,7 @@ type LoginResult struct {
 // Login runs the interactive flow for identity with provider p, checks that
 // the account that signed in is identity, and stores its tokens, replacing
 // whatever was stored for identity. On any error nothing is stored.
-func Login(ctx context.Context, store *Store, p *config.Provider, identity string, opts LoginOptions) (*LoginResult, error) {
+func Login(ctx context.Context, store Backend, p *config.Provider, identity string, opts LoginOptions) (*LoginResult, error) {
 	rp, identity, err := interactiveProvider(p, identity)
 	if err != nil {
 		return nil, err
@@ -76,7 +76,7 @@ func Login(ctx context.Context, store *Store, p *config.Provider, identity strin
 
 // saveLogin checks that tok is identity's and stores it, replacing what was
 // stored for identity; on any error nothing is stored.
-func saveLogin(store *Store, rp *provider, identity, flow string, tok *oauth2.Token, out io.Writer) (*LoginResult, error) {
+func saveLogin(store Backend, rp *provider, identity, flow string, tok *oauth2.Token, out io.Writer) (*LoginResult, error) {
 	now := time.Now()
 	user, err := checkSignedIn(tok, identity, out)
 	if err != nil {

@@ -43,6 +43,9 @@ type Options struct {
 	HTTPClient     *http.Client     // nil: http.DefaultClient
 	Logger         *slog.Logger     // nil: discard
 	Now            func() time.Time // nil: time.Now; tests move the clock
+	// RefreshLockTTL is how long a replica holds an identity's refresh
+	// lock in a shared store (Redis); zero: RequestTimeout plus 5s.
+	RefreshLockTTL time.Duration
 	// OnRefresh, when set, is called after every request to the identity
 	// provider for an identity's access token with RefreshSuccess,
 	// RefreshNeedsLogin or RefreshError, and the new expiry on success (the
@@ -77,7 +80,7 @@ func (m *Manager) reportRefresh(identity string, err error, expiry time.Time) {
 // have more than Margin left, else refreshed, with at most one request per
 // identity in flight. It implements proxy.TokenSource. Safe for concurrent use.
 type Manager struct {
-	store     *Store
+	store     Backend
 	providers func(identity string) (*config.Provider, error)
 	opts      Options
 	log       *slog.Logger
@@ -110,10 +113,10 @@ type appToken struct {
 	expiry time.Time
 }
 
-// NewManager returns a Manager over store. providers returns the provider
+// NewManager returns a Manager over store (the file *Store or a *RedisStore). providers returns the provider
 // configuration of an identity (it reads the live configuration, so a reload
 // takes effect on the next refresh).
-func NewManager(store *Store, providers func(identity string) (*config.Provider, error), opts Options) *Manager {
+func NewManager(store Backend, providers func(identity string) (*config.Provider, error), opts Options) *Manager {
 	if opts.Margin <= 0 {
 		opts.Margin = DefaultMargin
 	}
@@ -242,7 +245,7 @@ func (m *Manager) coalesce(ctx context.Context, key string, fetch func(context.C
 	if f == nil {
 		f = &flight{done: make(chan struct{})}
 		st.flight = f
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.RequestTimeout)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.flightTimeout())
 		go func() {
 			defer cancel()
 			f.tok, f.err = fetch(rctx)
@@ -292,6 +295,16 @@ func (m *Manager) refreshFetch(identity string, p *provider, stale string) func(
 		if err := m.backoff(key, rec.RefreshToken); err != nil {
 			return m.cachedOr(rec.AccessToken, rec.Expiry, stale, err)
 		}
+		if l, ok := m.store.(refreshLocker); ok {
+			cur, release, tok, err := m.clusterTurn(ctx, l, rec, stale)
+			if release == nil {
+				return tok, err
+			}
+			defer release()
+			rec = cur
+		}
+		ctx, cancel := context.WithTimeout(ctx, m.opts.RequestTimeout)
+		defer cancel()
 		tok, err := p.tokenRequest(withClient(ctx, m.opts.HTTPClient), url.Values{
 			"grant_type":    {"refresh_token"},
 			"refresh_token": {rec.RefreshToken},
@@ -308,6 +321,7 @@ func (m *Manager) refreshFetch(identity string, p *provider, stale string) func(
 func (m *Manager) refreshSucceeded(key string, old record, tok *oauth2.Token) (string, error) {
 	now := m.opts.Now()
 	expiry := tokenExpiry(tok, now)
+	var newer *record // stored by a login or another process meanwhile
 	err := m.store.modify(old.Identity, func(r *record, exists bool) (bool, error) {
 		if !exists {
 			return false, &NeedsLoginError{Identity: old.Identity,
@@ -315,7 +329,8 @@ func (m *Manager) refreshSucceeded(key string, old record, tok *oauth2.Token) (s
 		}
 		if r.RefreshToken != old.RefreshToken {
 			// A login or another process replaced the token meanwhile:
-			// what is on disk is at least as new; keep it.
+			// what is stored is at least as new; keep it.
+			newer = r
 			return false, nil
 		}
 		if tok.RefreshToken != "" {
@@ -333,8 +348,13 @@ func (m *Manager) refreshSucceeded(key string, old record, tok *oauth2.Token) (s
 		return "", fmt.Errorf("saving the refreshed token of %s: %w", old.Identity, err)
 	}
 	m.clearBackoff(key)
-	m.log.Info("token refreshed", "identity", old.Identity, "expires", expiry.Format(time.RFC3339))
 	m.reportRefresh(old.Identity, nil, expiry)
+	if newer != nil && m.stillValid(newer.AccessToken, newer.Expiry) {
+		// No process goes on with a token older than the stored one.
+		m.log.Info("token refreshed, but a newer one was stored meanwhile; using that", "identity", old.Identity)
+		return newer.AccessToken, nil
+	}
+	m.log.Info("token refreshed", "identity", old.Identity, "expires", expiry.Format(time.RFC3339))
 	return tok.AccessToken, nil
 }
 

@@ -58,18 +58,7 @@ func TestTokenFromStoreWithoutRequest(t *testing.T) {
 func TestSingleFlight(t *testing.T) {
 	f := newFixture(t, time.Now().Add(-time.Minute), Options{})
 	const callers = 100
-	toks := make([]string, callers)
-	errs := make([]error, callers)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range callers {
-		wg.Go(func() {
-			<-start
-			toks[i], errs[i] = f.m.Token(ctxT(t), alice)
-		})
-	}
-	close(start)
-	wg.Wait()
+	toks, errs := atOnce(callers, func(int) (string, error) { return f.m.Token(ctxT(t), alice) })
 	for i := range callers {
 		if errs[i] != nil {
 			t.Fatalf("caller %d: %v", i, errs[i])
@@ -353,7 +342,7 @@ func TestRefreshOutlivesCaller(t *testing.T) {
 }
 
 // waitFor polls cond until it holds or the test's deadline is near.
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

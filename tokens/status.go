@@ -30,16 +30,26 @@ type Status struct {
 // Status returns identity's state at time now; ok is false when the store
 // has nothing for it.
 func (s *Store) Status(identity string, now time.Time) (st Status, ok bool, err error) {
-	r, ok, err := s.get(identity)
+	return statusFrom(s.get, identity, now)
+}
+
+// List returns the state of every identity in the store, sorted by identity.
+func (s *Store) List(now time.Time) ([]Status, error) {
+	return listFrom(s.all, now)
+}
+
+// statusFrom is Status over a backend's get.
+func statusFrom(get func(string) (record, bool, error), identity string, now time.Time) (Status, bool, error) {
+	r, ok, err := get(identity)
 	if err != nil || !ok {
 		return Status{Identity: identity, State: StateNoToken}, false, err
 	}
 	return r.status(now), true, nil
 }
 
-// List returns the state of every identity in the store, sorted by identity.
-func (s *Store) List(now time.Time) ([]Status, error) {
-	recs, err := s.all()
+// listFrom is List over a backend's all.
+func listFrom(all func() ([]record, error), now time.Time) ([]Status, error) {
+	recs, err := all()
 	if err != nil {
 		return nil, err
 	}

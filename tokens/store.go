@@ -114,26 +114,37 @@ func OpenStore(path string, key []byte) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("store.path is not set (hint: path: /var/lib/xoauthd/tokens.json)")
 	}
-	if len(key) != KeySize {
-		return nil, fmt.Errorf("store key has %d bytes, want %d", len(key), KeySize)
-	}
-	block, err := aes.NewCipher(key)
+	aead, keyID, err := storeCipherOf(key)
 	if err != nil {
-		return nil, fmt.Errorf("store key: %w", err)
+		return nil, err
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("store key: %w", err)
-	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(storeFormat + " key id"))
-	s := &Store{path: path, aead: aead, keyID: hex.EncodeToString(mac.Sum(nil)[:8])}
+	s := &Store{path: path, aead: aead, keyID: keyID}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.reloadLocked(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// storeCipherOf returns the AES-256-GCM cipher of a store key and the key's
+// id (a truncated HMAC of a fixed label), which tells a wrong key apart
+// from damaged data without revealing the key.
+func storeCipherOf(key []byte) (cipher.AEAD, string, error) {
+	if len(key) != KeySize {
+		return nil, "", fmt.Errorf("store key has %d bytes, want %d", len(key), KeySize)
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, "", fmt.Errorf("store key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, "", fmt.Errorf("store key: %w", err)
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(storeFormat + " key id"))
+	return aead, hex.EncodeToString(mac.Sum(nil)[:8]), nil
 }
 
 // Path returns the store file's path.

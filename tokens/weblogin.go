@@ -73,7 +73,7 @@ func (l *AuthCodeLogin) Code(q url.Values) (string, error) {
 // account than the identity is refused (*IdentityMismatchError) and leaves
 // what is stored unchanged. client makes the requests (nil:
 // http.DefaultClient).
-func (l *AuthCodeLogin) Finish(ctx context.Context, store *Store, code string, client *http.Client) (*LoginResult, error) {
+func (l *AuthCodeLogin) Finish(ctx context.Context, store Backend, code string, client *http.Client) (*LoginResult, error) {
 	ctx = withClient(ctx, client)
 	tok, err := l.exchange(ctx, code)
 	if err != nil {
@@ -147,7 +147,7 @@ func startDevice(ctx context.Context, p *provider, identity string, client *http
 // Wait polls until the person has signed in, declined, or the code expired,
 // and stores the tokens like Login (a token for another account is refused
 // and leaves what is stored unchanged).
-func (l *DeviceLogin) Wait(ctx context.Context, store *Store) (*LoginResult, error) {
+func (l *DeviceLogin) Wait(ctx context.Context, store Backend) (*LoginResult, error) {
 	ctx = withClient(ctx, l.client)
 	tok, err := pollDevice(ctx, l.p, l.identity, l.da, l.Expiry, l.unit, newProgress(io.Discard))
 	if err != nil {

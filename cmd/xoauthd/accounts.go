@@ -29,6 +29,9 @@ func runAccounts(_ context.Context, inv *invocation) int {
 	if err != nil {
 		return inv.fail(err)
 	}
+	if store != nil {
+		defer store.Close()
+	}
 	rows, err := tokens.Identities(cfg, store, time.Now())
 	if err != nil {
 		return inv.fail(err)

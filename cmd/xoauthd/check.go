@@ -43,6 +43,9 @@ func runCheck(ctx context.Context, inv *invocation) int {
 	// The store is opened without creating anything: a missing store or
 	// key is reported by the token step of the accounts that need one.
 	store, storeErr := openStore(inv, cfg.Store, false)
+	if store != nil {
+		defer store.Close()
+	}
 	c := check.New(check.Options{
 		Config: cfg,
 		Tokens: func(p *config.Provider) check.Tokens {

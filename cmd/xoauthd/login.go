@@ -48,6 +48,7 @@ func runLogin(ctx context.Context, inv *invocation) int {
 	if err != nil {
 		return inv.fail(err)
 	}
+	defer store.Close()
 	res, err := tokens.Login(ctx, store, prov, identity, tokens.LoginOptions{
 		Device: *device, NoBrowser: *noBrowser, Out: inv.stdout,
 	})
@@ -60,7 +61,7 @@ func runLogin(ctx context.Context, inv *invocation) int {
 	}
 	fmt.Fprintf(inv.stdout, "\nLogged in as %s (provider %s, %s flow). The access token is valid until %s.\n"+
 		"The tokens are stored encrypted in %s; a running \"xoauthd serve\" uses them without a restart.\n",
-		who, res.Provider, res.Flow, res.Expiry.Local().Format(time.DateTime), store.Path())
+		who, res.Provider, res.Flow, res.Expiry.Local().Format(time.DateTime), store.Describe())
 	return exitOK
 }
 
@@ -115,11 +116,12 @@ func providerForIdentity(cfg *config.Config, identity, name string) (*config.Pro
 		cfg.Path, identity, strings.Join(known, ", "))
 }
 
-// openStore loads the store key and opens the token store. With create the
-// key file is created when missing (and the person is told); without it a
-// store that does not exist yet is returned as nil.
-func openStore(inv *invocation, s config.Store, create bool) (*tokens.Store, error) {
-	if !create && s.Key == "" {
+// openStore loads the store key and opens the token store (the file or
+// Redis, as store.backend says). With create the key file is created when
+// missing (and the person is told); without it a file store that does not
+// exist yet is returned as nil. The caller closes what it gets.
+func openStore(inv *invocation, s config.Store, create bool) (tokens.Backend, error) {
+	if !create && s.Key == "" && !s.IsRedis() {
 		if _, err := os.Stat(s.Path); errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
 		}
@@ -134,5 +136,5 @@ func openStore(inv *invocation, s config.Store, create bool) (*tokens.Store, err
 	if created {
 		fmt.Fprintf(inv.stdout, "Created a new store key in %s (mode 0600). Back it up: without it the stored tokens cannot be read.\n\n", s.KeyFile)
 	}
-	return tokens.OpenStore(s.Path, key)
+	return tokens.OpenBackend(s, key, nil)
 }

@@ -27,6 +27,7 @@ func runLogout(_ context.Context, inv *invocation) int {
 	}
 	found := false
 	if store != nil {
+		defer store.Close()
 		if found, err = store.Delete(identity); err != nil {
 			return inv.fail(err)
 		}
@@ -38,6 +39,6 @@ func runLogout(_ context.Context, inv *invocation) int {
 	fmt.Fprintf(inv.stdout, "Removed the tokens of %s from %s; its accounts fail until \"xoauthd login %s\".\n"+
 		"This does not revoke the sign-in at the provider: to do that, sign out of the app's sessions there\n"+
 		"(Microsoft: My Account > Sign out everywhere, or an admin revokes the user's sessions).\n",
-		identity, store.Path(), identity)
+		identity, store.Describe(), identity)
 	return exitOK
 }

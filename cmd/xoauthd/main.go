@@ -38,6 +38,7 @@ var commands = []command{
 	{"check", "test each account end to end (config, token, IMAP, POP3, SMTP) and explain every failure", runCheck},
 	{"demo", "try xoauthd in one command: a built-in identity provider and mail server behind the real proxy", runDemo},
 	{"accounts", "list identities with token state, expiry, last refresh and last error", runAccounts},
+	{"store", "migrate --to file|redis: copy every identity's tokens to the other store backend, no new sign-in", runStore},
 	{"hash-password", "read a password (no echo) and print its argon2id hash for password_hash", runHashPassword},
 	{"health", "exit 0 when the admin endpoint answers /healthz (or /readyz with --ready); for probes", runHealth},
 	{"service", "install, uninstall, start or stop the Windows service (Windows only)", runService},
@@ -114,6 +115,9 @@ type invocation struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// started, when set, is called by serve once its listeners are up
+	// (a service manager is then told "running").
+	started func()
 }
 
 // flagSet returns the subcommand's flag set; argsUsage describes what

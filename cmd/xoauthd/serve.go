@@ -78,6 +78,9 @@ func serveDaemon(ctx context.Context, inv *invocation, cfg *config.Config, log *
 	}
 	stopReloading := startReloading(runCtx, d, cfg.Path, log)
 	log.Info("xoauthd started", "version", version, "config", cfg.Path)
+	if inv.started != nil {
+		inv.started()
+	}
 	<-ctx.Done()
 	stopReloading()
 	log.Info("stopping: no new connections; IMAP and POP3 sessions end now, SMTP messages under way may finish", "drain", drain)

@@ -61,25 +61,33 @@ const (
 	serviceStopping
 )
 
-// superviseService runs serve for a service manager: it reports starting
-// and running, answers interrogations, and on the first stop request
-// reports stopping and cancels serve's context, which drains sessions the
-// way SIGTERM does. It returns serve's exit status, also when serve ends on
-// its own (a listener that cannot start). A closed requests channel counts
-// as a stop request.
+// superviseService runs serve for a service manager: it reports starting,
+// then running once serve calls started (its listeners are up), answers
+// interrogations, and on the first stop request reports stopping and
+// cancels serve's context, which drains sessions the way SIGTERM does. It
+// returns serve's exit status, also when serve ends on its own (a
+// configuration that does not load, a listener that cannot start). A
+// closed requests channel counts as a stop request.
 func superviseService[R any](ctx context.Context, requests <-chan R, classify func(R) serviceControl,
-	report func(serviceState), serve func(context.Context) int) int {
+	report func(serviceState), serve func(ctx context.Context, started func()) int) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	report(serviceStarting)
-	done := make(chan int, 1)
-	go func() { done <- serve(ctx) }()
-	state := serviceRunning
+	state := serviceStarting
 	report(state)
+	done := make(chan int, 1)
+	up := make(chan struct{})
+	var once sync.Once
+	go func() { done <- serve(ctx, func() { once.Do(func() { close(up) }) }) }()
 	for {
 		select {
 		case code := <-done:
 			return code
+		case <-up:
+			up = nil
+			if state == serviceStarting {
+				state = serviceRunning
+				report(state)
+			}
 		case req, open := <-requests:
 			ctl := controlStop
 			if open {
@@ -97,6 +105,17 @@ func superviseService[R any](ctx context.Context, requests <-chan R, classify fu
 			}
 		}
 	}
+}
+
+// insideDir reports whether dir is root or below it, comparing Windows
+// paths as Windows does: without regard to case, with \ or / between
+// names.
+func insideDir(dir, root string) bool {
+	norm := func(p string) string {
+		return strings.TrimRight(strings.ToLower(strings.ReplaceAll(p, `/`, `\`)), `\`)
+	}
+	dir, root = norm(dir), norm(root)
+	return dir == root || strings.HasPrefix(dir, root+`\`)
 }
 
 // logSink receives one formatted log record with its level.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -146,19 +147,46 @@ func installService(inv *invocation, m *mgr.Mgr, given string) error {
 		return fmt.Errorf("creating the %s service: %w", serviceName, err)
 	}
 	defer s.Close()
-	if err := s.SetRecoveryActions(serviceRecovery, serviceResetPeriod); err != nil {
-		fmt.Fprintf(inv.stderr, "warning: setting restart on failure: %v\n", err)
-	} else if err := s.SetRecoveryActionsOnNonCrashFailures(true); err != nil {
-		fmt.Fprintf(inv.stderr, "warning: setting restart after an exit with an error: %v\n", err)
-	}
+	setRecovery(inv, s)
 	fmt.Fprintf(inv.stdout, "installed the %s service (automatic start) running\n  %s service run --config %s\n"+
 		"start it with: xoauthd service start\n", serviceName, exe, path)
 	return nil
 }
 
+// setRecovery makes the service manager restart the service after a crash
+// and after an exit with an error, and reads the actions back. Where the
+// manager does not store a part, it warns with what that means and the
+// service still installs: Wine 8 accepts SERVICE_CONFIG_FAILURE_ACTIONS
+// but keeps nothing, and has no SERVICE_CONFIG_FAILURE_ACTIONS_FLAG
+// ("Invalid level").
+func setRecovery(inv *invocation, s *mgr.Service) {
+	err := s.SetRecoveryActions(serviceRecovery, serviceResetPeriod)
+	if err == nil {
+		// Read back: a service manager may accept the call and store
+		// nothing (Wine 8 does).
+		stored, qerr := s.RecoveryActions()
+		switch {
+		case qerr != nil:
+			err = fmt.Errorf("reading it back: %w", qerr)
+		case !slices.Equal(stored, serviceRecovery):
+			err = fmt.Errorf("the service manager keeps %d of %d restart actions", len(stored), len(serviceRecovery))
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(inv.stderr, "warning: restart on failure is not confirmed (%v): xoauthd may not be "+
+			"restarted when it fails; check services.msc, xoauthd, tab Recovery\n", err)
+		return
+	}
+	if err := s.SetRecoveryActionsOnNonCrashFailures(true); err != nil {
+		fmt.Fprintf(inv.stderr, "warning: the service manager did not store \"restart after an exit with an error\" (%v): "+
+			"xoauthd is restarted after a crash, but not after it stopped with an error "+
+			"(a configuration that does not load, a port in use)\n", err)
+	}
+}
+
 // protectStateDirs restricts the default directory (%ProgramData%\xoauthd)
 // to SYSTEM and Administrators when the configuration, the token store or
-// its key lives there, and asks for the same for any other directory that
+// its key lives there or below it, and asks for the same for any other directory that
 // holds them (xoauthd does not change the ACL of a directory it did not
 // choose).
 func protectStateDirs(inv *invocation, path string, cfg *config.Config) error {
@@ -170,7 +198,7 @@ func protectStateDirs(inv *invocation, path string, cfg *config.Config) error {
 	restricted, noted := false, map[string]bool{}
 	for _, dir := range dirs {
 		switch {
-		case strings.EqualFold(dir, home):
+		case insideDir(dir, home): // the ACL is inherited below home
 			if restricted {
 				continue
 			}
@@ -325,16 +353,14 @@ func exitCodeOf(st svc.Status) uint32 {
 
 // runAsService runs serve under the service manager, with logs and errors
 // in the event log. Started from a console it says what to run instead.
+//
+// Whether the service manager started xoauthd is found out by connecting
+// to it (svc.Run), not by svc.IsWindowsService: that checks for session 0,
+// and service managers that run services in another session (Wine runs
+// them in session 1) would get no answer and time out the start (1053).
+// From a console the connection fails at once with
+// ERROR_FAILED_SERVICE_CONTROLLER_CONNECT.
 func runAsService(ctx context.Context, inv *invocation, path string) int {
-	isService, err := svc.IsWindowsService()
-	if err != nil {
-		return inv.fail(fmt.Errorf("finding out whether the service manager started xoauthd: %w", err))
-	}
-	if !isService {
-		fmt.Fprintf(inv.stderr, "xoauthd service run: only the Windows service manager starts this; "+
-			"use \"xoauthd service start\", or run in this console: xoauthd serve --config %s\n", path)
-		return exitUsage
-	}
 	// Windows sends services CTRL_LOGOFF_EVENT whenever someone logs off,
 	// and the Go runtime turns it into SIGTERM: under the service manager,
 	// only its Stop and Shutdown end xoauthd.
@@ -342,11 +368,18 @@ func runAsService(ctx context.Context, inv *invocation, path string) int {
 	ctx = context.WithoutCancel(ctx)
 	el, err := eventlog.Open(serviceName)
 	if err != nil {
-		return exitFailure // nowhere to say why: no console, no event log
+		// Only a console sees this; a service has nowhere to say why.
+		return inv.fail(fmt.Errorf("opening the event log for source %s: %w", serviceName, err))
 	}
 	defer el.Close()
 	h := &windowsService{ctx: ctx, inv: inv, path: path, sink: eventSink(el)}
-	if err := svc.Run(serviceName, h); err != nil {
+	err = svc.Run(serviceName, h)
+	if errors.Is(err, windows.ERROR_FAILED_SERVICE_CONTROLLER_CONNECT) {
+		fmt.Fprintf(inv.stderr, "xoauthd service run: only the Windows service manager starts this; "+
+			"use \"xoauthd service start\", or run in this console: xoauthd serve --config %s\n", path)
+		return exitUsage
+	}
+	if err != nil {
 		_ = el.Error(eventError, fmt.Sprintf("running as the %s service: %v", serviceName, err))
 		return exitFailure
 	}
@@ -388,9 +421,11 @@ func (h *windowsService) Execute(_ []string, r <-chan svc.ChangeRequest, s chan<
 }
 
 // serve loads the configuration and runs the daemon until ctx ends, with
-// every log record and error message in the event log.
-func (h *windowsService) serve(ctx context.Context) int {
+// every log record and error message in the event log; started is called
+// once the listeners are up.
+func (h *windowsService) serve(ctx context.Context, started func()) int {
 	inv := *h.inv
+	inv.started = started
 	inv.stdout = sinkWriter{level: slog.LevelInfo, sink: h.sink}
 	inv.stderr = sinkWriter{level: slog.LevelError, sink: h.sink}
 	cfg, err := config.Load(h.path)

@@ -67,7 +67,7 @@ func (c *Console) identityFromForm(w http.ResponseWriter, r *http.Request, s *se
 
 // identityAndStore is identityFromForm for an action that changes what is
 // stored: it also answers when there is no token store.
-func (c *Console) identityAndStore(w http.ResponseWriter, r *http.Request, s *session) (string, *config.Provider, *tokens.Store, bool) {
+func (c *Console) identityAndStore(w http.ResponseWriter, r *http.Request, s *session) (string, *config.Provider, tokens.Backend, bool) {
 	identity, prov, ok := c.identityFromForm(w, r, s)
 	if !ok {
 		return "", nil, nil, false
@@ -223,7 +223,7 @@ func (c *Console) deviceStart(w http.ResponseWriter, r *http.Request, s *session
 }
 
 // waitDevice polls until the device sign-in ends and records how.
-func (c *Console) waitDevice(d *deviceLogin, store *tokens.Store) {
+func (c *Console) waitDevice(d *deviceLogin, store tokens.Backend) {
 	ctx, cancel := context.WithDeadline(c.ctx, d.code.Expiry.Add(time.Minute))
 	defer cancel()
 	res, err := d.code.Wait(ctx, store)

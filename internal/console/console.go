@@ -40,7 +40,7 @@ type Options struct {
 	Config func() *config.Config
 	// Store is the token store; nil when the daemon has none (a test that
 	// replaced the token manager): Connect and Sign out are then refused.
-	Store *tokens.Store
+	Store tokens.Backend
 	// Tokens gets and refreshes access tokens for Test (the daemon's live
 	// manager); nil: a manager over Store per provider.
 	Tokens check.Tokens

@@ -30,9 +30,9 @@ const adminStopTimeout = 5 * time.Second
 // by initOps and startAdmin.
 type ops struct {
 	metrics *metrics.Metrics
-	store   *tokens.Store // nil when Options.Tokens replaced the token manager
-	trace   bool          // log.trace (or serve --trace), read at New
-	admin   *admin.Server // nil when admin.listen is empty or before Start
+	store   tokens.Backend // nil when Options.Tokens replaced the token manager
+	trace   bool           // log.trace (or serve --trace), read at New
+	admin   *admin.Server  // nil when admin.listen is empty or before Start
 	// console is the browser console at / of the admin endpoint (off until
 	// admin.password_hash is set); events feeds it the failed logins.
 	console *console.Console
@@ -62,11 +62,22 @@ func (d *Daemon) initOps(cfg *config.Config) {
 
 // setStore records the token store for the readiness check and the token
 // metrics.
-func (d *Daemon) setStore(store *tokens.Store) {
+func (d *Daemon) setStore(store tokens.Backend) {
 	d.ops.store = store
-	if _, err := os.Stat(store.Path()); err == nil {
-		d.ops.storeSeen.Store(true)
+	if fs, ok := store.(*tokens.Store); ok {
+		if _, err := os.Stat(fs.Path()); err == nil {
+			d.ops.storeSeen.Store(true)
+		}
 	}
+}
+
+// closeStore closes the token store (a Redis backend's connections) at
+// the end of Shutdown.
+func (d *Daemon) closeStore() error {
+	if d.ops.store == nil {
+		return nil
+	}
+	return d.ops.store.Close()
 }
 
 // Metrics returns the daemon's metrics (their registry serves /metrics).
@@ -194,6 +205,12 @@ func (d *Daemon) readiness(ctx context.Context) admin.Readiness {
 		return r
 	}
 	states, err := d.storeStates(time.Now())
+	if err != nil && tokens.IsTemporary(err) {
+		// A shared store that cannot be reached: the sessions with a cached
+		// token still work, so the replica stays in service.
+		r.Notes = append(r.Notes, err.Error()+"; logins with a cached access token still work, those that need a refresh fail until it is back")
+		return r
+	}
 	if err != nil {
 		r.Problems = append(r.Problems, err.Error())
 		return r
@@ -212,7 +229,15 @@ func (d *Daemon) readiness(ctx context.Context) admin.Readiness {
 // missing is an empty store on a first run, and an error once the file was
 // seen.
 func (d *Daemon) storeStates(now time.Time) ([]tokens.Status, error) {
-	path := d.ops.store.Path()
+	fileStore, ok := d.ops.store.(*tokens.Store)
+	if !ok {
+		states, err := d.ops.store.List(now)
+		if err != nil {
+			return nil, fmt.Errorf("reading the token store: %w", err)
+		}
+		return states, nil
+	}
+	path := fileStore.Path()
 	f, err := os.Open(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

@@ -122,7 +122,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		if created {
 			d.log.Warn("created a new token store key", "file", cfg.Store.KeyFile)
 		}
-		store, err := tokens.OpenStore(cfg.Store.Path, key)
+		store, err := tokens.OpenBackend(cfg.Store, key, d.log)
 		if err != nil {
 			return nil, fmt.Errorf("opening the token store: %w", err)
 		}
@@ -136,7 +136,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		OnAlert:     func(a notify.Alert) { d.ops.metrics.Alert(a.Kind) },
 		OnDelivery:  d.ops.metrics.NotifyDelivered,
 	})
-	copts := opts.Credentials
+	copts := d.sharedFailures(opts.Credentials) // failures.go: in Redis with the redis store
 	if copts.Log == nil {
 		copts.Log = d.log
 	}
@@ -353,5 +353,5 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	d.wg.Wait()
 	d.stopKeepalive(ctx) // keepalive.go: the keep-alive, then alert deliveries
-	return errors.Join(append(errs, d.stopAdmin(ctx))...)
+	return errors.Join(append(errs, d.stopAdmin(ctx), d.closeStore())...)
 }

@@ -297,7 +297,7 @@ func (e *Env) close(ctx context.Context) error {
 		e.idp.Close()
 	}
 	if e.dir != "" {
-		if err := os.RemoveAll(e.dir); err != nil {
+		if err := removeTree(e.dir, os.RemoveAll, os.Remove); err != nil {
 			errs = append(errs, fmt.Errorf("removing the demo's temporary directory: %w", err))
 		}
 	}

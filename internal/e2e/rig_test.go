@@ -174,5 +174,15 @@ func (r *rig) login(identity string) {
 	}
 }
 
+// syncBuffer is the rig's log sink; the redis tests name it so.
+type syncBuffer = testkit.SyncBuffer
+
+// waitUntil is testkit.Eventually with the e2e tests' bound (the redis
+// tests call it so).
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	testkit.Eventually(t, 15*time.Second, what, cond)
+}
+
 // b64 is standard base64 with padding.
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }

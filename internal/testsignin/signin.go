@@ -12,9 +12,10 @@ import (
 
 // SignIn signs identity in with the authorization code flow of the
 // provider named provider in cfg and stores its refresh token in cfg's
-// token store (making the store's key where cfg says so). authorize, a
-// testidp IdP's or Recorder's Authorize, plays the browser. It fails when
-// the identity provider signs in another user than identity.
+// token store, a file or Redis (making the store's key where cfg says
+// so). authorize, a testidp IdP's or Recorder's Authorize, plays the
+// browser. It fails when the identity provider signs in another user than
+// identity.
 func SignIn(ctx context.Context, cfg *config.Config, provider, identity string, authorize func(authURL string) (string, error)) error {
 	p, ok := cfg.Providers[provider]
 	if !ok {
@@ -24,10 +25,11 @@ func SignIn(ctx context.Context, cfg *config.Config, provider, identity string, 
 	if err != nil {
 		return fmt.Errorf("signing %s in: loading the token store key: %w", identity, err)
 	}
-	store, err := tokens.OpenStore(cfg.Store.Path, key)
+	store, err := tokens.OpenBackend(cfg.Store, key, nil)
 	if err != nil {
 		return fmt.Errorf("signing %s in: opening the token store: %w", identity, err)
 	}
+	defer store.Close()
 	res, err := tokens.Login(ctx, store, p, identity, tokens.LoginOptions{OpenBrowser: testidp.Browser(authorize)})
 	if err != nil {
 		return fmt.Errorf("signing %s in through the test identity provider: %w", identity, err)

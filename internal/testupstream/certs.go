@@ -31,6 +31,14 @@ type pkiFiles struct {
 	pool                      *x509.CertPool
 }
 
+// WriteServerPKI writes what writePKI does for another test server (a
+// redis-server with TLS): the CA, the server certificate and its key as
+// PEM files in dir, and a pool holding the CA.
+func WriteServerPKI(dir string) (caFile, certFile, keyFile string, pool *x509.CertPool, err error) {
+	p, err := writePKI(dir)
+	return p.caFile, p.certFile, p.keyFile, p.pool, err
+}
+
 // writePKI generates a CA and a server certificate for ServerName,
 // 127.0.0.1 and ::1 and writes them as PEM files into dir (the server
 // certificate followed by the CA, as Dovecot presents it).

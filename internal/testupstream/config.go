@@ -35,6 +35,7 @@ type confParams struct {
 	SinkPort                    int
 	CertFile, KeyFile           string
 	UID, GID                    int
+	MaxUserIPConnections        int // 0: Dovecot's default
 }
 
 // dovecotConf is a self-contained Dovecot 2.3 configuration: every path
@@ -66,7 +67,8 @@ mail_uid = {{.UID}}
 mail_gid = {{.GID}}
 first_valid_uid = 100
 first_valid_gid = 100
-
+{{if .MaxUserIPConnections}}mail_max_userip_connections = {{.MaxUserIPConnections}}
+{{end}}
 passdb {
   driver = oauth2
   mechanisms = xoauth2 oauthbearer

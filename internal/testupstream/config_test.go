@@ -39,6 +39,16 @@ func TestWriteConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if strings.Contains(string(conf), "mail_max_userip_connections") {
+		t.Error("dovecot.conf sets mail_max_userip_connections without MaxUserIPConnections")
+	}
+	p.MaxUserIPConnections = 200
+	if err := writeConfig(p, key); err != nil {
+		t.Fatal(err)
+	}
+	if conf, _ := os.ReadFile(filepath.Join(dir, confFileName)); !strings.Contains(string(conf), "\nmail_max_userip_connections = 200\n") {
+		t.Error("dovecot.conf lacks mail_max_userip_connections = 200")
+	}
 	if !strings.Contains(string(oauth), "prefix="+dir+"/keys/\n") {
 		t.Errorf("oauth2 config = %q, want the key dict under %s/keys", oauth, dir)
 	}

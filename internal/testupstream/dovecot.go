@@ -52,6 +52,10 @@ type Options struct {
 	// Binary is the dovecot executable; empty means the one on PATH, else
 	// /usr/sbin/dovecot.
 	Binary string
+	// MaxUserIPConnections is mail_max_userip_connections, the sessions
+	// one user may have open from one address (xoauthd's); 0 keeps
+	// Dovecot's default of 10.
+	MaxUserIPConnections int
 }
 
 // Dovecot is a running (or stopped) Dovecot 2.3 instance.
@@ -115,6 +119,7 @@ func Start(opts Options) (*Dovecot, error) {
 		d.removeOwnDir()
 		return nil, err
 	}
+	d.params.MaxUserIPConnections = opts.MaxUserIPConnections
 	if err := d.startOnFreePorts(opts.JWTKey); err != nil {
 		_ = d.Sink.Close()
 		d.removeOwnDir()
