@@ -149,7 +149,7 @@ func TestReloadRefusesPipelinedCommands(t *testing.T) {
 }
 
 // TestAuditAndMetrics: one audit line per login attempt through
-// proxy.AuditLogin (counted in the login metric), and the DATA bytes in
+// proxy.Gateway.AuditLogin (counted in the login metric), and the DATA bytes in
 // the relayed metric.
 func TestAuditAndMetrics(t *testing.T) {
 	m := newFakeMetrics()
@@ -177,12 +177,12 @@ func TestAuditAndMetrics(t *testing.T) {
 		if !strings.Contains(line, "msg=login") {
 			continue
 		}
-		// The keys of proxy.AuditLogin, in its order, after the connection's.
+		// The keys of proxy.Gateway.AuditLogin, in its order, after the connection's.
 		if !strings.Contains(line, "proto=smtp") || !strings.Contains(line, " result=") ||
 			strings.Index(line, " result=") > strings.Index(line, " login=") ||
 			strings.Index(line, " login=") > strings.Index(line, " identity=") ||
 			strings.Index(line, " identity=") > strings.Index(line, " reason=") {
-			t.Errorf("audit line not in proxy.AuditLogin's form: %s", line)
+			t.Errorf("audit line not in proxy.Gateway.AuditLogin's form: %s", line)
 		}
 	}
 }
