@@ -39,11 +39,15 @@ func startTLSServer(t *testing.T, cfg *tls.Config) string {
 }
 
 // serveLoop runs handle on each connection of ln until the test ends.
+// A connection accepted while the test is ending is closed at once: the
+// cleanup has already closed the others, and a handler left reading it
+// would keep wg.Wait from returning.
 func serveLoop(t *testing.T, ln net.Listener, handle func(net.Conn)) {
 	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
+	closed := false
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -53,6 +57,11 @@ func serveLoop(t *testing.T, ln net.Listener, handle func(net.Conn)) {
 				return
 			}
 			mu.Lock()
+			if closed {
+				mu.Unlock()
+				c.Close()
+				return
+			}
 			conns = append(conns, c)
 			mu.Unlock()
 			wg.Add(1)
@@ -66,6 +75,7 @@ func serveLoop(t *testing.T, ln net.Listener, handle func(net.Conn)) {
 	t.Cleanup(func() {
 		ln.Close()
 		mu.Lock()
+		closed = true
 		for _, c := range conns {
 			c.Close()
 		}
