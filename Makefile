@@ -2,13 +2,25 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all test fmt-check tidy-check vet test-short build clean
+.PHONY: all test test-go stages fmt-check tidy-check vet test-short build clean
 
 all: test
 
-## test: gofmt check, go vet, then every test with the race detector in random order
-test: fmt-check tidy-check vet cross
+## test: every check there is: test-go, then the image built and run as a
+## sidecar with podman, and the Windows binary and service under Wine (both
+## need root, podman and Wine; .ci/run installs them on a bare Debian 12)
+test: test-go stages
+
+## test-go: gofmt, go mod tidy and go vet checks, cross builds, then every Go
+## test with the race detector in random order
+test-go: fmt-check tidy-check vet cross
 	$(GO) test -race -shuffle=on -count=1 $(PKGS)
+
+## stages: .ci/container.sh and .ci/wine.sh; each fails on a failed check and
+## skips loudly only where the machine cannot run containers or Wine
+stages:
+	bash .ci/container.sh
+	bash .ci/wine.sh
 
 ## fmt-check: fail listing the files gofmt would change
 fmt-check:

@@ -11,6 +11,7 @@ import (
 
 	"github.com/xoauthd/xoauthd/internal/memupstream"
 	"github.com/xoauthd/xoauthd/internal/passhash"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
@@ -58,7 +59,7 @@ func TestLoginBurstOfCorrectPasswords(t *testing.T) {
 			errs <- burstLogin(f.addr, &answered)
 		}()
 	}
-	eventually(t, "every login held in the lookup or answered", func() bool {
+	testkit.Eventually(t, ioTimeout, "every login held in the lookup or answered", func() bool {
 		return entered.Load()+answered.Load() == clients
 	})
 	close(gate)
@@ -97,16 +98,4 @@ func burstLogin(addr string, answered *atomic.Int32) error {
 		return err
 	}
 	return c.Logout().Wait()
-}
-
-// eventually polls cond until it holds, failing the test after ioTimeout.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(ioTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

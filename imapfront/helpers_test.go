@@ -2,7 +2,6 @@ package imapfront
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
@@ -87,29 +87,11 @@ func (f *fakeTokens) Refresh(ctx context.Context, identity, stale string) (strin
 	return f.refreshed, f.refreshErr
 }
 
-// logBuffer collects a test's log output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // front is a running Server on a loopback listener.
 type front struct {
 	t    *testing.T
 	addr string
-	logs *logBuffer
+	logs *testkit.SyncBuffer
 	wg   sync.WaitGroup
 }
 
@@ -121,7 +103,7 @@ func startFront(t *testing.T, opts Options) *front {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &front{t: t, addr: ln.Addr().String(), logs: &logBuffer{}}
+	f := &front{t: t, addr: ln.Addr().String(), logs: &testkit.SyncBuffer{}}
 	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := New(opts)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -33,7 +33,7 @@ func (s *session) login(ctx context.Context, tag, user, pass string, stop func()
 		return s.loginFailed(ctx, tag, acct.Login, acct, err)
 	}
 	defer up.conn.Close()
-	proxy.AuditLogin(ctx, s.log, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: acct.Login,
+	gw.AuditLogin(ctx, s.log, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: acct.Login,
 		Identity: acct.Identity, Attrs: []slog.Attr{slog.String("mailbox", acct.Mailbox)}})
 
 	reply := tag + " OK Logged in"
@@ -57,7 +57,7 @@ func (s *session) login(ctx context.Context, tag, user, pass string, stop func()
 	br := s.br
 	s.br, s.r = nil, cmdReader{}
 	proxy.Relay(ctx, log, s.client, br, up.conn, up.br, proxy.RelayOptions{
-		Idle: s.srv.opts.IdleTimeout, Drain: s.c.Drain, Farewell: &farewell{}})
+		Idle: s.srv.opts.IdleTimeout, Drain: s.c.Drain, Farewell: &farewell{}, Meter: gw.Meter})
 	return false
 }
 

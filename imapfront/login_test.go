@@ -19,6 +19,7 @@ import (
 
 	"github.com/xoauthd/xoauthd/internal/diagnose"
 	"github.com/xoauthd/xoauthd/internal/memupstream"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
 )
@@ -216,16 +217,6 @@ func TestUpstreamDown(t *testing.T) {
 	}
 }
 
-// bigMessage returns a message of about size bytes with CRLF lines.
-func bigMessage(size int) []byte {
-	var b bytes.Buffer
-	b.WriteString("From: a@example.com\r\nTo: alice@example.com\r\nSubject: big\r\n\r\n")
-	for i := 0; b.Len() < size; i++ {
-		fmt.Fprintf(&b, "%08d %s\r\n", i, strings.Repeat("abcdefghij", 7))
-	}
-	return b.Bytes()
-}
-
 // TestIMAPClient runs go-imap's client through the front: login, select, a
 // 10 MiB fetch byte for byte, and IDLE seeing a message arrive.
 func TestIMAPClient(t *testing.T) {
@@ -236,7 +227,7 @@ func TestIMAPClient(t *testing.T) {
 			if mech != "LOGIN" {
 				size = 64 << 10 // one big fetch is enough
 			}
-			msg := bigMessage(size)
+			msg := testkit.BigMessage(size)
 			if err := e.mem.Append(testMailbox, "INBOX", msg); err != nil {
 				t.Fatal(err)
 			}
@@ -309,17 +300,8 @@ func TestIMAPClient(t *testing.T) {
 // same write as its last reply: the client gets it right after its OK.
 func TestUpstreamLeftover(t *testing.T) {
 	mem := memupstream.MustStart(t, memupstream.Options{})
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", mem.ServerTLS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr := testkit.ServeOne(t, func(raw net.Conn) {
+		c := tls.Server(raw, mem.ServerTLS())
 		_ = c.SetDeadline(time.Now().Add(ioTimeout))
 		br := bufio.NewReader(c)
 		io.WriteString(c, greetIR)
@@ -329,8 +311,8 @@ func TestUpstreamLeftover(t *testing.T) {
 		io.WriteString(c, "* LIST () \"/\" \"\"\r\nxo1 OK done\r\n* 7 EXISTS\r\n* 1 RECENT\r\n")
 		line, _ := br.ReadString('\n')
 		io.WriteString(c, "* echo "+line)
-	}()
-	d, err := proxy.NewDialer(ln.Addr().String(), proxy.TLSImplicit, mem.CAFile())
+	})
+	d, err := proxy.NewDialer(addr, proxy.TLSImplicit, mem.CAFile())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func (s *session) loginDisabled(ctx context.Context, cmd *command) bool {
 	if cmd.name == "LOGIN" && len(cmd.args) > 0 && cmd.args[0].isString() {
 		login = cmd.args[0].s
 	}
-	proxy.AuditLogin(ctx, s.log, proxy.LoginAudit{Result: proxy.LoginFailure, Login: login,
+	s.srv.opts.Gateway.AuditLogin(ctx, s.log, proxy.LoginAudit{Result: proxy.LoginFailure, Login: login,
 		Reason: "login before STARTTLS on a listener that needs TLS for logins",
 		Attrs:  []slog.Attr{slog.String("why", whyLoginDisabled)}})
 	if s.writeLine(cmd.tag+" "+replyLoginDisabled) != nil {

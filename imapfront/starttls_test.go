@@ -3,8 +3,6 @@ package imapfront
 import (
 	"bufio"
 	"crypto/tls"
-	"crypto/x509"
-	"io"
 	"net"
 	"strings"
 	"testing"
@@ -13,21 +11,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"github.com/xoauthd/xoauthd/internal/localtls"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
-
-// localTLS returns a server configuration with a self-signed certificate
-// for 127.0.0.1 and a client configuration that trusts it.
-func localTLS(t *testing.T) (server, client *tls.Config) {
-	t.Helper()
-	cert, err := localtls.SelfSigned(t.TempDir(), "127.0.0.1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert.Leaf())
-	return cert.ServerConfig(), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-}
 
 // withTLS sets local TLS on the front's options.
 func withTLS(server *tls.Config, implicit, plaintextLogin bool) func(*Options) {
@@ -67,7 +52,7 @@ func TestGoClientTLS(t *testing.T) {
 	for _, implicit := range []bool{false, true} {
 		name := map[bool]string{false: "STARTTLS", true: "implicit"}[implicit]
 		t.Run(name, func(t *testing.T) {
-			server, client := localTLS(t)
+			server, client := testkit.TLSPair(t)
 			e := newEnvWith(t, &fakeTokens{token: "good"}, withTLS(server, implicit, false))
 			dial := imapclient.DialStartTLS
 			if implicit {
@@ -100,7 +85,7 @@ func TestGoClientTLS(t *testing.T) {
 // mechanisms, and LOGIN and AUTHENTICATE are refused before any credential
 // check; after STARTTLS they work.
 func TestLoginDisabledBeforeSTARTTLS(t *testing.T) {
-	server, client := localTLS(t)
+	server, client := testkit.TLSPair(t)
 	e := newEnvWith(t, &fakeTokens{token: "good"}, withTLS(server, false, false))
 	c := e.f.dialNoGreeting()
 	c.expect(greetingWith(capsBase + " STARTTLS LOGINDISABLED"))
@@ -128,7 +113,7 @@ func TestLoginDisabledBeforeSTARTTLS(t *testing.T) {
 // TestPlaintextLoginAllowedWithTLS: on a loopback listener STARTTLS is
 // offered and logins work with or without it.
 func TestPlaintextLoginAllowedWithTLS(t *testing.T) {
-	server, _ := localTLS(t)
+	server, _ := testkit.TLSPair(t)
 	e := newEnvWith(t, &fakeTokens{token: "good"}, withTLS(server, false, true))
 	c := e.f.dialNoGreeting()
 	c.expect(greetingWith(capsBase + " STARTTLS " + capsAuth))
@@ -140,7 +125,7 @@ func TestPlaintextLoginAllowedWithTLS(t *testing.T) {
 // STARTTLS, before the handshake, are dropped, never run as if sent over
 // TLS (CVE-2011-0411).
 func TestSTARTTLSDiscardsPlaintextInjection(t *testing.T) {
-	server, client := localTLS(t)
+	server, client := testkit.TLSPair(t)
 	e := newEnvWith(t, &fakeTokens{token: "good"}, withTLS(server, false, false))
 	c := e.f.dialNoGreeting()
 	c.until("* OK ")
@@ -158,7 +143,7 @@ func TestSTARTTLSDiscardsPlaintextInjection(t *testing.T) {
 }
 
 func TestSTARTTLSErrors(t *testing.T) {
-	server, _ := localTLS(t)
+	server, _ := testkit.TLSPair(t)
 	t.Run("arguments", func(t *testing.T) {
 		e := newEnvWith(t, &fakeTokens{token: "good"}, withTLS(server, false, true))
 		c := e.f.dialNoGreeting()
@@ -209,7 +194,7 @@ func TestSTARTTLSErrors(t *testing.T) {
 // TestImplicitTLSHandshakeBounded: a client that opens the implicit-TLS
 // port and says nothing is cut off at the pre-auth deadline.
 func TestImplicitTLSHandshakeBounded(t *testing.T) {
-	server, _ := localTLS(t)
+	server, _ := testkit.TLSPair(t)
 	e := newEnvWith(t, &fakeTokens{token: "good"}, func(o *Options) {
 		withTLS(server, true, false)(o)
 		o.PreAuthTimeout = 200 * time.Millisecond
@@ -222,7 +207,7 @@ func TestImplicitTLSHandshakeBounded(t *testing.T) {
 // STARTTLS in plain text (the TLS connection is traced, not the bytes under
 // it), with the credentials hidden.
 func TestTraceAfterSTARTTLS(t *testing.T) {
-	server, clientTLS := localTLS(t)
+	server, clientTLS := testkit.TLSPair(t)
 	e := newEnv(t, &fakeTokens{token: "good"})
 	srv, addr, logs := startTracedFrontWith(t, e, withTLS(server, false, false))
 	nc, err := net.Dial("tcp", addr)
@@ -260,33 +245,5 @@ func waitLog(t *testing.T, f *front, s string) {
 			t.Fatalf("log lacks %q:\n%s", s, f.logs)
 		}
 		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// TestRefuseImplicitTLSWritesNothing: a connection over the limit of an
-// implicit-TLS listener is closed without a plaintext reply.
-func TestRefuseImplicitTLSWritesNothing(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	srv := New(Options{TLS: &tls.Config{}, ImplicitTLS: true})
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			srv.Refuse(c)
-			c.Close()
-		}
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(c)
-	if err != nil || len(got) != 0 {
-		t.Fatalf("refused connection got %q, %v; want nothing", got, err)
 	}
 }

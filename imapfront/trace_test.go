@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/internal/xoauth2"
 	"github.com/xoauthd/xoauthd/proxy"
 )
@@ -76,16 +77,16 @@ func TestTraceRedactor(t *testing.T) {
 
 // startTracedFront serves the env's gateway through a proxy.Server with the
 // protocol trace on, and returns it, its address and its log.
-func startTracedFront(t *testing.T, e *env) (*proxy.Server, string, *logBuffer) {
+func startTracedFront(t *testing.T, e *env) (*proxy.Server, string, *testkit.SyncBuffer) {
 	t.Helper()
 	return startTracedFrontWith(t, e, nil)
 }
 
 // startTracedFrontWith is startTracedFront with the front's options changed
 // by opts (nil: none).
-func startTracedFrontWith(t *testing.T, e *env, opts func(*Options)) (*proxy.Server, string, *logBuffer) {
+func startTracedFrontWith(t *testing.T, e *env, opts func(*Options)) (*proxy.Server, string, *testkit.SyncBuffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testkit.SyncBuffer{}
 	o := Options{Gateway: e.gateway}
 	if opts != nil {
 		opts(&o)

@@ -2,13 +2,12 @@ package imapfront
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
@@ -38,14 +37,7 @@ func FuzzUpstreamLogin(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		client, server := net.Pipe()
-		go func() {
-			// The upstream reads everything xoauthd sends, writes its
-			// bytes, then hangs up.
-			go io.Copy(io.Discard, server)
-			server.Write(data)
-			server.Close()
-		}()
+		client := testkit.PeerWrites(data) // the upstream, hanging up after data
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		acct := proxy.Account{Login: "erp", Identity: "billing@contoso.test", Mailbox: "billing@contoso.test"}

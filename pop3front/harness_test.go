@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/xoauthd/xoauthd/internal/diagnose"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
 )
@@ -113,24 +114,6 @@ const (
 
 var testSecrets = []string{alicePassword, bobPassword, aliceToken, "stale-token", "other-token", "hunter2"}
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness is a pop3front Server behind a real proxy.Server on loopback, with
 // fake local accounts and tokens and a fake upstream.
 //
@@ -142,14 +125,15 @@ type harness struct {
 	addr   string
 	auth   *fakeAuth
 	tokens *fakeTokens
-	up     *fakeUpstream
-	logs   *syncBuffer
+	up     *memUpstream
+	logs   *testkit.SyncBuffer
 	server *proxy.Server
 	cancel context.CancelFunc
 	done   chan struct{}
 	closed sync.Once
 	panics atomic.Int64 // panics recovered by the proxy.Server
-	// dialer, when set, replaces the fake upstream's dialer.
+	drop   [][]byte     // the upstream maildrop; nil: smallDrop
+	// dialer, when set, replaces the upstream's dialer.
 	dialer atomic.Pointer[proxy.Dialer]
 	// logsMayHoldSecrets turns off the check that no secret was logged (a
 	// fuzzer may send a password as the user name, which is logged).
@@ -166,13 +150,18 @@ func withMaxConns(n int) harnessOption {
 	return func(_ *Options, s *proxy.Server, _ *harness) { s.MaxConns = n }
 }
 
+// withDrop puts msgs in the upstream maildrop instead of smallDrop's.
+func withDrop(msgs ...[]byte) harnessOption {
+	return func(_ *Options, _ *proxy.Server, h *harness) { h.drop = msgs }
+}
+
 func withStartTLSUpstream() harnessOption {
-	return func(_ *Options, _ *proxy.Server, h *harness) { h.up = newFakeUpstream(h.t, true) }
+	return func(_ *Options, _ *proxy.Server, h *harness) { h.up = newMemUpstream(h.t, true) }
 }
 
 func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	t.Helper()
-	h := &harness{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
+	h := &harness{t: t, logs: &testkit.SyncBuffer{}, done: make(chan struct{})}
 	h.auth = &fakeAuth{
 		accounts: map[string]fakeAccount{
 			"alice":   {alicePassword, proxy.Account{Login: "alice", Identity: mailbox, Mailbox: mailbox, Provider: "m365"}},
@@ -203,10 +192,13 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		o(&opt, srv, h)
 	}
 	if h.up == nil {
-		h.up = newFakeUpstream(t, false)
+		h.up = newMemUpstream(t, false)
 	}
 	h.up.allow(aliceToken, mailbox)
-	h.up.setDrop(smallDrop()...)
+	if h.drop == nil {
+		h.drop = smallDrop()
+	}
+	h.up.fill(t, mailbox, h.drop...)
 	opt.Gateway = &proxy.Gateway{
 		Auth:    h.auth,
 		Tokens:  h.tokens,
@@ -263,10 +255,10 @@ func (h *harness) shutdown() {
 
 // smallDrop is the default maildrop: two small messages, one with a line
 // that needs dot-stuffing.
-func smallDrop() []*fakeMsg {
-	return []*fakeMsg{
-		{uid: "uid-1", data: []byte("Subject: one\r\n\r\nhello\r\n")},
-		{uid: "uid-2", data: []byte("Subject: two\r\n\r\n.dotted line\r\n")},
+func smallDrop() [][]byte {
+	return [][]byte{
+		[]byte("Subject: one\r\n\r\nhello\r\n"),
+		[]byte("Subject: two\r\n\r\n.dotted line\r\n"),
 	}
 }
 
@@ -329,6 +321,19 @@ func (c *client) expect(want string) {
 	}
 	if got != want {
 		c.t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// expectPrefix reads one line and checks that it starts with prefix (for
+// the upstream's replies, whose text is its own).
+func (c *client) expectPrefix(prefix string) {
+	c.t.Helper()
+	got, err := c.readLine()
+	if err != nil {
+		c.t.Fatalf("reading, want %q...: %v (got %q)", prefix, err, got)
+	}
+	if !strings.HasPrefix(got, prefix) {
+		c.t.Fatalf("got %q, want %q...", got, prefix)
 	}
 }
 

@@ -30,7 +30,7 @@ func (s *session) login(ctx context.Context, mech, login, password string) (done
 		return s.writeErr != nil
 	}
 	defer func() { _ = up.conn.Close() }()
-	proxy.AuditLogin(ctx, s.log, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: login, Identity: acct.Identity,
+	gw.AuditLogin(ctx, s.log, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: login, Identity: acct.Identity,
 		Attrs: []slog.Attr{slog.String("mech", mech), slog.String("mailbox", acct.Mailbox)}})
 	s.log = s.log.With("login", login, "identity", acct.Identity)
 	s.relay(ctx, up)
@@ -59,7 +59,8 @@ func (s *session) relay(ctx context.Context, up *upstream) {
 	r := s.r
 	s.r = nil
 	proxy.Relay(ctx, s.log, s.client, r, up.conn, up.r, proxy.RelayOptions{
-		Idle: s.srv.opts.IdleTimeout, Drain: s.conn.Drain, Farewell: &farewell{}})
+		Idle: s.srv.opts.IdleTimeout, Drain: s.conn.Drain, Farewell: &farewell{},
+		Meter: s.srv.opts.Gateway.Meter})
 }
 
 // loginUpstream is the session's proxy.LoginFunc: loginUpstream with the

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"regexp"
 	"strconv"
@@ -13,36 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/memupstream"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
 )
-
-// bigMessage returns a message of about size bytes with CRLF lines of
-// varying length, some starting with "." (dot-stuffed on the wire) and some
-// with 8-bit bytes.
-func bigMessage(size int) []byte {
-	rng := rand.New(rand.NewPCG(1, 2))
-	var printable [2 * 95]byte
-	for i := range printable {
-		printable[i] = byte(' ' + i%95)
-	}
-	b := bytes.NewBufferString("Subject: big\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
-	for b.Len() < size {
-		off := rng.IntN(95)
-		line := printable[off : off+rng.IntN(95)]
-		switch rng.IntN(20) {
-		case 0:
-			line = append([]byte("."), line...)
-		case 1:
-			line = []byte(".")
-		case 2:
-			line = append(line, "grüße"...)
-		}
-		b.Write(line)
-		b.WriteString("\r\n")
-	}
-	return b.Bytes()
-}
 
 // login logs in as alice with USER/PASS.
 func (c *client) login() {
@@ -52,30 +26,39 @@ func (c *client) login() {
 }
 
 func TestRelayLargeMessageAndDelete(t *testing.T) {
-	h := newHarness(t)
-	big := bigMessage(10 << 20)
-	h.up.setDrop(&fakeMsg{uid: "big-1", data: big}, &fakeMsg{uid: "small-2", data: []byte("Subject: s\r\n\r\nx\r\n")})
+	big, small := testkit.BigMessage(10<<20), []byte("Subject: s\r\n\r\nx\r\n")
+	h := newHarness(t, withDrop(big, small))
 	c := h.dialGreeted(t)
 	c.login()
 	c.cmd("STAT", fmt.Sprintf("+OK 2 %d", len(big)+17))
-	c.cmd("LIST", "+OK")
+	c.send("LIST")
+	c.expectPrefix("+OK ")
 	if got, want := string(c.multiline()), fmt.Sprintf("1 %d\r\n2 17\r\n", len(big)); got != want {
 		t.Fatalf("LIST: got %q, want %q", got, want)
 	}
-	c.cmd("UIDL", "+OK")
-	if got, want := string(c.multiline()), "1 big-1\r\n2 small-2\r\n"; got != want {
-		t.Fatalf("UIDL: got %q, want %q", got, want)
+	c.send("UIDL")
+	c.expectPrefix("+OK ")
+	if got := string(c.multiline()); !uidlOfTwo.MatchString(got) {
+		t.Fatalf("UIDL: got %q, want two unique ids", got)
 	}
 	c.cmd("RETR 1", fmt.Sprintf("+OK %d octets", len(big)))
 	if got := c.multiline(); !bytes.Equal(got, big) {
 		t.Fatalf("RETR: got %d bytes, want the %d sent (first difference at %d)", len(got), len(big), firstDiff(got, big))
 	}
-	c.cmd("DELE 1", "+OK message 1 deleted")
-	c.cmd("QUIT", "+OK bye")
+	c.cmd("DELE 1", "+OK Message 1 deleted")
+	c.cmd("QUIT", "+OK Bye (1 messages left)")
 	c.expectClosed()
-	if got := h.up.uids(); len(got) != 1 || got[0] != "small-2" {
-		t.Fatalf("upstream maildrop after DELE 1 and QUIT: %v, want [small-2]", got)
+	// The next session sees only the small message: the upstream removed
+	// the big one at QUIT.
+	c = h.dialGreeted(t)
+	c.login()
+	c.cmd("STAT", "+OK 1 17")
+	c.cmd("RETR 1", "+OK 17 octets")
+	if got := c.multiline(); !bytes.Equal(got, small) {
+		t.Fatalf("upstream maildrop after DELE 1 and QUIT holds %q, want the small message", got)
 	}
+	c.cmd("QUIT", "+OK Bye (1 messages left)")
+	c.expectClosed()
 	h.close()
 	logs := h.logs.String()
 	for _, want := range []string{
@@ -108,7 +91,7 @@ func TestStartTLSUpstream(t *testing.T) {
 	c := h.dialGreeted(t)
 	c.login()
 	c.cmd("STAT", "+OK 2 53")
-	c.cmd("QUIT", "+OK bye")
+	c.cmd("QUIT", "+OK Bye (2 messages left)")
 	c.expectClosed()
 }
 
@@ -167,7 +150,7 @@ func TestLoginOutcomes(t *testing.T) {
 		},
 		{
 			name:  "rejected without challenge (Exchange)",
-			setup: func(t *testing.T, h *harness) { h.up.setFault(faultRejectAlways) },
+			setup: func(t *testing.T, h *harness) { h.up.setFault(memupstream.POP3FaultRejectAlways) },
 			login: "alice", password: alicePassword, reply: admin,
 			conns: 2, auths: 2, refreshes: 1,
 			logs: []string{"result=failure", "unknown user name or bad password"},
@@ -210,31 +193,31 @@ func TestLoginOutcomes(t *testing.T) {
 		},
 		{
 			name:  "upstream closes mid-greeting",
-			setup: func(t *testing.T, h *harness) { h.up.setFault(faultCloseMidGreeting) },
+			setup: func(t *testing.T, h *harness) { h.up.setFault(memupstream.POP3FaultCloseMidGreeting) },
 			login: "alice", password: alicePassword, reply: temporary, conns: 1,
 			logs: []string{"result=error", "greeting"},
 		},
 		{
 			name:  "upstream greets with -ERR",
-			setup: func(t *testing.T, h *harness) { h.up.setFault(faultBadGreeting) },
+			setup: func(t *testing.T, h *harness) { h.up.setFault(memupstream.POP3FaultBadGreeting) },
 			login: "alice", password: alicePassword, reply: temporary, conns: 1,
 			logs: []string{"result=error", "Too busy"},
 		},
 		{
 			name:  "upstream closes after AUTH",
-			setup: func(t *testing.T, h *harness) { h.up.setFault(faultCloseAfterAuth) },
+			setup: func(t *testing.T, h *harness) { h.up.setFault(memupstream.POP3FaultCloseOnAuth) },
 			login: "alice", password: alicePassword, reply: temporary, conns: 1,
 			logs: []string{"result=error", "AUTH XOAUTH2"},
 		},
 		{
 			name:  "upstream temporarily refuses",
-			setup: func(t *testing.T, h *harness) { h.up.setFault(faultTempFail) },
+			setup: func(t *testing.T, h *harness) { h.up.setFault(memupstream.POP3FaultTempFail) },
 			login: "alice", password: alicePassword, reply: temporary, conns: 1, auths: 1,
 			logs: []string{"result=error", "SYS/TEMP"},
 		},
 		{
 			name:  "upstream without XOAUTH2",
-			setup: func(t *testing.T, h *harness) { h.up.setFault(faultNoXOAUTH2) },
+			setup: func(t *testing.T, h *harness) { h.up.setFault(memupstream.POP3FaultNoXOAUTH2) },
 			login: "alice", password: alicePassword, reply: temporary, conns: 1,
 			logs: []string{"result=error", "hint: the upstream must offer SASL XOAUTH2"},
 		},
@@ -259,11 +242,7 @@ func TestLoginOutcomes(t *testing.T) {
 			c.cmd("USER "+tt.login, "+OK")
 			c.cmd("PASS "+tt.password, tt.reply)
 			c.send("QUIT")
-			if strings.HasPrefix(tt.reply, "+OK") {
-				c.expect("+OK bye")
-			} else {
-				c.expect("+OK Bye")
-			}
+			c.expectPrefix("+OK Bye") // the front's or, logged in, the upstream's
 			c.expectClosed()
 			h.close()
 			conns, auths, after := h.up.stats()
@@ -379,6 +358,10 @@ func TestFailureReply(t *testing.T) {
 	}
 }
 
+// uidlOfTwo is a UIDL listing of two messages with distinct unique ids
+// (memupstream's are UIDVALIDITY.UID).
+var uidlOfTwo = regexp.MustCompile(`^1 (\d+\.\d+)\r\n2 (\d+\.\d+)\r\n$`)
+
 func errDeadline() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 0)
 	defer cancel()
@@ -394,11 +377,11 @@ func TestPipelinedAfterLoginWaitsForOK(t *testing.T) {
 	c.write("USER alice\r\nPASS " + alicePassword + "\r\nUIDL\r\nQUIT\r\n")
 	c.expect("+OK")
 	c.expect("+OK Logged in.")
-	c.expect("+OK")
-	if got := string(c.multiline()); got != "1 uid-1\r\n2 uid-2\r\n" {
+	c.expectPrefix("+OK ")
+	if got := string(c.multiline()); !uidlOfTwo.MatchString(got) {
 		t.Fatalf("UIDL: %q", got)
 	}
-	c.expect("+OK bye")
+	c.expect("+OK Bye (2 messages left)")
 	c.expectClosed()
 }
 

@@ -52,7 +52,7 @@ func (s *session) loginDisabled(ctx context.Context, cmd command) {
 	case cmdPASS:
 		login, s.user = s.user, ""
 	}
-	proxy.AuditLogin(ctx, s.log, proxy.LoginAudit{Result: proxy.LoginFailure, Login: login,
+	s.srv.opts.Gateway.AuditLogin(ctx, s.log, proxy.LoginAudit{Result: proxy.LoginFailure, Login: login,
 		Reason: "login before STLS on a listener that needs TLS for logins",
 		Attrs:  []slog.Attr{slog.String("command", cmd.verb), slog.String("why", whyLoginDisabled)}})
 	s.fail(replyLoginDisabled)

@@ -3,29 +3,13 @@ package pop3front
 import (
 	"bufio"
 	"crypto/tls"
-	"crypto/x509"
-	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/xoauthd/xoauthd/internal/localtls"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
-
-// localTLS returns a server configuration with a self-signed certificate
-// for 127.0.0.1 and a client configuration that trusts it.
-func localTLS(t *testing.T) (server, client *tls.Config) {
-	t.Helper()
-	cert, err := localtls.SelfSigned(t.TempDir(), "127.0.0.1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert.Leaf())
-	return cert.ServerConfig(), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-}
 
 // withTLS sets local TLS on the front.
 func withTLS(server *tls.Config, implicit, plaintextLogin bool) harnessOption {
@@ -68,7 +52,7 @@ func hasCapa(caps []string, name string) bool {
 // before STLS, CAPA offers only STLS to log in and USER, PASS and AUTH are
 // refused without a credential check.
 func TestSTLS(t *testing.T) {
-	server, client := localTLS(t)
+	server, client := testkit.TLSPair(t)
 	h := newHarness(t, withTLS(server, false, false))
 	c := h.dialGreeted(t)
 	caps := c.capa()
@@ -89,7 +73,7 @@ func TestSTLS(t *testing.T) {
 	}
 	c.login()
 	c.cmd("STAT", "+OK 2 53")
-	c.cmd("QUIT", "+OK bye")
+	c.cmd("QUIT", "+OK Bye (2 messages left)")
 	c.expectClosed()
 	h.close()
 	if logs := h.logs.String(); !strings.Contains(logs, `reason="login before STLS`) || !strings.Contains(logs, "login=alice") {
@@ -99,7 +83,7 @@ func TestSTLS(t *testing.T) {
 
 // TestImplicitTLS logs in on a POP3S-style listener.
 func TestImplicitTLS(t *testing.T) {
-	server, client := localTLS(t)
+	server, client := testkit.TLSPair(t)
 	h := newHarness(t, withTLS(server, true, false))
 	c := h.dial(t)
 	c.upgrade(client)
@@ -110,14 +94,14 @@ func TestImplicitTLS(t *testing.T) {
 	c.cmd("STLS", strings.TrimSuffix(replyTLSActive, "\r\n"))
 	c.login()
 	c.cmd("STAT", "+OK 2 53")
-	c.cmd("QUIT", "+OK bye")
+	c.cmd("QUIT", "+OK Bye (2 messages left)")
 	c.expectClosed()
 }
 
 // TestPlaintextLoginAllowedWithTLS: on a loopback listener STLS is offered
 // and logins work without it.
 func TestPlaintextLoginAllowedWithTLS(t *testing.T) {
-	server, _ := localTLS(t)
+	server, _ := testkit.TLSPair(t)
 	h := newHarness(t, withTLS(server, false, true))
 	c := h.dialGreeted(t)
 	if caps := c.capa(); !hasCapa(caps, "STLS") || !hasCapa(caps, "USER") || !hasCapa(caps, "SASL") {
@@ -129,7 +113,7 @@ func TestPlaintextLoginAllowedWithTLS(t *testing.T) {
 // TestSTLSDiscardsPlaintextInjection: commands sent in plaintext behind
 // STLS, before the handshake, are dropped (CVE-2011-0411).
 func TestSTLSDiscardsPlaintextInjection(t *testing.T) {
-	server, client := localTLS(t)
+	server, client := testkit.TLSPair(t)
 	h := newHarness(t, withTLS(server, false, false))
 	c := h.dialGreeted(t)
 	c.write("STLS\r\nUSER alice\r\nPASS " + alicePassword + "\r\n")
@@ -149,7 +133,7 @@ func TestSTLSDiscardsPlaintextInjection(t *testing.T) {
 }
 
 func TestSTLSErrors(t *testing.T) {
-	server, _ := localTLS(t)
+	server, _ := testkit.TLSPair(t)
 	t.Run("argument", func(t *testing.T) {
 		h := newHarness(t, withTLS(server, false, false))
 		c := h.dialGreeted(t)
@@ -192,32 +176,4 @@ func (a *fakeAuth) callCount() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.calls
-}
-
-// TestRefuseImplicitTLSWritesNothing: a connection over the limit of an
-// implicit-TLS listener is closed without a plaintext reply.
-func TestRefuseImplicitTLSWritesNothing(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	srv := New(Options{TLS: &tls.Config{}, ImplicitTLS: true})
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			srv.Refuse(c)
-			c.Close()
-		}
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(c)
-	if err != nil || len(got) != 0 {
-		t.Fatalf("refused connection got %q, %v; want nothing", got, err)
-	}
 }

@@ -128,7 +128,7 @@ func TestTracedLogins(t *testing.T) {
 			}
 			c := h.dialGreeted(t)
 			tt.dialog(c)
-			c.cmd("QUIT", "+OK bye") // the upstream's
+			c.cmd("QUIT", "+OK Bye (2 messages left)") // the upstream's
 			c.expectClosed()
 			h.close() // checks the raw secrets
 			logs := h.logs.String()

@@ -93,10 +93,12 @@ func loadTranscripts(tb testing.TB) map[string][]step {
 }
 
 func TestTranscripts(t *testing.T) {
-	h := newHarness(t)
 	for name, steps := range loadTranscripts(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
+			// A harness each: the upstream locks a maildrop for one
+			// session at a time (RFC 1939 section 8).
+			h := newHarness(t)
 			c := h.dial(t)
 			for _, s := range steps {
 				switch s.kind {

@@ -2,12 +2,11 @@ package pop3front
 
 import (
 	"context"
-	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
@@ -33,12 +32,7 @@ func FuzzUpstreamLogin(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		client, server := net.Pipe()
-		go func() {
-			go io.Copy(io.Discard, server)
-			server.Write(data)
-			server.Close()
-		}()
+		client := testkit.PeerWrites(data) // the upstream, hanging up after data
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		acct := proxy.Account{Login: "erp", Identity: "billing@contoso.test"}

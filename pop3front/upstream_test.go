@@ -25,7 +25,7 @@ func scripted(t *testing.T, script ...string) net.Conn {
 		defer close(done)
 		defer srv.Close()
 		srv.SetDeadline(time.Now().Add(ioTimeout))
-		r := bufio.NewReaderSize(srv, fakeMaxLine)
+		r := bufio.NewReaderSize(srv, 16<<10) // an XOAUTH2 line is long
 		for _, step := range script {
 			kind, text, _ := strings.Cut(step, ": ")
 			switch kind {

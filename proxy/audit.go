@@ -17,12 +17,12 @@ type LoginAudit struct {
 }
 
 // AuditLogin writes the one audit line of a login attempt, at INFO with the
-// message "login", and counts it in the metrics of ctx's connection. log
+// message "login", and counts it on g.Meter (g may be nil). log
 // is the connection's logger, which already carries cid, proto and remote:
 // every front's line has the same keys in the same order (result, login,
 // identity, reason, then Attrs), so that one query finds them all.
-func AuditLogin(ctx context.Context, log *slog.Logger, a LoginAudit) {
-	metricsFrom(ctx).login(a.Result)
+func (g *Gateway) AuditLogin(ctx context.Context, log *slog.Logger, a LoginAudit) {
+	g.meter().login(a.Result)
 	if log == nil {
 		return
 	}

@@ -64,7 +64,7 @@ func connect[T any](ctx context.Context, g *Gateway, d *Dialer, acct Account, lo
 	if err != nil {
 		return zero, err
 	}
-	m := metricsFrom(ctx)
+	m := g.Meter
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
 		conn, err := d.Dial(ctx)

@@ -191,7 +191,7 @@ func (c *Credentials) Authenticate(ctx context.Context, login, password string, 
 	key := c.cache.key(login, password, phc)
 	for {
 		if err := c.throttle.check(ctx, src, lk, login); err != nil {
-			return Account{}, c.refused(ctx, err)
+			return Account{}, err
 		}
 		if known && c.cache.hit(key, c.now()) {
 			return acct, nil
@@ -224,14 +224,6 @@ func (c *Credentials) Authenticate(ctx context.Context, login, password string, 
 	}
 }
 
-// refused counts a throttled login in the metrics and returns err.
-func (c *Credentials) refused(ctx context.Context, err error) error {
-	if errors.Is(err, ErrThrottled) {
-		metricsFrom(ctx).throttled()
-	}
-	return err
-}
-
 // answer is Authenticate's result for a verdict.
 func (c *Credentials) answer(acct Account, v verdict, err error) (Account, error) {
 	switch {
@@ -251,7 +243,7 @@ func (c *Credentials) answer(acct Account, v verdict, err error) (Account, error
 func (c *Credentials) verifyOnce(ctx context.Context, f *flight, key cacheKey, src, lk, login, phc, password string, known bool) (verdict, error) {
 	prior, err := c.throttle.admit(ctx, src, lk, login)
 	if err != nil {
-		return verdictNone, c.refused(ctx, err)
+		return verdictNone, err
 	}
 	// An admitted check is settled even when the client has gone away: a
 	// guesser must not escape the count by hanging up.

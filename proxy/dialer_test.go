@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // tlsGreeting is what the test TLS servers write after the handshake.
@@ -37,11 +39,15 @@ func startTLSServer(t *testing.T, cfg *tls.Config) string {
 }
 
 // serveLoop runs handle on each connection of ln until the test ends.
+// A connection accepted while the test is ending is closed at once: the
+// cleanup has already closed the others, and a handler left reading it
+// would keep wg.Wait from returning.
 func serveLoop(t *testing.T, ln net.Listener, handle func(net.Conn)) {
 	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
+	closed := false
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -51,6 +57,11 @@ func serveLoop(t *testing.T, ln net.Listener, handle func(net.Conn)) {
 				return
 			}
 			mu.Lock()
+			if closed {
+				mu.Unlock()
+				c.Close()
+				return
+			}
 			conns = append(conns, c)
 			mu.Unlock()
 			wg.Add(1)
@@ -64,6 +75,7 @@ func serveLoop(t *testing.T, ln net.Listener, handle func(net.Conn)) {
 	t.Cleanup(func() {
 		ln.Close()
 		mu.Lock()
+		closed = true
 		for _, c := range conns {
 			c.Close()
 		}
@@ -84,8 +96,8 @@ func readGreeting(t *testing.T, c net.Conn, want string) {
 }
 
 func TestDialerImplicitTLS(t *testing.T) {
-	ca := newTestCA(t)
-	other := newTestCA(t)
+	ca := testkit.NewCA(t)
+	other := testkit.NewCA(t)
 	now := time.Now()
 	tests := []struct {
 		name     string
@@ -96,14 +108,14 @@ func TestDialerImplicitTLS(t *testing.T) {
 		wantErr  string // substring of the error; "" for success
 		certFail bool   // the error is a certificate verification failure
 	}{
-		{name: "trusted via ca_file", cert: ca.validLeaf(t), host: "127.0.0.1", caFile: ca.file},
-		{name: "trusted via ca_file, dns name", cert: ca.validLeaf(t), host: "localhost", caFile: ca.file},
-		{name: "unknown CA", cert: ca.validLeaf(t), host: "127.0.0.1", wantErr: "is not trusted", certFail: true},
-		{name: "other CA", cert: ca.validLeaf(t), host: "127.0.0.1", caFile: other.file, wantErr: "set ca_file for a private CA", certFail: true},
-		{name: "wrong host name", cert: ca.leaf(t, now.Add(-time.Hour), now.Add(time.Hour), "mail.example.test"), host: "127.0.0.1", caFile: ca.file, wantErr: "not valid for that name", certFail: true},
-		{name: "expired", cert: ca.leaf(t, now.Add(-2*time.Hour), now.Add(-time.Hour), "localhost", "127.0.0.1"), host: "127.0.0.1", caFile: ca.file, wantErr: "has expired", certFail: true},
-		{name: "not valid yet", cert: ca.leaf(t, now.Add(time.Hour), now.Add(2*time.Hour), "localhost", "127.0.0.1"), host: "127.0.0.1", caFile: ca.file, wantErr: "has expired or is not valid yet", certFail: true},
-		{name: "tls 1.1 refused", cert: ca.validLeaf(t), host: "127.0.0.1", caFile: ca.file, maxVer: tls.VersionTLS11, wantErr: "tls handshake with"},
+		{name: "trusted via ca_file", cert: ca.Leaf(t), host: "127.0.0.1", caFile: ca.WriteCAFile(t)},
+		{name: "trusted via ca_file, dns name", cert: ca.Leaf(t), host: "localhost", caFile: ca.WriteCAFile(t)},
+		{name: "unknown CA", cert: ca.Leaf(t), host: "127.0.0.1", wantErr: "is not trusted", certFail: true},
+		{name: "other CA", cert: ca.Leaf(t), host: "127.0.0.1", caFile: other.WriteCAFile(t), wantErr: "set ca_file for a private CA", certFail: true},
+		{name: "wrong host name", cert: ca.LeafBetween(t, now.Add(-time.Hour), now.Add(time.Hour), "mail.example.test"), host: "127.0.0.1", caFile: ca.WriteCAFile(t), wantErr: "not valid for that name", certFail: true},
+		{name: "expired", cert: ca.LeafBetween(t, now.Add(-2*time.Hour), now.Add(-time.Hour), "localhost", "127.0.0.1"), host: "127.0.0.1", caFile: ca.WriteCAFile(t), wantErr: "has expired", certFail: true},
+		{name: "not valid yet", cert: ca.LeafBetween(t, now.Add(time.Hour), now.Add(2*time.Hour), "localhost", "127.0.0.1"), host: "127.0.0.1", caFile: ca.WriteCAFile(t), wantErr: "has expired or is not valid yet", certFail: true},
+		{name: "tls 1.1 refused", cert: ca.Leaf(t), host: "127.0.0.1", caFile: ca.WriteCAFile(t), maxVer: tls.VersionTLS11, wantErr: "tls handshake with"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,9 +155,9 @@ func TestDialerImplicitTLS(t *testing.T) {
 }
 
 func TestDialerSessionResumption(t *testing.T) {
-	ca := newTestCA(t)
-	addr := startTLSServer(t, &tls.Config{Certificates: []tls.Certificate{ca.validLeaf(t)}})
-	d, err := NewDialer(addr, TLSImplicit, ca.file)
+	ca := testkit.NewCA(t)
+	addr := startTLSServer(t, &tls.Config{Certificates: []tls.Certificate{ca.Leaf(t)}})
+	d, err := NewDialer(addr, TLSImplicit, ca.WriteCAFile(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,8 +176,8 @@ func TestDialerSessionResumption(t *testing.T) {
 }
 
 func TestDialerStartTLS(t *testing.T) {
-	ca := newTestCA(t)
-	cfg := &tls.Config{Certificates: []tls.Certificate{ca.validLeaf(t)}}
+	ca := testkit.NewCA(t)
+	cfg := &tls.Config{Certificates: []tls.Certificate{ca.Leaf(t)}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +197,7 @@ func TestDialerStartTLS(t *testing.T) {
 		io.Copy(io.Discard, tc)
 	})
 
-	d, err := NewDialer(ln.Addr().String(), TLSStartTLS, ca.file)
+	d, err := NewDialer(ln.Addr().String(), TLSStartTLS, ca.WriteCAFile(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +279,7 @@ func TestDialerFailures(t *testing.T) {
 }
 
 func TestNewDialer(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testkit.NewCA(t)
 	dir := t.TempDir()
 	notPEM := filepath.Join(dir, "not.pem")
 	os.WriteFile(notPEM, []byte("hello\n"), 0o644)
@@ -282,7 +294,7 @@ func TestNewDialer(t *testing.T) {
 		{"imaps default", "outlook.office365.com:993", "", "", TLSImplicit, ""},
 		{"submission default", "smtp.office365.com:587", "", "", TLSStartTLS, ""},
 		{"explicit implicit on 587", "smtp.example.com:587", TLSImplicit, "", TLSImplicit, ""},
-		{"with ca file", "localhost:993", TLSImplicit, ca.file, TLSImplicit, ""},
+		{"with ca file", "localhost:993", TLSImplicit, ca.WriteCAFile(t), TLSImplicit, ""},
 		{"no port", "outlook.office365.com", "", "", "", "want host:port"},
 		{"no host", ":993", "", "", "", "want host:port"},
 		{"bad mode", "imap.example.com:993", "none", "", "", "want implicit or starttls"},

@@ -20,9 +20,9 @@
 // configuration reload can end those of a removed or changed account.
 //
 // Observability hooks shared by the fronts: AuditLogin writes the one audit
-// line per login attempt; a Server's Metrics (see Metrics and WithMetrics)
-// count connections, logins, throttling, upstream latencies and relayed
-// bytes; Conn.Traced wraps a connection for the redacted protocol trace of
+// line per login attempt; a Server's Metrics count connections and a
+// Gateway's Meter (passed on to Relay in RelayOptions) counts logins,
+// throttling, upstream latencies and relayed bytes; Conn.Traced wraps a connection for the redacted protocol trace of
 // the dialogue up to the login (relayed sessions are never traced).
 //
 // proxy parses no mail protocol: the fronts (imapfront, pop3front, smtpfront) do,

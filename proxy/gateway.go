@@ -72,6 +72,18 @@ type Gateway struct {
 	Limits         *IdentityLimits
 	LimitKey       string
 	MaxPerIdentity int
+	// Meter, when set, counts logins (AuditLogin), refusals for throttling
+	// and at the identity limit (LoginFailed) and the upstream latencies of
+	// Connect.
+	Meter Meter
+}
+
+// meter is g's Meter; a nil Gateway records nothing.
+func (g *Gateway) meter() Meter {
+	if g == nil {
+		return Meter{}
+	}
+	return g.Meter
 }
 
 // LoginFunc speaks one protocol's XOAUTH2 login on a freshly dialled upstream

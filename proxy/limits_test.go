@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 func TestIdentityLimits(t *testing.T) {
@@ -114,7 +116,7 @@ func TestConnectHoldsIdentityPlace(t *testing.T) {
 		t.Error("the refused login chose an upstream")
 	}
 	end1()
-	waitFor(t, "the ended connection's place to be free", func() bool { return g.Limits.InUse("imap", acct.Identity) == 0 })
+	testkit.Eventually(t, 5*time.Second, "the ended connection's place to be free", func() bool { return g.Limits.InUse("imap", acct.Identity) == 0 })
 	failing := func(_ context.Context, conn net.Conn, _ *Dialer, _ Account, _ string) (net.Conn, error) {
 		conn.Close()
 		return nil, fmt.Errorf("greeting: %w", ErrUpstreamUnavailable)

@@ -1,11 +1,8 @@
 package proxy
 
-import (
-	"context"
-	"time"
-)
+import "time"
 
-// Directions of relayed bytes, for Metrics.Relayed and RecordRelayed.
+// Directions of relayed bytes, for Metrics.Relayed and Meter.Relayed.
 const (
 	ClientToUpstream = "client_to_upstream"
 	UpstreamToClient = "upstream_to_client"
@@ -58,74 +55,52 @@ type Metrics interface {
 	Relayed(protocol, direction string, n int64)
 }
 
-// metricsKey is the context key of a connection's metrics.
-type metricsKey struct{}
-
-// connMetrics is Metrics bound to one connection's protocol. Its zero value
-// records nothing.
-type connMetrics struct {
-	m     Metrics
-	proto string
+// Meter is Metrics bound to one listener's protocol: what a Gateway (for
+// logins and upstream latencies) and a Relay (for bytes) record to. Its
+// zero value records nothing. The daemon sets it beside Server.Metrics, so
+// every observation names the protocol it was made on.
+type Meter struct {
+	Metrics  Metrics
+	Protocol string
 }
 
-// WithMetrics returns a context whose connection-level observations (relayed
-// bytes, upstream latencies, throttled and audited logins) go to m, labelled
-// with protocol. A Server does this for every connection it serves when its
-// Metrics field is set; fronts and tests that run a session without a
-// Server may call it themselves. Like net/http/httptrace, the context
-// carries the hooks so that Connect, Relay and Authenticate keep their
-// signatures.
-func WithMetrics(ctx context.Context, m Metrics, protocol string) context.Context {
-	if m == nil {
-		return ctx
-	}
-	return context.WithValue(ctx, metricsKey{}, connMetrics{m: m, proto: protocol})
-}
+// Relayed counts n bytes relayed in direction (ClientToUpstream or
+// UpstreamToClient), for a front that moves bytes itself instead of
+// through Relay.
+func (c Meter) Relayed(direction string, n int64) { c.relayed(direction, n) }
 
-// metricsFrom returns the metrics of ctx's connection (zero: none).
-func metricsFrom(ctx context.Context) connMetrics {
-	cm, _ := ctx.Value(metricsKey{}).(connMetrics)
-	return cm
-}
-
-// RecordRelayed counts n bytes relayed in direction on the metrics of ctx's
-// connection, for a front that moves bytes itself instead of through Relay.
-func RecordRelayed(ctx context.Context, direction string, n int64) {
-	metricsFrom(ctx).relayed(direction, n)
-}
-
-func (c connMetrics) relayed(direction string, n int64) {
-	if c.m != nil && n > 0 {
-		c.m.Relayed(c.proto, direction, n)
+func (c Meter) relayed(direction string, n int64) {
+	if c.Metrics != nil && n > 0 {
+		c.Metrics.Relayed(c.Protocol, direction, n)
 	}
 }
 
-func (c connMetrics) login(result string) {
-	if c.m != nil {
-		c.m.Login(c.proto, result)
+func (c Meter) login(result string) {
+	if c.Metrics != nil {
+		c.Metrics.Login(c.Protocol, result)
 	}
 }
 
-func (c connMetrics) throttled() {
-	if c.m != nil {
-		c.m.Throttled(c.proto)
+func (c Meter) throttled() {
+	if c.Metrics != nil {
+		c.Metrics.Throttled(c.Protocol)
 	}
 }
 
-func (c connMetrics) identityLimited() {
-	if c.m != nil {
-		c.m.IdentityLimited(c.proto)
+func (c Meter) identityLimited() {
+	if c.Metrics != nil {
+		c.Metrics.IdentityLimited(c.Protocol)
 	}
 }
 
-func (c connMetrics) dialed(d time.Duration) {
-	if c.m != nil {
-		c.m.UpstreamDialed(c.proto, d)
+func (c Meter) dialed(d time.Duration) {
+	if c.Metrics != nil {
+		c.Metrics.UpstreamDialed(c.Protocol, d)
 	}
 }
 
-func (c connMetrics) authenticated(d time.Duration) {
-	if c.m != nil {
-		c.m.UpstreamAuthenticated(c.proto, d)
+func (c Meter) authenticated(d time.Duration) {
+	if c.Metrics != nil {
+		c.Metrics.UpstreamAuthenticated(c.Protocol, d)
 	}
 }

@@ -113,37 +113,17 @@ func TestServerCountsConnections(t *testing.T) {
 	}
 }
 
-func TestServerPutsMetricsInContext(t *testing.T) {
-	m := newRecMetrics()
-	got := make(chan connMetrics, 1)
-	h := &testHandler{serve: func(ctx context.Context, c *Conn) { got <- metricsFrom(ctx) }}
-	addr, _ := startServer(t, &Server{Protocol: "pop3", Handler: h, Metrics: m}, false)
-	dial(t, addr)
-	cm := <-got
-	if cm.m != Metrics(m) || cm.proto != "pop3" {
-		t.Errorf("connection context metrics = %+v, want the server's with proto pop3", cm)
-	}
-	// Without Metrics, nothing is put in the context.
-	h2 := &testHandler{serve: func(ctx context.Context, c *Conn) { got <- metricsFrom(ctx) }}
-	addr2, _ := startServer(t, &Server{Protocol: "imap", Handler: h2}, false)
-	dial(t, addr2)
-	if cm := <-got; cm.m != nil {
-		t.Errorf("server without metrics put %+v in the context", cm)
-	}
-}
-
 func TestRelayCountsBytes(t *testing.T) {
 	for _, mode := range relayModes {
 		t.Run(mode, func(t *testing.T) {
 			m := newRecMetrics()
 			e := newRelayEnv(t, mode)
-			ctx := WithMetrics(context.Background(), m, "imap")
+			meter := Meter{m, "imap"}
 			done := make(chan RelayStats, 1)
 			go func() {
 				r := newRelay(e.client, e.upstream, RelayOptions{}, e.splice)
-				r.c2u.m = metricsFrom(ctx)
-				r.u2c.m = metricsFrom(ctx)
-				done <- r.run(ctx, nil, nil, nil)
+				r.c2u.m, r.u2c.m = meter, meter
+				done <- r.run(context.Background(), nil, nil, nil)
 			}()
 			io.WriteString(e.clientPeer, "a NOOP\r\n")
 			readN(t, e.upstreamPeer, 8)
@@ -162,15 +142,14 @@ func TestRelayCountsBytes(t *testing.T) {
 	}
 }
 
-func TestRelayTakesMetricsFromContext(t *testing.T) {
+func TestRelayCountsOnItsMeter(t *testing.T) {
 	m := newRecMetrics()
 	cp, c := tcpPair(t)
 	u, up := tcpPair(t)
-	ctx := WithMetrics(context.Background(), m, "pop3")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		Relay(ctx, nil, c, bufio.NewReader(strings.NewReader("")), u, nil, RelayOptions{})
+		Relay(context.Background(), nil, c, bufio.NewReader(strings.NewReader("")), u, nil, RelayOptions{Meter: Meter{m, "pop3"}})
 	}()
 	io.WriteString(cp, "STAT\r\n")
 	readN(t, up, 6)
@@ -203,7 +182,8 @@ func TestConnectObservesLatencies(t *testing.T) {
 			if tt.unreached {
 				d.Addr = "127.0.0.1:1"
 			}
-			g := &Gateway{Tokens: &fakeTokens{current: "tok1"}, Upstream: func(Account) (*Dialer, error) { return d, nil }}
+			g := &Gateway{Tokens: &fakeTokens{current: "tok1"}, Upstream: func(Account) (*Dialer, error) { return d, nil },
+				Meter: Meter{m, "imap"}}
 			attempt := 0
 			login := func(_ context.Context, conn net.Conn, _ *Dialer, _ Account, _ string) (net.Conn, error) {
 				err := tt.results[attempt]
@@ -214,8 +194,7 @@ func TestConnectObservesLatencies(t *testing.T) {
 				}
 				return conn, nil
 			}
-			ctx := WithMetrics(context.Background(), m, "imap")
-			if conn, err := Connect(ctx, g, Account{Identity: "a@b"}, login); err == nil {
+			if conn, err := Connect(context.Background(), g, Account{Identity: "a@b"}, login); err == nil {
 				conn.Close()
 			}
 			if got := m.observed("dial imap"); got != tt.dials {
@@ -228,23 +207,41 @@ func TestConnectObservesLatencies(t *testing.T) {
 	}
 }
 
-func TestCredentialsCountThrottled(t *testing.T) {
+// TestLoginFailedCountsRefusals: the Gateway's Meter counts a login the
+// credentials refused for throttling and one refused at the identity
+// limit, each once, and nothing for a wrong password.
+func TestLoginFailedCountsRefusals(t *testing.T) {
 	m := newRecMetrics()
+	g := &Gateway{Meter: Meter{m, "smtp"}}
 	e := newCredEnv(t, CredentialOptions{AddrLimit: 2, LoginLimit: -1, BaseDelay: -1})
-	ctx := WithMetrics(context.Background(), m, "smtp")
+	ctx := context.Background()
 	for range 2 {
-		if _, err := e.c.Authenticate(ctx, "alice", "wrong", addrA); err != ErrBadCredentials {
+		_, err := e.c.Authenticate(ctx, "alice", "wrong", addrA)
+		if err != ErrBadCredentials {
 			t.Fatalf("Authenticate = %v, want ErrBadCredentials", err)
 		}
+		g.LoginFailed(ctx, nil, "alice", Account{}, err)
 	}
 	if got := m.get("throttled smtp"); got != 0 {
 		t.Fatalf("throttled = %d before the limit", got)
 	}
-	if _, err := e.c.Authenticate(ctx, "alice", "secret", addrA); !errors.Is(err, ErrThrottled) {
+	_, err := e.c.Authenticate(ctx, "alice", "secret", addrA)
+	if !errors.Is(err, ErrThrottled) {
 		t.Fatalf("Authenticate = %v, want ErrThrottled", err)
 	}
+	g.LoginFailed(ctx, nil, "alice", Account{}, err)
 	if got := m.get("throttled smtp"); got != 1 {
 		t.Errorf("throttled = %d, want 1", got)
+	}
+	if got := m.get("limited smtp"); got != 0 {
+		t.Errorf("identity limited = %d before a refusal at the limit", got)
+	}
+	g.LoginFailed(ctx, nil, "alice", Account{}, &IdentityLimitError{Identity: "alice@contoso.com", Limit: 1})
+	if got := m.get("limited smtp"); got != 1 {
+		t.Errorf("identity limited = %d, want 1", got)
+	}
+	if got := m.get("login smtp " + LoginFailure); got != 3 {
+		t.Errorf("login failures = %d, want 3", got)
 	}
 }
 
@@ -287,8 +284,8 @@ func TestAuditLogin(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			logs := new(logBuffer)
 			m := newRecMetrics()
-			ctx := WithMetrics(context.Background(), m, "imap")
-			AuditLogin(ctx, newJSONLogger(logs).With("proto", "imap"), tt.audit)
+			g := &Gateway{Meter: Meter{m, "imap"}}
+			g.AuditLogin(context.Background(), newJSONLogger(logs).With("proto", "imap"), tt.audit)
 			recs := logs.records(t)
 			if len(recs) != 1 {
 				t.Fatalf("%d log records, want 1", len(recs))
@@ -307,6 +304,7 @@ func TestAuditLogin(t *testing.T) {
 			}
 		})
 	}
-	// Without a logger or metrics nothing breaks.
-	AuditLogin(context.Background(), nil, LoginAudit{Result: LoginError})
+	// Without a logger, a Meter or a Gateway nothing breaks.
+	(&Gateway{}).AuditLogin(context.Background(), nil, LoginAudit{Result: LoginError})
+	(*Gateway)(nil).AuditLogin(context.Background(), nil, LoginAudit{Result: LoginError})
 }

@@ -146,8 +146,11 @@ type Explainer func(err error, acct Account) (text string, ok bool)
 // when the local check passed. g may be nil.
 func (g *Gateway) LoginFailed(ctx context.Context, log *slog.Logger, login string, acct Account, err error, attrs ...slog.Attr) Failure {
 	f := Classify(err)
-	if f.Outcome == OutcomeIdentityLimit {
-		metricsFrom(ctx).identityLimited()
+	switch f.Outcome {
+	case OutcomeThrottled:
+		g.meter().throttled()
+	case OutcomeIdentityLimit:
+		g.meter().identityLimited()
 	}
 	all := make([]slog.Attr, 0, len(attrs)+2)
 	all = append(all, attrs...)
@@ -157,6 +160,6 @@ func (g *Gateway) LoginFailed(ctx context.Context, log *slog.Logger, login strin
 			all = append(all, slog.String("why", text))
 		}
 	}
-	AuditLogin(ctx, log, LoginAudit{Result: f.Result, Login: login, Identity: acct.Identity, Reason: f.Reason, Attrs: all})
+	g.AuditLogin(ctx, log, LoginAudit{Result: f.Result, Login: login, Identity: acct.Identity, Reason: f.Reason, Attrs: all})
 	return f
 }

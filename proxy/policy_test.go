@@ -56,8 +56,8 @@ func TestLoginFailedAudit(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	m := newRecMetrics()
-	ctx := WithMetrics(context.Background(), m, "imap")
-	g := &Gateway{Explain: func(err error, acct Account) (string, bool) {
+	ctx := context.Background()
+	g := &Gateway{Meter: Meter{m, "imap"}, Explain: func(err error, acct Account) (string, bool) {
 		if errors.Is(err, ErrSignInNeeded) {
 			return "Refresh token expired. Run `xoauthd login " + acct.Identity + "`.", true
 		}

@@ -80,6 +80,8 @@ type RelayOptions struct {
 	// the client gets when Drain ends the relay, if one can be written
 	// without breaking a response in flight.
 	Farewell Farewell
+	// Meter counts the relayed bytes (the front passes its Gateway's).
+	Meter Meter
 }
 
 // Farewell follows a relayed session so that a shutdown can say goodbye to
@@ -124,20 +126,19 @@ type Farewell interface {
 // goodbye when it gives one, and closes both connections, all within
 // farewellWait.
 //
-// The bytes are counted on the metrics of ctx's connection (WithMetrics) as
-// they move, so a long session shows its traffic before it ends.
+// The bytes are counted on opts.Meter as they move, so a long session shows
+// its traffic before it ends.
 func Relay(ctx context.Context, log *slog.Logger, client net.Conn, clientBuf *bufio.Reader, upstream net.Conn, upstreamBuf *bufio.Reader, opts RelayOptions) RelayStats {
 	r := newRelay(client, upstream, opts, opts.Farewell == nil)
-	m := metricsFrom(ctx)
-	r.c2u.m, r.u2c.m = m, m
+	r.c2u.m, r.u2c.m = opts.Meter, opts.Meter
 	return r.run(ctx, log, clientBuf, upstreamBuf)
 }
 
 // dirCount counts the bytes of one direction for RelayStats and the metrics.
 type dirCount struct {
 	n   atomic.Int64
-	dir string      // ClientToUpstream or UpstreamToClient
-	m   connMetrics // zero: no metrics
+	dir string // ClientToUpstream or UpstreamToClient
+	m   Meter  // zero: no metrics
 }
 
 func (c *dirCount) add(n int64) {

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection.
@@ -70,9 +72,9 @@ func newRelayEnv(t testing.TB, mode string) *relayEnv {
 	e := &relayEnv{clientPeer: cp, client: c, upstream: u, upstreamPeer: up, logs: new(logBuffer),
 		result: make(chan RelayStats, 1), splice: mode == modeSplice}
 	if mode == modeTLS {
-		ca := newTestCA(t)
-		srv := &tls.Config{Certificates: []tls.Certificate{ca.validLeaf(t)}}
-		cli := &tls.Config{RootCAs: ca.pool(), ServerName: "localhost"}
+		ca := testkit.NewCA(t)
+		srv := &tls.Config{Certificates: []tls.Certificate{ca.Leaf(t)}}
+		cli := &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"}
 		e.clientPeer, e.client = tlsPair(t, tls.Client(cp, cli), tls.Server(c, srv))
 		e.upstream, e.upstreamPeer = tlsPair(t, tls.Client(u, cli), tls.Server(up, srv))
 	}

@@ -136,8 +136,9 @@ type Server struct {
 	// OnPanic, when set, is called with the value of every panic recovered
 	// from the Handler (after it was logged); tests use it to fail.
 	OnPanic func(v any)
-	// Metrics, when set, counts connections, logins, relayed bytes and
-	// upstream latencies of this server (see WithMetrics).
+	// Metrics, when set, counts the connections of this server opened,
+	// closed and refused over MaxConns. Logins, relayed bytes and upstream
+	// latencies are counted on the Meter of the fronts' Gateway.
 	Metrics Metrics
 	// Trace turns on the protocol trace of the pre-auth dialogue and the
 	// upstream login (see Conn.Traced); it logs at DEBUG, so the logger
@@ -231,7 +232,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // accepted starts serving nc, or refuses it when over the limit or closing.
 func (s *Server) accepted(ctx context.Context, nc net.Conn) {
-	connCtx, cancelCause := context.WithCancelCause(WithMetrics(ctx, s.Metrics, s.Protocol))
+	connCtx, cancelCause := context.WithCancelCause(ctx)
 	cancel := func() { cancelCause(nil) }
 	c := s.newConn(nc, cancel)
 	// Sessions.Close ends a logged-in session through this scope.

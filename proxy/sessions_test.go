@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 var errReasonTest = errors.New("the account was removed")
@@ -43,18 +45,6 @@ func connectVia(ctx context.Context, d *Dialer, s *Sessions, login string, login
 		return conn, nil
 	}
 	return Connect(ctx, g, Account{Login: login, Identity: login + "@contoso.com"}, fn)
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func TestSessionsRegisterAndClose(t *testing.T) {
@@ -105,7 +95,7 @@ func TestSessionsForgetEndedConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel(nil) // the connection ended
-	waitFor(t, "the registration to go", func() bool { return s.Len() == 0 })
+	testkit.Eventually(t, 5*time.Second, "the registration to go", func() bool { return s.Len() == 0 })
 
 	// A failed upstream login leaves nothing registered.
 	ctx2, _ := newScope(t)
@@ -273,7 +263,7 @@ func TestSessionsCloseEndsRelay(t *testing.T) {
 		t.Fatalf("upstream connection of %q ended, want alice's", who)
 	}
 	echo(t, conns["bob"], clients["bob"], "bob still here\n")
-	waitFor(t, "alice's registration to go", func() bool { return s.Count("alice") == 0 && s.Count("bob") == 1 })
+	testkit.Eventually(t, 5*time.Second, "alice's registration to go", func() bool { return s.Count("alice") == 0 && s.Count("bob") == 1 })
 }
 
 func TestSessionsConcurrent(t *testing.T) {
@@ -301,5 +291,5 @@ func TestSessionsConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitFor(t, "every registration to go", func() bool { return s.Len() == 0 })
+	testkit.Eventually(t, 5*time.Second, "every registration to go", func() bool { return s.Len() == 0 })
 }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // TestCredentialsThrottleConcurrent checks that the limits bound password
@@ -63,7 +65,7 @@ func TestCredentialsThrottleConcurrent(t *testing.T) {
 			}
 			// Let the attempts pile up at the verification (or wait for
 			// room there), then release.
-			waitFor(t, "every attempt verifying, waiting or throttled", func() bool {
+			testkit.Eventually(t, 5*time.Second, "every attempt verifying, waiting or throttled", func() bool {
 				return throttled.Load()+verifies.Load()+int32(e.c.throttle.waiters()) == attempts
 			})
 			close(gate)
@@ -143,7 +145,7 @@ func TestCredentialsCachedBurst(t *testing.T) {
 		}()
 	}
 	// Every attempt is in the lookup (or already answered) at once.
-	waitFor(t, "every login held or answered", func() bool { return entered.Load()+answered.Load() == logins })
+	testkit.Eventually(t, 5*time.Second, "every login held or answered", func() bool { return entered.Load()+answered.Load() == logins })
 	close(gate)
 	wg.Wait()
 	close(errs)
@@ -187,7 +189,7 @@ func TestCredentialsSharedVerification(t *testing.T) {
 		for i := range attempts {
 			go func() { errs <- e.auth("alice", "wrong", netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})) }()
 		}
-		waitFor(t, "every attempt sharing one verification", func() bool { return e.c.flights.joinedAll() == attempts-1 })
+		testkit.Eventually(t, 5*time.Second, "every attempt sharing one verification", func() bool { return e.c.flights.joinedAll() == attempts-1 })
 		close(gate)
 		for range attempts {
 			if err := <-errs; !errors.Is(err, ErrBadCredentials) {
@@ -214,10 +216,10 @@ func TestCredentialsSharedVerification(t *testing.T) {
 			_, err := e.c.Authenticate(ctx, "alice", "secret", addrA)
 			first <- err
 		}()
-		waitFor(t, "the first attempt in its delay", func() bool { return calls.Load() == 1 })
+		testkit.Eventually(t, 5*time.Second, "the first attempt in its delay", func() bool { return calls.Load() == 1 })
 		second := make(chan error, 1)
 		go func() { second <- e.auth("alice", "secret", addrB) }()
-		waitFor(t, "the second attempt sharing it", func() bool { return e.c.flights.joinedAll() == 1 })
+		testkit.Eventually(t, 5*time.Second, "the second attempt sharing it", func() bool { return e.c.flights.joinedAll() == 1 })
 		cancel()
 		if err := <-first; !errors.Is(err, context.Canceled) || errors.Is(err, ErrBadCredentials) {
 			t.Errorf("first attempt = %v, want the context's error", err)

@@ -88,7 +88,7 @@ func (s *session) begin(acct proxy.Account, login string, audit []slog.Attr) err
 	s.cc.loggedIn()
 	// The protocol trace ends here: messages are never traced.
 	s.cc.stopTrace()
-	proxy.AuditLogin(s.cc.ctx, s.log, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: login, Identity: acct.Identity,
+	s.srv.opts.Gateway.AuditLogin(s.cc.ctx, s.log, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: login, Identity: acct.Identity,
 		Attrs: append(audit, slog.String("mailbox", acct.Mailbox), slog.String("upstream", up.addr))})
 	s.log = s.log.With("login", login, "identity", acct.Identity)
 	return nil

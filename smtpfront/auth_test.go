@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
 )
@@ -294,7 +295,7 @@ func TestIdleTimeoutAfterLogin(t *testing.T) {
 	}
 	// The upstream session and the slot are given back.
 	h.log.waitFor(t, "result=success")
-	waitUntil(t, "the slot is given back", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
+	testkit.Eventually(t, 10*time.Second, "the slot is given back", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
 }
 
 func TestEndlessLineIsCut(t *testing.T) {

@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/xoauthd/xoauthd/smtpfront/internal/wire"
 )
 
 // The DATA tap lets the session relay a message from the raw client stream
 // in bulk instead of through go-smtp's DATA reader, which undoes the dot-
-// stuffing one byte at a time (see dotcodec.go). go-smtp keeps the command
+// stuffing one byte at a time (see package wire). go-smtp keeps the command
 // dialogue, and the hand-over works through what go-smtp reads:
 //
 //  1. Data arms the tap. go-smtp's reader first decodes what its buffer
@@ -216,10 +218,10 @@ func (c *clientConn) releasePending() {
 // message bytes and checks them against limit (no limit if < 0) and every
 // line against go-smtp's line limit. Past limit the rest is read but not
 // written (smtp.ErrDataTooLarge); a write error of w is w's to report (a
-// dotEncoder keeps it). A read error or a too long line ends the stream for
+// wire.Encoder keeps it). A read error or a too long line ends the stream for
 // good (clientConn.broken), as it would inside go-smtp.
 func (c *clientConn) relayMessage(w io.Writer, limit int64) (n int64, err error) {
-	var dec dotDecoder
+	var dec wire.Decoder
 	tooLarge := false
 	emit := func(run []byte) {
 		n += int64(len(run))
@@ -232,7 +234,7 @@ func (c *clientConn) relayMessage(w io.Writer, limit int64) (n int64, err error)
 	}
 	line := 1 // go-smtp's count at the start of a line: the '\n' counts
 	for {
-		used, done := dec.decode(c.pend, emit)
+		used, done := dec.Decode(c.pend, emit)
 		if !checkLines(c.pend[:used], &line, maxLineLength) {
 			c.broken = smtp.ErrTooLongLine
 			break
@@ -244,8 +246,8 @@ func (c *clientConn) relayMessage(w io.Writer, limit int64) (n int64, err error)
 		// When the client pauses, what has come so far goes on: the
 		// upstream is not left waiting for data the relay holds.
 		var stalled func()
-		if f, ok := w.(interface{ flushHeld() }); ok && !tooLarge {
-			stalled = f.flushHeld
+		if f, ok := w.(interface{ FlushHeld() }); ok && !tooLarge {
+			stalled = f.FlushHeld
 		}
 		if err := c.fillPendingOr(stalled); err != nil {
 			c.broken = err

@@ -7,8 +7,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
+	"github.com/xoauthd/xoauthd/smtpfront/internal/wire"
+	"github.com/xoauthd/xoauthd/smtpfront/internal/wire/wiretest"
 )
 
 func TestAtLineStart(t *testing.T) {
@@ -113,7 +118,7 @@ func relayedLogs(log string) [][2]int {
 func TestDataTapTaken(t *testing.T) {
 	h := newHarness(t)
 	c := h.loggedIn()
-	msg := bigMessage(1 << 20)
+	msg := testkit.DottedMessage(1 << 20)
 	if err := send(c, testMailbox, []string{"bob@example.net"}, msg); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +146,7 @@ func TestDataTapQuirks(t *testing.T) {
 	tc := h.loggedInTranscript()
 	const bufioSize = 4096 // go-smtp's reader (textproto over bufio)
 	var wants [][]byte
-	for i, stream := range dotCases {
+	for i, stream := range wiretest.Streams {
 		var fills []int
 		for f := bufioSize - 100 - len(stream) - 2; f <= bufioSize-100+1; f++ {
 			fills = append(fills, f)
@@ -151,13 +156,13 @@ func TestDataTapQuirks(t *testing.T) {
 			for _, pipelined := range []bool{false, true} {
 				envelope := "MAIL FROM:<billing@example.com>\r\nRCPT TO:<a@example.net>\r\nDATA" + []string{"\r\n", "\n", "\r\r\n"}[(i+fill)%3]
 				raw := fillerLines(fill) + stream
-				msg, end := refDecode([]byte(raw))
+				msg, end := wiretest.Decode([]byte(raw))
 				if end < 0 {
 					continue // no end line, or the filler swallowed it ("f" + ".\r\n")
 				}
 				// What the upstream's go-smtp server gets after xoauthd
 				// stuffs msg as textproto's DotWriter would.
-				want, _ := refDecode(refEncode(msg))
+				want, _ := wiretest.Decode(wiretest.Encode(msg))
 				wants = append(wants, want)
 				if pipelined {
 					tc.write(envelope + raw[:end+3] + "NOOP\r\n")
@@ -232,7 +237,7 @@ func TestDataTapClientBreaksOff(t *testing.T) {
 	tc.cmd("MAIL FROM:<billing@example.com>", "250")
 	tc.cmd("RCPT TO:<a@example.net>", "250")
 	tc.cmd("DATA", "354")
-	tc.write(string(bigMessage(300 << 10)))
+	tc.write(string(testkit.DottedMessage(300 << 10)))
 	tc.conn.Close()
 	h.log.waitFor(t, "client data ended early", "session closed")
 	if msgs := h.up.messages(); len(msgs) != 0 {
@@ -306,9 +311,9 @@ func TestRelayMessageLimit(t *testing.T) {
 	for _, tt := range tests {
 		c := &clientConn{tap: tapTaken, pend: []byte("ab\r\n..\r\n.\r\nQUIT\r\n")}
 		var out bytes.Buffer
-		enc := newDotEncoder(&out, make([]byte, 64), nil)
+		enc := wire.NewEncoder(&out, make([]byte, 64), nil)
 		n, err := c.relayMessage(enc, tt.limit)
-		tail, _ := enc.finish()
+		tail, _ := enc.Finish()
 		out.Write(tail)
 		if n != 7 || (err != nil) != tt.tooBig || tt.tooBig && err != smtp.ErrDataTooLarge {
 			t.Errorf("limit %d: n %d err %v, want 7 and too large %v", tt.limit, n, err, tt.tooBig)
@@ -334,7 +339,7 @@ func TestRelayStreamsBeforeTheEnd(t *testing.T) {
 	}
 	first := "Subject: streamed\r\n\r\n" + strings.Repeat("the first part, sent before a pause\r\n", 1000)
 	tc.write(first)
-	waitUntil(t, "the upstream has the first part", func() bool { return h.up.dataRead.Load() >= int64(maxTLSRecord) })
+	testkit.Eventually(t, 10*time.Second, "the upstream has the first part", func() bool { return h.up.dataRead.Load() >= int64(maxTLSRecord) })
 	tc.write("the rest\r\n.\r\n")
 	tc.expect("250 ")
 	tc.cmd("QUIT", "221 ")

@@ -75,7 +75,7 @@
 //     reader and writer. A DATA message is taken from the client stream by
 //     the bulk relay (datatap.go: go-smtp keeps the dialogue and reads the
 //     end-of-data line itself), unstuffed and stuffed again in bulk
-//     (dotcodec.go) and written onto the upstream connection under
+//     (package wire) and written onto the upstream connection under
 //     go-smtp's client, whose DATA writer only ends it. The bytes the
 //     upstream receives are those go-smtp alone would send; the tests hold
 //     the codecs to go-smtp's and net/textproto's originals. An upstream

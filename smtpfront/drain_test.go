@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // TestDrainEndsIdleSessionsAtOnce: when the server begins a graceful
@@ -46,7 +48,7 @@ func TestDrainLetsTransactionFinish(t *testing.T) {
 	defer cancel()
 	shut := make(chan error, 1)
 	go func() { shut <- h.psrv.Shutdown(ctx) }()
-	waitUntil(t, "the listener closes", func() bool { return h.psrv.ActiveConns() == 1 && !dialable(h.addr) })
+	testkit.Eventually(t, 10*time.Second, "the listener closes", func() bool { return h.psrv.ActiveConns() == 1 && !dialable(h.addr) })
 	tc.write("second half\r\n.\r\nMAIL FROM:<next@example.com>\r\n")
 	tc.expect("250")
 	if rest := tc.expectClosed(); rest != "421 4.3.2 Service shutting down, try again later\r\n" {

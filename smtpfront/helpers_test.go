@@ -4,18 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
-	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
@@ -27,6 +21,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
@@ -38,52 +33,6 @@ const (
 	testIdentity = "alice@example.com"
 	testMailbox  = "billing@example.com"
 )
-
-// testPKI is a throwaway CA and a server certificate for 127.0.0.1 and
-// localhost.
-type testPKI struct {
-	server *tls.Config // for the fake upstream
-	roots  *x509.CertPool
-}
-
-func newTestPKI(t testing.TB) testPKI {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "smtpfront test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(caCert)
-	return testPKI{
-		server: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
-		roots:  roots,
-	}
-}
 
 // fakeAuth is a proxy.Authenticator with one account and injectable errors.
 type fakeAuth struct {
@@ -140,27 +89,14 @@ func (f *fakeTokens) Refresh(_ context.Context, identity, stale string) (string,
 
 // testLog collects a test's log output; an ERROR record fails the test.
 type testLog struct {
-	t   testing.TB
-	mu  sync.Mutex
-	buf bytes.Buffer
+	testkit.SyncBuffer
+	t testing.TB
 }
 
 func newTestLog(t testing.TB) (*testLog, *slog.Logger) {
 	l := &testLog{t: t}
 	h := slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug})
 	return l, slog.New(errorTrap{h, l})
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *testLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // waitFor waits until the log contains all of parts (log lines are written
@@ -243,7 +179,7 @@ type probeAtStart struct{}
 // recordUpstreamWire for the fake upstream.
 func newHarness(t testing.TB, opts ...any) *harness {
 	t.Helper()
-	pki := newTestPKI(t)
+	pki := testkit.NewPKI(t)
 	h := &harness{t: t, auth: &fakeAuth{}, tokens: &fakeTokens{version: map[string]int{}}}
 	var logger *slog.Logger
 	h.log, logger = newTestLog(t)
@@ -271,12 +207,12 @@ func newHarness(t testing.TB, opts ...any) *harness {
 			t.Fatalf("newHarness: unknown option %T", o)
 		}
 	}
-	h.up = newFakeUpstream(t, pki.server, mode, recordWire)
+	h.up = newFakeUpstream(t, pki.Server, mode, recordWire)
 	dialMode := proxy.TLSStartTLS
 	if mode == upstreamImplicit {
 		dialMode = proxy.TLSImplicit
 	}
-	clientTLS := &tls.Config{RootCAs: pki.roots, ServerName: "localhost", MinVersion: tls.VersionTLS12,
+	clientTLS := &tls.Config{RootCAs: pki.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS12,
 		ClientSessionCache: tls.NewLRUClientSessionCache(8)}
 	dialer := func() *proxy.Dialer {
 		return &proxy.Dialer{Addr: h.up.addr, Mode: dialMode, TLS: clientTLS,
@@ -494,16 +430,3 @@ func (mailErrSession) Rcpt(string, *smtp.RcptOptions) error   { return nil }
 func (mailErrSession) Data(io.Reader) error                   { return nil }
 func (mailErrSession) Reset()                                 {}
 func (mailErrSession) Logout() error                          { return nil }
-
-// waitUntil polls cond until it holds, failing the test after a generous
-// bound (for state that changes just after a client has its reply).
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
@@ -284,7 +285,7 @@ func TestPacingUpstreamRateLimit(t *testing.T) {
 		res := make(chan error, 1)
 		go func() { res <- send(c, "billing@example.com", []string{"bob@example.net"}, testMessage(id, 3)) }()
 		if wait > 0 {
-			waitUntil(t, "the client waits for its MAIL", func() bool { return clock.waiting() == 1 })
+			testkit.Eventually(t, 10*time.Second, "the client waits for its MAIL", func() bool { return clock.waiting() == 1 })
 			before := clock.Now()
 			clock.advanceToNext()
 			if got := clock.Now().Sub(before); got != wait {
@@ -361,7 +362,7 @@ func TestPacingWaitEndsWithTheSession(t *testing.T) {
 	}
 	res := make(chan error, 1)
 	go func() { res <- c.Mail("billing@example.com", nil) }()
-	waitUntil(t, "the second MAIL waits", func() bool { return clock.waiting() == 1 })
+	testkit.Eventually(t, 10*time.Second, "the second MAIL waits", func() bool { return clock.waiting() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	go h.psrv.Shutdown(ctx)
@@ -369,5 +370,5 @@ func TestPacingWaitEndsWithTheSession(t *testing.T) {
 	if err := <-res; !errors.As(err, &se) || se.Code != 421 {
 		t.Fatalf("MAIL waiting during shutdown: %v, want 421", err)
 	}
-	waitUntil(t, "the timer is stopped", func() bool { return clock.waiting() == 0 })
+	testkit.Eventually(t, 10*time.Second, "the timer is stopped", func() bool { return clock.waiting() == 0 })
 }

@@ -16,24 +16,9 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-)
 
-// bigMessage returns a CRLF message of about size bytes with 76-column
-// lines, some starting with a dot.
-func bigMessage(size int) []byte {
-	var b bytes.Buffer
-	b.Grow(size + 200)
-	b.WriteString("From: <billing@example.com>\r\nTo: <bob@example.net>\r\nSubject: big\r\n\r\n")
-	line := strings.Repeat("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/0123456789ab", 1)
-	for i := 0; b.Len() < size; i++ {
-		if i%50 == 0 {
-			b.WriteString(".")
-		}
-		b.WriteString(line)
-		b.WriteString("\r\n")
-	}
-	return b.Bytes()
-}
+	"github.com/xoauthd/xoauthd/internal/testkit"
+)
 
 func TestMessagesArriveByteForByte(t *testing.T) {
 	tests := []struct {
@@ -45,7 +30,7 @@ func TestMessagesArriveByteForByte(t *testing.T) {
 		{"1 KiB", testMailbox, []string{"bob@example.net"}, testMessage("one-kib", 30)},
 		{"8-bit", testMailbox, []string{"bob@example.net"}, []byte("From: <billing@example.com>\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xc3\xa4\xc3\xb6\xc3\xbc \xff\xfe raw bytes\r\n..two dots\r\n.\r\n \r\n")},
 		{"SMTPUTF8", "bïlling@exämple.com", []string{"bøb@exämple.net"}, []byte("From: bïlling@exämple.com\r\nTo: bøb@exämple.net\r\nSubject: ünïcödé\r\n\r\nGrüße\r\n")},
-		{"25 MiB", testMailbox, []string{"bob@example.net", "carol@example.net"}, bigMessage(largeMessageSize)},
+		{"25 MiB", testMailbox, []string{"bob@example.net", "carol@example.net"}, testkit.DottedMessage(largeMessageSize)},
 	}
 	h := newHarness(t)
 	h.loggedIn().Quit() // learn the upstream's EHLO, so SMTPUTF8 is offered
@@ -175,7 +160,7 @@ func TestMessageOverSizeIsRefusedAndNotSubmitted(t *testing.T) {
 	tc.cmd("MAIL FROM:<billing@example.com>", "250")
 	tc.cmd("RCPT TO:<a@example.net>", "250")
 	tc.cmd("DATA", "354")
-	tc.write(string(bigMessage(8192)) + ".\r\n")
+	tc.write(string(testkit.DottedMessage(8192)) + ".\r\n")
 	tc.expect("552 5.3.4")
 	// The session goes on with a new upstream session.
 	tc.cmd("MAIL FROM:<billing@example.com>", "250")
@@ -543,14 +528,14 @@ func TestBrokenClientDataIsNeverSubmitted(t *testing.T) {
 			tc.cmd("RCPT TO:<a@example.net>", "250")
 			tc.cmd("DATA", "354")
 			tc.write("Subject: partial\r\n\r\nthe first half of a message\r\n")
-			waitUntil(t, "the upstream DATA has begun", func() bool {
+			testkit.Eventually(t, 10*time.Second, "the upstream DATA has begun", func() bool {
 				h.up.mu.Lock()
 				defer h.up.mu.Unlock()
 				return h.up.dataStarted == 1
 			})
 			tt.breakIt(h, tc)
-			waitUntil(t, "the session has ended", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
-			waitUntil(t, "the upstream session has ended", func() bool {
+			testkit.Eventually(t, 10*time.Second, "the session has ended", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
+			testkit.Eventually(t, 10*time.Second, "the upstream session has ended", func() bool {
 				h.up.mu.Lock()
 				defer h.up.mu.Unlock()
 				return h.up.active == 0
@@ -568,7 +553,7 @@ func BenchmarkDataRelay(b *testing.B) {
 	h := newHarness(b)
 	h.up.set(func(f *fakeUpstream) { f.discardData = true })
 	c := h.loggedIn()
-	msg := bigMessage(1 << 20)
+	msg := testkit.DottedMessage(1 << 20)
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/xoauthd/xoauthd/proxy"
+	"github.com/xoauthd/xoauthd/smtpfront/internal/wire"
 )
 
 // Bounds of a session.
@@ -228,17 +229,18 @@ func (s *session) Data(r io.Reader) error {
 	defer s.cc.endData()
 	s.setTx(false) // the final reply ends the transaction, whatever it is
 	// The message goes onto the upstream connection under go-smtp's client,
-	// stuffed by dotEncoder; only its final CRLF goes through the client's
+	// stuffed by wire.Encoder; only its final CRLF goes through the client's
 	// own DATA writer, which then ends the data and reads the reply.
+	meter := s.srv.opts.Gateway.Meter
 	bp := encBufs.Get().(*[]byte)
 	defer encBufs.Put(bp)
-	enc := newDotEncoder(up.conn, *bp, func(n int64) { proxy.RecordRelayed(s.cc.ctx, proxy.ClientToUpstream, n) })
+	enc := wire.NewEncoder(up.conn, *bp, func(n int64) { meter.Relayed(proxy.ClientToUpstream, n) })
 	n, bulk, rerr := s.readMessage(r, enc)
 	if rerr == nil {
 		// The last piece and the end of data leave together.
 		up.conn.holdWrites()
 	}
-	tail, werr := enc.finish()
+	tail, werr := enc.Finish()
 	switch {
 	case rerr != nil:
 		s.discard("client data ended early, dropping the unfinished upstream message", rerr)
@@ -286,7 +288,7 @@ func acceptedReply(text string) error {
 // in enc and the rest is read but dropped. For DATA it lets the bulk relay
 // take over the client stream (datatap.go). n counts message bytes, bulk
 // those of them the bulk relay read.
-func (s *session) readMessage(r io.Reader, enc *dotEncoder) (n, bulk int64, err error) {
+func (s *session) readMessage(r io.Reader, enc *wire.Encoder) (n, bulk int64, err error) {
 	if s.cc.armTap(r) {
 		defer s.cc.disarmTap()
 	}

@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
-// fakeMetrics records what a proxy.Server's connections report.
+// fakeMetrics records what the front reports on its Gateway's Meter.
 type fakeMetrics struct {
 	mu      sync.Mutex
 	logins  map[string]int   // by result
@@ -61,8 +62,9 @@ func withSessions(sessions *proxy.Sessions) func(*Options) {
 	return func(o *Options) { o.Gateway.Sessions = sessions }
 }
 
-func withMetrics(m proxy.Metrics) func(*proxy.Server) {
-	return func(s *proxy.Server) { s.Metrics = m }
+// withMetrics counts the front's logins and relayed bytes in m.
+func withMetrics(m proxy.Metrics) func(*Options) {
+	return func(o *Options) { o.Gateway.Meter = proxy.Meter{Metrics: m, Protocol: "smtp"} }
 }
 
 var errAccountRemoved = errors.New("the account was removed from the configuration")
@@ -73,13 +75,13 @@ func TestReloadClosesIdleSession(t *testing.T) {
 	sessions := &proxy.Sessions{}
 	h := newHarness(t, withSessions(sessions))
 	tc := h.loggedInTranscript()
-	waitUntil(t, "the session is registered", func() bool { return sessions.Count(testLogin) == 1 })
+	testkit.Eventually(t, 10*time.Second, "the session is registered", func() bool { return sessions.Count(testLogin) == 1 })
 	if n := sessions.Close(testLogin, errAccountRemoved); n != 1 {
 		t.Fatalf("Close ended %d sessions, want 1", n)
 	}
 	tc.expect("421 4.7.0 Account changed, closing connection")
 	tc.expectClosed()
-	waitUntil(t, "the upstream slot is free", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
+	testkit.Eventually(t, 10*time.Second, "the upstream slot is free", func() bool { return h.front.slots.InUse("smtp", testIdentity) == 0 })
 	h.log.waitFor(t, "closing the session", "reason=\"the account was removed")
 }
 
@@ -98,7 +100,7 @@ func TestReloadLetsDataFinish(t *testing.T) {
 	// upstream before the rest is sent.
 	first := "Subject: reload\r\n\r\n" + strings.Repeat("first part of a long message\r\n", 2*dataBufSize/30)
 	tc.write(first)
-	waitUntil(t, "the message streams upstream", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the message streams upstream", func() bool {
 		_, relayed := m.get()
 		return relayed[proxy.ClientToUpstream] >= dataBufSize
 	})
@@ -125,7 +127,7 @@ func TestReloadRefusesPipelinedCommands(t *testing.T) {
 	tc.cmd("RCPT TO:<bob@example.net>", "250")
 	tc.cmd("DATA", "354")
 	tc.write("Subject: pipelined\r\n\r\n" + strings.Repeat("x\r\n", dataBufSize))
-	waitUntil(t, "the message streams upstream", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the message streams upstream", func() bool {
 		_, relayed := m.get()
 		return relayed[proxy.ClientToUpstream] >= dataBufSize
 	})
@@ -147,7 +149,7 @@ func TestReloadRefusesPipelinedCommands(t *testing.T) {
 }
 
 // TestAuditAndMetrics: one audit line per login attempt through
-// proxy.AuditLogin (counted in the login metric), and the DATA bytes in
+// proxy.Gateway.AuditLogin (counted in the login metric), and the DATA bytes in
 // the relayed metric.
 func TestAuditAndMetrics(t *testing.T) {
 	m := newFakeMetrics()
@@ -175,12 +177,12 @@ func TestAuditAndMetrics(t *testing.T) {
 		if !strings.Contains(line, "msg=login") {
 			continue
 		}
-		// The keys of proxy.AuditLogin, in its order, after the connection's.
+		// The keys of proxy.Gateway.AuditLogin, in its order, after the connection's.
 		if !strings.Contains(line, "proto=smtp") || !strings.Contains(line, " result=") ||
 			strings.Index(line, " result=") > strings.Index(line, " login=") ||
 			strings.Index(line, " login=") > strings.Index(line, " identity=") ||
 			strings.Index(line, " identity=") > strings.Index(line, " reason=") {
-			t.Errorf("audit line not in proxy.AuditLogin's form: %s", line)
+			t.Errorf("audit line not in proxy.Gateway.AuditLogin's form: %s", line)
 		}
 	}
 }
@@ -189,7 +191,7 @@ func TestAuditAndMetrics(t *testing.T) {
 // through go-smtp's TLS layer, never as plaintext into the TLS stream.
 func TestReloadClosesSessionAfterSTARTTLS(t *testing.T) {
 	sessions := &proxy.Sessions{}
-	server, client := localTLS(t)
+	server, client := testkit.TLSPair(t)
 	h := newHarness(t, withSessions(sessions), withLocalTLS(server, false, false))
 	tc := h.transcript()
 	tc.cmd("EHLO client.test", "250 ")
@@ -202,7 +204,7 @@ func TestReloadClosesSessionAfterSTARTTLS(t *testing.T) {
 	tc.conn, tc.r = tlsConn, bufio.NewReader(tlsConn)
 	tc.cmd("EHLO client.test", "250 ")
 	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
-	waitUntil(t, "the session is registered", func() bool { return sessions.Count(testLogin) == 1 })
+	testkit.Eventually(t, 10*time.Second, "the session is registered", func() bool { return sessions.Count(testLogin) == 1 })
 	sessions.Close(testLogin, errAccountRemoved)
 	tc.expect("421 4.7.0 Account changed, closing connection")
 	tc.expectClosed()

@@ -3,10 +3,7 @@ package smtpfront
 import (
 	"bufio"
 	"crypto/tls"
-	"crypto/x509"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,22 +11,9 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/xoauthd/xoauthd/internal/localtls"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
-
-// localTLS returns a server configuration with a self-signed certificate
-// for 127.0.0.1 and a client configuration that trusts it.
-func localTLS(t testing.TB) (server, client *tls.Config) {
-	t.Helper()
-	cert, err := localtls.SelfSigned(t.TempDir(), "127.0.0.1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert.Leaf())
-	return cert.ServerConfig(), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-}
 
 // withLocalTLS sets local TLS on the front; insecureAuth false is a
 // listener clients reach over a network (no AUTH before STARTTLS).
@@ -45,7 +29,7 @@ func TestGoClientTLS(t *testing.T) {
 	for _, implicit := range []bool{false, true} {
 		name := map[bool]string{false: "STARTTLS", true: "implicit"}[implicit]
 		t.Run(name, func(t *testing.T) {
-			server, client := localTLS(t)
+			server, client := testkit.TLSPair(t)
 			h := newHarness(t, withLocalTLS(server, implicit, false))
 			dial := smtp.DialStartTLS
 			if implicit {
@@ -82,7 +66,7 @@ func TestGoClientTLS(t *testing.T) {
 // TestNoAuthBeforeSTARTTLS: on a listener off loopback AUTH is neither
 // offered nor accepted before STARTTLS, and no credential is checked.
 func TestNoAuthBeforeSTARTTLS(t *testing.T) {
-	server, _ := localTLS(t)
+	server, _ := testkit.TLSPair(t)
 	h := newHarness(t, withLocalTLS(server, false, false))
 	tc := h.transcript()
 	ehlo := tc.cmd("EHLO client.test", "250 ")
@@ -101,7 +85,7 @@ func TestNoAuthBeforeSTARTTLS(t *testing.T) {
 // TestAuthBeforeSTARTTLSOnLoopback: with AllowInsecureAuth (a loopback
 // listener) STARTTLS is offered and AUTH works without it.
 func TestAuthBeforeSTARTTLSOnLoopback(t *testing.T) {
-	server, _ := localTLS(t)
+	server, _ := testkit.TLSPair(t)
 	h := newHarness(t, withLocalTLS(server, false, true))
 	tc := h.transcript()
 	ehlo := tc.cmd("EHLO client.test", "250 ")
@@ -114,7 +98,7 @@ func TestAuthBeforeSTARTTLSOnLoopback(t *testing.T) {
 // TestSTARTTLSDiscardsPlaintextInjection: commands sent in plaintext behind
 // STARTTLS, before the handshake, are dropped (CVE-2011-0411).
 func TestSTARTTLSDiscardsPlaintextInjection(t *testing.T) {
-	server, client := localTLS(t)
+	server, client := testkit.TLSPair(t)
 	h := newHarness(t, withLocalTLS(server, false, false))
 	tc := h.transcript()
 	tc.cmd("EHLO client.test", "250 ")
@@ -139,7 +123,7 @@ func TestSTARTTLSDiscardsPlaintextInjection(t *testing.T) {
 }
 
 func TestTLSHandshakeFailures(t *testing.T) {
-	server, _ := localTLS(t)
+	server, _ := testkit.TLSPair(t)
 	t.Run("implicit, plaintext client", func(t *testing.T) {
 		h := newHarness(t, withLocalTLS(server, true, false))
 		conn, err := dialTCP(h.addr)
@@ -212,32 +196,4 @@ func TestSTARTTLSWithoutLocalTLS(t *testing.T) {
 	}
 	tc.cmd("STARTTLS", "502 5.5.1 ")
 	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
-}
-
-// TestRefuseImplicitTLSWritesNothing: a connection over the limit of an
-// implicit-TLS listener is closed without a plaintext reply.
-func TestRefuseImplicitTLSWritesNothing(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	srv := New(Options{TLS: &tls.Config{}, ImplicitTLS: true})
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			srv.Refuse(c)
-			c.Close()
-		}
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(c)
-	if err != nil || len(got) != 0 {
-		t.Fatalf("refused connection got %q, %v; want nothing", got, err)
-	}
 }

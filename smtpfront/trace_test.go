@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
@@ -113,7 +114,7 @@ func TestTracedSession(t *testing.T) {
 // TLS layer sits above it, so the rest would be ciphertext), and nothing
 // after it is logged, credentials least of all.
 func TestTracedSTARTTLS(t *testing.T) {
-	server, client := localTLS(t)
+	server, client := testkit.TLSPair(t)
 	h := newHarness(t, withTrace, withLocalTLS(server, false, false))
 	tc := h.transcript()
 	tc.cmd("EHLO client.test", "250 ")

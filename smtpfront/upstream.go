@@ -148,7 +148,7 @@ func loginUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, acct pro
 // helloUpstream reads the greeting and says EHLO; in starttls mode it first
 // runs the plaintext part (greeting, EHLO, STARTTLS, the verified
 // handshake) itself, so that the session can write a message's data onto
-// the TLS connection under go-smtp's client (dotEncoder), and go-smtp's
+// the TLS connection under go-smtp's client (wire.Encoder), and go-smtp's
 // client starts on the TLS connection with the greeting replayed.
 func helloUpstream(ctx context.Context, conn net.Conn, d *proxy.Dialer, domain string) (*smtp.Client, *upstreamConn, error) {
 	uc := &upstreamConn{Conn: conn, raw: conn, inLogin: true, loginLeft: maxLoginRead}

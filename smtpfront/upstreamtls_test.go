@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
@@ -169,7 +170,7 @@ func (c *countConn) Write(b []byte) (int, error) { c.writes.Add(1); return c.Con
 // TLS records instead of one per record, and arrives intact; small writes
 // and what TLS sends on its own (close_notify) pass straight through.
 func TestRecordBatcher(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := testkit.NewPKI(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +184,7 @@ func TestRecordBatcher(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		b, _ := io.ReadAll(tls.Server(c, pki.server))
+		b, _ := io.ReadAll(tls.Server(c, pki.Server))
 		got <- b
 	}()
 	raw, err := net.Dial("tcp", ln.Addr().String())
@@ -192,12 +193,12 @@ func TestRecordBatcher(t *testing.T) {
 	}
 	cc := &countConn{Conn: raw}
 	batch := &recordBatcher{Conn: cc}
-	tc := tls.Client(batch, &tls.Config{RootCAs: pki.roots, ServerName: "localhost"})
+	tc := tls.Client(batch, &tls.Config{RootCAs: pki.Pool(), ServerName: "localhost"})
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
 	uc := &upstreamConn{Conn: tc, raw: raw, batch: batch}
-	want := bigMessage(encBufSize / 2)
+	want := testkit.DottedMessage(encBufSize / 2)
 	for _, tt := range []struct {
 		size   int
 		writes int64

@@ -9,11 +9,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // demoTimeout bounds each wait of the demo command tests.
@@ -47,24 +48,6 @@ func TestDemoUsage(t *testing.T) {
 	}
 }
 
-// demoStderr is a goroutine-safe stderr for the running command.
-type demoStderr struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (d *demoStderr) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.b.Write(p)
-}
-
-func (d *demoStderr) String() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.b.String()
-}
-
 // TestDemoCommand runs "xoauthd demo" on free ports, logs in at the IMAP
 // address it prints, interrupts it, and checks exit status 0 and that its
 // temporary directory is gone.
@@ -72,7 +55,7 @@ func TestDemoCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
-	stderr := &demoStderr{}
+	stderr := &testkit.SyncBuffer{}
 	exit := make(chan int, 1)
 	go func() {
 		code := run(ctx, []string{"demo", "--imap", "0", "--pop3", "0", "--smtp", "0"}, strings.NewReader(""), pw, stderr)

@@ -7,29 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
-
-// lockedBuffer is a goroutine-safe output sink.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // serveConfig is a configuration that serve can start without network
 // access: one IMAP listener on a free loopback port.
@@ -52,7 +35,7 @@ func TestServeReloads(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &lockedBuffer{}
+	out := &testkit.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", path}, strings.NewReader(""), out, out) }()
 	waitOutput := func(what string, n int) {

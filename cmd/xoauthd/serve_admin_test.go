@@ -12,30 +12,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/xoauthd/xoauthd/config"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
-
-// syncOutput is a goroutine-safe output sink.
-type syncOutput struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncOutput) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncOutput) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestServeTraceAndAdmin runs serve --trace with an admin endpoint: the
 // endpoint answers, and the IMAP greeting shows in the protocol trace even
@@ -62,7 +44,7 @@ accounts:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &syncOutput{}
+	out := &testkit.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--trace", "--config", path}, strings.NewReader(""), out, out)

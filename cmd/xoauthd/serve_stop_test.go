@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +23,9 @@ import (
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/passhash"
 	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/internal/testline"
+	"github.com/xoauthd/xoauthd/internal/testsignin"
 	"github.com/xoauthd/xoauthd/internal/testupstream"
 	"github.com/xoauthd/xoauthd/tokens"
 )
@@ -121,23 +122,14 @@ accounts:
 // identity provider playing the browser, as "xoauthd login" would.
 func (r *stopRig) login(t testing.TB, identity string) {
 	t.Helper()
-	store, cfg := r.openStore(t)
-	defer store.Close()
-	browser := func(u string) error {
-		redirect, err := r.idp.Authorize(u)
-		if err != nil {
-			return err
-		}
-		resp, err := http.Get(redirect)
-		if err != nil {
-			return err
-		}
-		return resp.Body.Close()
+	cfg, err := config.Load(r.path)
+	if err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := tokens.Login(ctx, store, cfg.Providers["test"], identity, tokens.LoginOptions{OpenBrowser: browser}); err != nil {
-		t.Fatalf("login %s: %v", identity, err)
+	if err := testsignin.SignIn(ctx, cfg, "test", identity, r.idp.Authorize); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -163,7 +155,7 @@ func freeLoopback(t testing.TB) string {
 type serveProcess struct {
 	t      testing.TB
 	cmd    *exec.Cmd
-	stderr *syncOutput
+	stderr *testkit.SyncBuffer
 	exited chan struct{} // closed when the process has exited
 	err    error         // cmd.Wait's result, once exited
 }
@@ -175,7 +167,7 @@ func (r *stopRig) serve(t testing.TB, args ...string) *serveProcess {
 	argv := append([]string{"serve", "--config", r.path}, args...)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperServe$")
 	cmd.Env = append(os.Environ(), helperServeEnv+"="+strings.Join(argv, "\n"))
-	p := &serveProcess{t: t, cmd: cmd, stderr: &syncOutput{}, exited: make(chan struct{})}
+	p := &serveProcess{t: t, cmd: cmd, stderr: &testkit.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -6,13 +6,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // TestStopOnSignals: the first signal cancels the context, the second
 // exits at once with status 1 and says why; after release nothing exits.
 func TestStopOnSignals(t *testing.T) {
 	sigs := make(chan os.Signal, 2)
-	out := &syncOutput{}
+	out := &testkit.SyncBuffer{}
 	exited := make(chan int, 1)
 	ctx, release := stopOnSignals(sigs, out, func(code int) { exited <- code })
 	defer release()

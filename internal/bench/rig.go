@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,9 +16,9 @@ import (
 	"github.com/xoauthd/xoauthd/internal/memupstream"
 	"github.com/xoauthd/xoauthd/internal/passhash"
 	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testsignin"
 	"github.com/xoauthd/xoauthd/internal/testupstream"
 	"github.com/xoauthd/xoauthd/proxy"
-	"github.com/xoauthd/xoauthd/tokens"
 )
 
 // The benchmark's account: what a legacy client types, and whose token
@@ -256,33 +255,9 @@ func (e *env) seedToken(ctx context.Context, cfgPath string) error {
 	if err != nil {
 		return fmt.Errorf("loading the generated configuration: %w", err)
 	}
-	key, _, err := tokens.LoadKey(cfg.Store)
-	if err != nil {
-		return fmt.Errorf("creating the token store key: %w", err)
-	}
-	store, err := tokens.OpenStore(cfg.Store.Path, key)
-	if err != nil {
-		return fmt.Errorf("opening the token store: %w", err)
-	}
-	browser := func(u string) error {
-		redirect, err := e.idp.Authorize(u)
-		if err != nil {
-			return err
-		}
-		resp, err := http.Get(redirect)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-		return resp.Body.Close()
-	}
 	ctx, cancel := context.WithTimeout(ctx, seedTimeout)
 	defer cancel()
-	_, err = tokens.Login(ctx, store, cfg.Providers["bench"], benchIdentity, tokens.LoginOptions{OpenBrowser: browser})
-	if err != nil {
-		return fmt.Errorf("signing %s in through the test identity provider: %w", benchIdentity, err)
-	}
-	return nil
+	return testsignin.SignIn(ctx, cfg, "bench", benchIdentity, e.idp.Authorize)
 }
 
 // deliver puts msg into the benchmark INBOX.

@@ -15,20 +15,21 @@ import (
 
 	"github.com/xoauthd/xoauthd/internal/diagnose"
 	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // checkRig is a test IdP, alice signed in, and fake IMAP, POP3 and SMTP
 // upstreams with the given scripts.
 func checkRig(t *testing.T, is imapScript, ps pop3Script, ss smtpScript) (*checkEnv, *scriptServer, *scriptServer, *fakeSubmission) {
 	t.Helper()
-	pki := newTestPKI(t)
+	pki := testkit.NewPKI(t)
 	e := newCheckEnv(t)
-	imapSrv := fakeIMAP(t, pki.server, is)
-	popSrv := fakePOP3(t, pki.server, ps)
-	smtpSrv := fakeSMTP(t, pki.server, ss)
-	e.server("imap", imapSrv.addr(), pki.caFile, "")
-	e.server("pop3", popSrv.addr(), pki.caFile, "")
-	e.server("smtp", smtpSrv.addr, pki.caFile, "upstream_tls: starttls")
+	imapSrv := fakeIMAP(t, pki.Server, is)
+	popSrv := fakePOP3(t, pki.Server, ps)
+	smtpSrv := fakeSMTP(t, pki.Server, ss)
+	e.server("imap", imapSrv.addr(), pki.CAFile, "")
+	e.server("pop3", popSrv.addr(), pki.CAFile, "")
+	e.server("smtp", smtpSrv.addr, pki.CAFile, "upstream_tls: starttls")
 	e.account("erp-alice", checkAlice, "")
 	e.write()
 	e.login(checkAlice)
@@ -89,13 +90,13 @@ func TestCheckAllPass(t *testing.T) {
 // as the identity, and the test message comes from the shared mailbox.
 func TestCheckSharedMailbox(t *testing.T) {
 	t.Parallel()
-	pki := newTestPKI(t)
+	pki := testkit.NewPKI(t)
 	e := newCheckEnv(t)
-	imapSrv := fakeIMAP(t, pki.server, imapScript{listStatus: "BAD User is authenticated but not connected."})
-	smtpSrv := fakeSMTP(t, pki.server, smtpScript{dataErr: &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 2, 252},
+	imapSrv := fakeIMAP(t, pki.Server, imapScript{listStatus: "BAD User is authenticated but not connected."})
+	smtpSrv := fakeSMTP(t, pki.Server, smtpScript{dataErr: &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 2, 252},
 		Message: "SendAsDenied; alice@contoso.test not allowed to send as shared@contoso.test; STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied"}})
-	e.server("imap", imapSrv.addr(), pki.caFile, "")
-	e.server("smtp", smtpSrv.addr, pki.caFile, "upstream_tls: starttls")
+	e.server("imap", imapSrv.addr(), pki.CAFile, "")
+	e.server("smtp", smtpSrv.addr, pki.CAFile, "upstream_tls: starttls")
 	e.account("erp-shared", checkAlice, checkShared)
 	e.write()
 	e.login(checkAlice)
@@ -260,9 +261,9 @@ func TestCheckTokenFailures(t *testing.T) {
 // TestCheckNotLoggedIn: no token at all skips the mail steps.
 func TestCheckNotLoggedIn(t *testing.T) {
 	t.Parallel()
-	pki := newTestPKI(t)
+	pki := testkit.NewPKI(t)
 	e := newCheckEnv(t)
-	e.server("imap", fakeIMAP(t, pki.server, imapScript{}).addr(), pki.caFile, "")
+	e.server("imap", fakeIMAP(t, pki.Server, imapScript{}).addr(), pki.CAFile, "")
 	e.account("erp-bob", checkBob, "")
 	e.write()
 	r := e.report("")
@@ -286,20 +287,20 @@ func TestCheckNotLoggedIn(t *testing.T) {
 // TestCheckConnectionFailures covers TLS and dial failures.
 func TestCheckConnectionFailures(t *testing.T) {
 	t.Parallel()
-	pki := newTestPKI(t)
-	other := newTestPKI(t) // a CA the configuration does not trust
+	pki := testkit.NewPKI(t)
+	other := testkit.NewPKI(t) // a CA the configuration does not trust
 	tests := []struct {
 		name   string
 		server func(e *checkEnv)
 		rule   string
 	}{
 		{"tls untrusted", func(e *checkEnv) {
-			e.server("imap", fakeIMAP(t, other.server, imapScript{}).addr(), pki.caFile, "")
+			e.server("imap", fakeIMAP(t, other.Server, imapScript{}).addr(), pki.CAFile, "")
 		}, "tls-untrusted"},
-		{"connection refused", func(e *checkEnv) { e.server("imap", closedAddr(t), pki.caFile, "") }, "connection-refused"},
-		{"not tls", func(e *checkEnv) { e.server("imap", fakeIMAP(t, nil, imapScript{}).addr(), pki.caFile, "") }, "tls-not-tls"},
+		{"connection refused", func(e *checkEnv) { e.server("imap", closedAddr(t), pki.CAFile, "") }, "connection-refused"},
+		{"not tls", func(e *checkEnv) { e.server("imap", fakeIMAP(t, nil, imapScript{}).addr(), pki.CAFile, "") }, "tls-not-tls"},
 		{"starttls untrusted", func(e *checkEnv) {
-			e.server("smtp", fakeSMTP(t, other.server, smtpScript{}).addr, pki.caFile, "upstream_tls: starttls")
+			e.server("smtp", fakeSMTP(t, other.Server, smtpScript{}).addr, pki.CAFile, "upstream_tls: starttls")
 		}, "tls-untrusted"},
 	}
 	for _, tt := range tests {

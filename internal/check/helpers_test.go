@@ -2,17 +2,8 @@ package check
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +14,7 @@ import (
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/passhash"
 	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testsignin"
 	"github.com/xoauthd/xoauthd/tokens"
 )
 
@@ -37,51 +29,6 @@ const (
 // checkHash is one argon2id hash shared by the test configurations (hashing
 // is slow on purpose).
 var checkHash = sync.OnceValues(func() (string, error) { return passhash.Hash("local password") })
-
-// testPKI is a CA and a server certificate for 127.0.0.1, ::1 and localhost.
-type testPKI struct {
-	caFile string
-	server *tls.Config
-}
-
-func newTestPKI(t *testing.T) *testPKI {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "check test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert := tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key}
-	return &testPKI{caFile: caFile, server: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
-}
 
 // checkEnv is a test identity provider, a configuration and its token store.
 type checkEnv struct {
@@ -174,29 +121,10 @@ func (e *checkEnv) login(identity string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	key, _, err := tokens.LoadKey(cfg.Store)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	store, err := tokens.OpenStore(cfg.Store.Path, key)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	browser := func(u string) error {
-		redirect, err := e.idp.Authorize(u)
-		if err != nil {
-			return err
-		}
-		resp, err := http.Get(redirect)
-		if err != nil {
-			return err
-		}
-		return resp.Body.Close()
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := tokens.Login(ctx, store, cfg.Providers["test"], identity, tokens.LoginOptions{OpenBrowser: browser}); err != nil {
-		e.t.Fatalf("login %s: %v", identity, err)
+	if err := testsignin.SignIn(ctx, cfg, "test", identity, e.idp.Authorize); err != nil {
+		e.t.Fatal(err)
 	}
 }
 

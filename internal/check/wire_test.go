@@ -13,18 +13,19 @@ import (
 
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/diagnose"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
 // TestCheckStartTLS runs IMAP and POP3 upstreams in starttls mode.
 func TestCheckStartTLS(t *testing.T) {
 	t.Parallel()
-	pki := newTestPKI(t)
+	pki := testkit.NewPKI(t)
 	e := newCheckEnv(t)
-	imapSrv := fakeIMAP(t, nil, imapScript{startTLS: pki.server, exists: 4})
-	popSrv := fakePOP3(t, nil, pop3Script{startTLS: pki.server})
-	e.server("imap", imapSrv.addr(), pki.caFile, "upstream_tls: starttls")
-	e.server("pop3", popSrv.addr(), pki.caFile, "upstream_tls: starttls")
+	imapSrv := fakeIMAP(t, nil, imapScript{startTLS: pki.Server, exists: 4})
+	popSrv := fakePOP3(t, nil, pop3Script{startTLS: pki.Server})
+	e.server("imap", imapSrv.addr(), pki.CAFile, "upstream_tls: starttls")
+	e.server("pop3", popSrv.addr(), pki.CAFile, "upstream_tls: starttls")
 	e.account("erp-alice", checkAlice, "")
 	e.write()
 	e.login(checkAlice)
@@ -43,11 +44,11 @@ func TestCheckStartTLS(t *testing.T) {
 // with application permissions, the mailbox as user=.
 func TestCheckClientCredentials(t *testing.T) {
 	t.Parallel()
-	pki := newTestPKI(t)
+	pki := testkit.NewPKI(t)
 	e := newCheckEnv(t)
 	e.clientCredentials()
-	imapSrv := fakeIMAP(t, pki.server, imapScript{exists: 1})
-	e.server("imap", imapSrv.addr(), pki.caFile, "")
+	imapSrv := fakeIMAP(t, pki.Server, imapScript{exists: 1})
+	e.server("imap", imapSrv.addr(), pki.CAFile, "")
 	e.account("erp-app", checkShared, "")
 	e.write()
 	r := e.report("")
@@ -63,8 +64,8 @@ func TestCheckClientCredentials(t *testing.T) {
 
 // endlessServer is a TLS server that greets with greeting and then writes
 // chunk forever, until the client goes away.
-func endlessServer(t *testing.T, pki *testPKI, greeting, chunk string) string {
-	return newScriptServer(t, pki.server, func(_ *scriptServer, c net.Conn, r *bufio.Reader) {
+func endlessServer(t *testing.T, pki *testkit.PKI, greeting, chunk string) string {
+	return newScriptServer(t, pki.Server, func(_ *scriptServer, c net.Conn, r *bufio.Reader) {
 		go func() { _, _ = r.ReadString(0) }() // swallow whatever the client sends
 		if _, err := c.Write([]byte(greeting)); err != nil {
 			return
@@ -81,7 +82,7 @@ func endlessServer(t *testing.T, pki *testPKI, greeting, chunk string) string {
 // TestCheckWireLimits feeds endless input to every read of the probes.
 func TestCheckWireLimits(t *testing.T) {
 	t.Parallel()
-	pki := newTestPKI(t)
+	pki := testkit.NewPKI(t)
 	tests := []struct {
 		name     string
 		greeting string
@@ -102,7 +103,7 @@ func TestCheckWireLimits(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			addr := endlessServer(t, pki, tt.greeting, tt.chunk)
-			d, err := proxy.NewDialer(addr, proxy.TLSImplicit, pki.caFile)
+			d, err := proxy.NewDialer(addr, proxy.TLSImplicit, pki.CAFile)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,11 +137,11 @@ func smtpProbe(ctx context.Context, d *proxy.Dialer) error {
 // past its context.
 func TestCheckProbeCancelled(t *testing.T) {
 	t.Parallel()
-	pki := newTestPKI(t)
-	silent := newScriptServer(t, pki.server, func(_ *scriptServer, _ net.Conn, r *bufio.Reader) {
+	pki := testkit.NewPKI(t)
+	silent := newScriptServer(t, pki.Server, func(_ *scriptServer, _ net.Conn, r *bufio.Reader) {
 		_, _ = r.ReadString(0)
 	})
-	d, err := proxy.NewDialer(silent.addr(), proxy.TLSImplicit, pki.caFile)
+	d, err := proxy.NewDialer(silent.addr(), proxy.TLSImplicit, pki.CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}

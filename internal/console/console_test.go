@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xoauthd/xoauthd/internal/passhash"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
 )
@@ -352,14 +353,14 @@ func TestDeviceSignIn(t *testing.T) {
 	if err := r.idp.DeclineDevice(code); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the declined sign-in to show", func() bool {
+	testkit.Eventually(t, time.Minute, "the declined sign-in to show", func() bool {
 		return strings.Contains(b.get(loc+"?part=live").body, "Sign-in of "+alice+" failed")
 	})
 	loc, code = start()
 	if err := r.idp.ApproveDevice(code, alice); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the sign-in to show", func() bool {
+	testkit.Eventually(t, time.Minute, "the sign-in to show", func() bool {
 		return strings.Contains(b.get(loc+"?part=live").body, "Signed in as "+alice)
 	})
 	page := b.get(loc)
@@ -432,10 +433,10 @@ func TestRecentFailures(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	log := slog.New(r.c.opts.Events.Handler(slog.NewTextHandler(io.Discard, nil)))
 	conn := log.With("cid", 7, "proto", "imap", "remote", "127.0.0.1:5555")
-	proxy.AuditLogin(ctxT(t), conn, proxy.LoginAudit{Result: proxy.LoginFailure, Login: aliceLogin, Identity: alice,
+	(*proxy.Gateway)(nil).AuditLogin(ctxT(t), conn, proxy.LoginAudit{Result: proxy.LoginFailure, Login: aliceLogin, Identity: alice,
 		Reason: "token needs a new login", Attrs: []slog.Attr{slog.String("why", "the refresh token was revoked: sign in again")}})
-	proxy.AuditLogin(ctxT(t), conn, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: aliceLogin, Identity: alice})
-	proxy.AuditLogin(ctxT(t), conn, proxy.LoginAudit{Result: proxy.LoginFailure, Login: "intruder", Reason: "bad local credentials"})
+	(*proxy.Gateway)(nil).AuditLogin(ctxT(t), conn, proxy.LoginAudit{Result: proxy.LoginSuccess, Login: aliceLogin, Identity: alice})
+	(*proxy.Gateway)(nil).AuditLogin(ctxT(t), conn, proxy.LoginAudit{Result: proxy.LoginFailure, Login: "intruder", Reason: "bad local credentials"})
 	b := r.browser()
 	b.signIn()
 	home := b.get("/")

@@ -27,7 +27,7 @@ type Event struct {
 
 // Events keeps the recent failed logins of each configured account. It
 // reads them from the audit lines that the fronts write ("login" with
-// result=failure or error, see proxy.AuditLogin), which never carry a
+// result=failure or error, see proxy.Gateway.AuditLogin), which never carry a
 // secret: Handler wraps the daemon's log handler. It is safe for
 // concurrent use.
 type Events struct {

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xoauthd/xoauthd/internal/testkit"
 )
@@ -33,7 +34,7 @@ func TestNoSecretAnywhere(t *testing.T) {
 	if err := r.idp.ApproveDevice(code[1], bob); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the device sign-in", func() bool { return strings.Contains(b.get(a.location).body, "Signed in as "+bob) })
+	testkit.Eventually(t, time.Minute, "the device sign-in", func() bool { return strings.Contains(b.get(a.location).body, "Signed in as "+bob) })
 	loc, _ := b.runTest(url.Values{"csrf": {token}, "all": {"1"}})
 	rep := b.report(loc)
 	if !rep.Accounts[0].OK || !rep.Accounts[1].OK {

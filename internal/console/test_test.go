@@ -6,8 +6,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xoauthd/xoauthd/internal/check"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // runTest presses Test (form) and waits for the run to end; it returns
@@ -19,7 +21,7 @@ func (b *browser) runTest(form url.Values) (string, answer) {
 		b.t.Fatalf("test: %d %q\n%s", a.code, a.location, a.body)
 	}
 	var page answer
-	eventually(b.t, "the test to finish", func() bool {
+	testkit.Eventually(b.t, time.Minute, "the test to finish", func() bool {
 		page = b.get(a.location + "?part=live")
 		return !strings.Contains(page.body, "data-live=")
 	})

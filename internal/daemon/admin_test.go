@@ -15,35 +15,17 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/memupstream"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
 // opsTimeout bounds every network step of these tests.
 const opsTimeout = 10 * time.Second
-
-// opsLog is a goroutine-safe log sink.
-type opsLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *opsLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *opsLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // opsTokens hands out one fixed token per identity.
 type opsTokens struct{}
@@ -88,7 +70,7 @@ type opsRig struct {
 	dir       string
 	mem       *memupstream.Server
 	d         *Daemon
-	logs      *opsLog
+	logs      *testkit.SyncBuffer
 	imap, pop string // the daemon's listen addresses
 	admin     string // base URL of the admin endpoint
 	cancel    context.CancelFunc
@@ -98,7 +80,7 @@ type opsRig struct {
 // newOpsRig builds and starts the daemon (the upstream is already running).
 func newOpsRig(t *testing.T, o opsRigOptions) *opsRig {
 	t.Helper()
-	r := &opsRig{t: t, dir: t.TempDir(), logs: &opsLog{}}
+	r := &opsRig{t: t, dir: t.TempDir(), logs: &testkit.SyncBuffer{}}
 	r.mem = memupstream.MustStart(t, memupstream.Options{Validate: o.validate})
 	pop, err := r.mem.StartPOP3(memupstream.POP3Options{})
 	if err != nil {

@@ -283,7 +283,7 @@ func (d *Daemon) openListeners(ctx context.Context, servers []config.Server, key
 	var ls []*listener
 	for i, sc := range servers {
 		gw := &proxy.Gateway{Auth: d.creds, Tokens: classifiedTokens{d.tokens}, Upstream: d.upstreamFunc(sc, keys[i]),
-			Sessions: &d.sessions, Explain: explainLogin}
+			Sessions: &d.sessions, Explain: explainLogin, Meter: proxy.Meter{Metrics: d.ops.metrics, Protocol: sc.Protocol}}
 		if sc.Protocol != config.ProtoSMTP { // smtpfront applies its limit itself, waiting briefly
 			gw.Limits, gw.LimitKey, gw.MaxPerIdentity = &d.limits, sc.Protocol, sc.MaxUpstreamPerIdentity
 		}

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,8 @@ import (
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/notify"
 	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testkit"
+	"github.com/xoauthd/xoauthd/internal/testsignin"
 	"github.com/xoauthd/xoauthd/tokens"
 )
 
@@ -35,24 +36,6 @@ const (
 	kaWait = 10 * time.Second
 )
 
-// kaBuffer is a goroutine-safe log sink.
-type kaBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *kaBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *kaBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // kaRig is a daemon (not started unless a test does) over a token store,
 // a test identity provider behind a proxy that keeps every token it hands
 // out, and a webhook that records what it receives.
@@ -62,13 +45,13 @@ type kaRig struct {
 	idp    *testidp.IdP
 	rec    *testidp.Recorder // the configuration's authority: keeps the tokens
 	idpURL string            // rec.URL
-	log    *kaBuffer
+	log    *testkit.SyncBuffer
 	hooked chan []byte // webhook bodies
 }
 
 func newKaRig(t *testing.T, extraYAML string) *kaRig {
 	t.Helper()
-	r := &kaRig{idp: testidp.New(t, testidp.Options{}), log: &kaBuffer{}, hooked: make(chan []byte, 10)}
+	r := &kaRig{idp: testidp.New(t, testidp.Options{}), log: &testkit.SyncBuffer{}, hooked: make(chan []byte, 10)}
 	r.idp.AddClient(testidp.Client{ID: kaClientID, Secret: kaSecret})
 	r.idp.AddUser(kaAlice)
 	r.rec = testidp.NewRecorder(t, r.idp)
@@ -119,29 +102,10 @@ notify: {webhook: "%s/hook/secret-path", timeout: 5s}
 // over the daemon's file.
 func (r *kaRig) login(t *testing.T) {
 	t.Helper()
-	key, _, err := tokens.LoadKey(r.cfg.Store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := tokens.OpenStore(r.cfg.Store.Path, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	browser := func(u string) error {
-		redirect, err := r.rec.Authorize(u)
-		if err != nil {
-			return err
-		}
-		resp, err := http.Get(redirect)
-		if err != nil {
-			return err
-		}
-		return resp.Body.Close()
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), kaWait)
 	defer cancel()
-	if _, err := tokens.Login(ctx, store, r.cfg.Providers["m365"], kaAlice, tokens.LoginOptions{OpenBrowser: browser}); err != nil {
-		t.Fatalf("login: %v", err)
+	if err := testsignin.SignIn(ctx, r.cfg, "m365", kaAlice, r.rec.Authorize); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -376,7 +340,7 @@ accounts:
 		t.Fatal(err)
 	}
 	src := &kaTokens{}
-	log := &kaBuffer{}
+	log := &testkit.SyncBuffer{}
 	d, err := New(cfg, Options{Tokens: src, Log: slog.New(slog.NewTextHandler(log, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -40,7 +40,7 @@ type policyRig struct {
 
 func newPolicyRig(t *testing.T, o policyRigOptions) *policyRig {
 	t.Helper()
-	r := &policyRig{opsRig: &opsRig{t: t, dir: t.TempDir(), logs: &opsLog{}}, logins: map[string]int{}}
+	r := &policyRig{opsRig: &opsRig{t: t, dir: t.TempDir(), logs: &testkit.SyncBuffer{}}, logins: map[string]int{}}
 	r.mem = memupstream.MustStart(t, memupstream.Options{Validate: func(user, token string) error {
 		if o.reject[user] || !strings.HasPrefix(token, "tok-") {
 			return fmt.Errorf("token refused for %s", user)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/memupstream"
 	"github.com/xoauthd/xoauthd/proxy"
@@ -46,24 +47,6 @@ func (fakeTokens) Refresh(_ context.Context, identity, _ string) (string, error)
 // account is one entry of accounts: in a test configuration.
 type account struct{ login, password string }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is a daemon in front of an in-memory IMAP upstream, over a
 // configuration file in a temporary directory.
 type env struct {
@@ -71,14 +54,14 @@ type env struct {
 	path    string
 	up      *memupstream.Server
 	d       *Daemon
-	logs    *syncBuffer
+	logs    *testkit.SyncBuffer
 	mu      sync.Mutex
 	results []string // OnReload results
 }
 
 func newEnv(t *testing.T, servers []string, accounts []account) *env {
 	t.Helper()
-	e := &env{t: t, path: filepath.Join(t.TempDir(), "xoauthd.yaml"), logs: &syncBuffer{}}
+	e := &env{t: t, path: filepath.Join(t.TempDir(), "xoauthd.yaml"), logs: &testkit.SyncBuffer{}}
 	e.up = memupstream.MustStart(t, memupstream.Options{})
 	for _, a := range []string{"alice", "bob", "carol"} {
 		e.up.AddUser(a + "@contoso.test")
@@ -465,7 +448,7 @@ accounts:
 	prev := parse("", "")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testkit.SyncBuffer{}
 			d := &Daemon{log: slog.New(slog.NewTextHandler(logs, nil))}
 			d.warnRestartNeeded(prev, parse(tt.server, tt.tail))
 			got := logs.String()

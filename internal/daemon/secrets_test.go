@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,8 +15,8 @@ import (
 	"github.com/xoauthd/xoauthd/internal/passhash"
 	"github.com/xoauthd/xoauthd/internal/testidp"
 	"github.com/xoauthd/xoauthd/internal/testkit"
+	"github.com/xoauthd/xoauthd/internal/testsignin"
 	"github.com/xoauthd/xoauthd/internal/xoauth2"
-	"github.com/xoauthd/xoauthd/tokens"
 )
 
 // opsClientID is the test app registration.
@@ -67,30 +66,11 @@ func (p *opsIdP) login(t *testing.T, r *opsRig, identity string) {
 	t.Helper()
 	p.idp.AddUser(identity)
 	cfg := r.d.Config()
-	key, _, err := tokens.LoadKey(cfg.Store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := tokens.OpenStore(cfg.Store.Path, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	browser := func(u string) error {
-		// The authorize URL names the proxy; the IdP answers for itself.
-		redirect, err := p.rec.Authorize(u)
-		if err != nil {
-			return err
-		}
-		resp, err := http.Get(redirect)
-		if err != nil {
-			return err
-		}
-		return resp.Body.Close()
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*opsTimeout)
 	defer cancel()
-	if _, err := tokens.Login(ctx, store, cfg.Providers["test"], identity, tokens.LoginOptions{OpenBrowser: browser}); err != nil {
-		t.Fatalf("login %s: %v", identity, err)
+	// The authorize URL names the proxy; the IdP answers for itself.
+	if err := testsignin.SignIn(ctx, cfg, "test", identity, p.rec.Authorize); err != nil {
+		t.Fatal(err)
 	}
 }
 

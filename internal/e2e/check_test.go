@@ -24,7 +24,7 @@ import (
 // check log in upstream with the same code, so each fault fails both the
 // same way, the front's log explaining it with the cause check reports.
 func TestCheckSharesTheProxysLogin(t *testing.T) {
-	r := &rig{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
+	r := &rig{t: t, dir: t.TempDir(), logs: &testkit.SyncBuffer{}}
 	r.idp = testidp.New(t, testidp.Options{})
 	r.idp.AddClient(testidp.Client{ID: clientID, Public: true})
 	r.idp.AddUser(alice)

@@ -3,22 +3,13 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"net/mail"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,80 +18,9 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
-
-// testPKI is a certificate authority of the fault tests: it issues the
-// certificates of upstreams that xoauthd must (or must not) trust.
-type testPKI struct {
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
-	caFile string // PEM of the CA certificate, for ca_file
-}
-
-func newTestPKI(t *testing.T, name string) *testPKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testPKI{cert: cert, key: key, caFile: filepath.Join(t.TempDir(), name+".pem")}
-	if err := os.WriteFile(p.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// issue returns a server certificate for names (DNS names or IP
-// addresses) valid from notBefore to notAfter.
-func (p *testPKI) issue(t *testing.T, names []string, notBefore, notAfter time.Time) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-// validCert is a certificate for the loopback address, valid now.
-func (p *testPKI) validCert(t *testing.T) tls.Certificate {
-	return p.issue(t, []string{"127.0.0.1", "localhost"}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-}
 
 // serveTLS accepts TLS connections with cert on a loopback port and, after
 // the handshake (which a client refusing the certificate aborts), writes
@@ -159,9 +79,9 @@ type faultProxy struct {
 	cuts     atomic.Int32
 }
 
-func newFaultProxy(t *testing.T, pki *testPKI, target string, upTLS *tls.Config) *faultProxy {
+func newFaultProxy(t *testing.T, pki *testkit.PKI, target string, upTLS *tls.Config) *faultProxy {
 	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pki.validCert(t)}})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.ServerConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,12 +199,12 @@ type smtpFaultUpstream struct {
 	killsLate int             // of which after the message was kept, before the reply
 }
 
-func newSMTPFaultUpstream(t *testing.T, pki *testPKI, seed uint64, killProb float64) *smtpFaultUpstream {
+func newSMTPFaultUpstream(t *testing.T, pki *testkit.PKI, seed uint64, killProb float64) *smtpFaultUpstream {
 	t.Helper()
 	u := &smtpFaultUpstream{rng: mrand.New(mrand.NewPCG(seed, 1)), killProb: killProb, stored: map[string]bool{}}
 	s := smtp.NewServer(smtpBackendFunc(u.newSession))
 	s.Domain = "upstream.contoso.test"
-	s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pki.validCert(t)}}
+	s.TLSConfig = pki.ServerConfig(t)
 	s.MaxMessageBytes = 50 << 20
 	s.ReadTimeout, s.WriteTimeout = time.Minute, time.Minute
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -20,9 +20,11 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/daemon"
 	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 	"github.com/xoauthd/xoauthd/tokens"
 )
@@ -217,19 +219,19 @@ func TestFaultUpstreamDown(t *testing.T) {
 func TestFaultUpstreamTLS(t *testing.T) {
 	t.Parallel()
 	r := newRigWith(t, rigOptions{})
-	pki, other := newTestPKI(t, "fault-ca"), newTestPKI(t, "other-ca")
+	pki, other := testkit.NewPKI(t), testkit.NewPKI(t)
 	now := time.Now()
-	wrongName := pki.issue(t, []string{"wrong.contoso.test"}, now.Add(-time.Hour), now.Add(time.Hour))
-	expired := pki.issue(t, []string{"127.0.0.1", "localhost"}, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
+	wrongName := pki.LeafBetween(t, now.Add(-time.Hour), now.Add(time.Hour), "wrong.contoso.test")
+	expired := pki.LeafBetween(t, now.Add(-48*time.Hour), now.Add(-24*time.Hour), "127.0.0.1", "localhost")
 	cases := []struct {
 		name string
 		cert *tls.Certificate // served by a test upstream; nil: Dovecot itself
 		ca   string
 		log  []string
 	}{
-		{"wrong host name", &wrongName, pki.caFile, []string{"not valid for that name", "check the upstream host name in the config"}},
-		{"expired certificate", &expired, pki.caFile, []string{"has expired or is not valid yet", "check this machine's clock"}},
-		{"unknown CA (Dovecot with another ca_file)", nil, other.caFile, []string{"is not trusted", "set ca_file for a private CA"}},
+		{"wrong host name", &wrongName, pki.CAFile, []string{"not valid for that name", "check the upstream host name in the config"}},
+		{"expired certificate", &expired, pki.CAFile, []string{"has expired or is not valid yet", "check this machine's clock"}},
+		{"unknown CA (Dovecot with another ca_file)", nil, other.CAFile, []string{"is not trusted", "set ca_file for a private CA"}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -296,14 +298,14 @@ type certSMTPUpstream struct {
 
 func TestFaultUpstreamCuts(t *testing.T) {
 	t.Parallel()
-	pki := newTestPKI(t, "cut-ca")
+	pki := testkit.NewPKI(t)
 	var imapProxy, popProxy *faultProxy
 	r := newRigWith(t, rigOptions{upstreams: func(r *rig) map[string]upstreamConf {
 		imapProxy = newFaultProxy(t, pki, r.dc.IMAPAddr, r.dc.TLSConfig())
 		popProxy = newFaultProxy(t, pki, r.dc.POP3Addr, r.dc.TLSConfig())
 		return map[string]upstreamConf{
-			"imap": {imapProxy.addr, pki.caFile, "implicit"},
-			"pop3": {popProxy.addr, pki.caFile, "implicit"},
+			"imap": {imapProxy.addr, pki.CAFile, "implicit"},
+			"pop3": {popProxy.addr, pki.CAFile, "implicit"},
 		}
 	}})
 	before := r.storeDigest()
@@ -471,14 +473,14 @@ const smtpKills = 100
 
 func TestFaultSMTPKillsDuringData(t *testing.T) {
 	t.Parallel()
-	pki := newTestPKI(t, "smtp-ca")
+	pki := testkit.NewPKI(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("random seed %d", seed)
 	up := newSMTPFaultUpstream(t, pki, seed, 0.5)
 	// send_rate 0: the hundreds of messages of this test would otherwise
 	// leave at Exchange's 30 a minute.
 	r := newRigWith(t, rigOptions{smtpYAML: "send_rate: 0", upstreams: func(*rig) map[string]upstreamConf {
-		return map[string]upstreamConf{"smtp": {up.addr, pki.caFile, "starttls"}}
+		return map[string]upstreamConf{"smtp": {up.addr, pki.CAFile, "starttls"}}
 	}})
 	var acked []string
 	replies := map[string]int{}
@@ -539,11 +541,11 @@ func TestFaultSMTPKillsDuringData(t *testing.T) {
 
 func TestFaultSMTPUpstreamCuts(t *testing.T) {
 	t.Parallel()
-	pki := newTestPKI(t, "smtp-cut-ca")
+	pki := testkit.NewPKI(t)
 	up := newSMTPFaultUpstream(t, pki, 1, 0)
 	half := serveHalfGreeting(t)
 	r := newRigWith(t, rigOptions{upstreams: func(*rig) map[string]upstreamConf {
-		return map[string]upstreamConf{"smtp": {half, pki.caFile, "starttls"}}
+		return map[string]upstreamConf{"smtp": {half, pki.CAFile, "starttls"}}
 	}})
 	// Mid-greeting.
 	if got := r.attemptLogin("smtp", bobLogin, bobPass, sourceAddr(honestNet, 80)); !strings.HasPrefix(got, temporaryReply["smtp"]) {
@@ -552,7 +554,7 @@ func TestFaultSMTPUpstreamCuts(t *testing.T) {
 	r.expectLog(t, "proto=smtp", "result=error", "identity=bob@contoso.test", "EOF", "why=")
 	// Mid-login: the upstream breaks the connection at AUTH.
 	r.reconfigure(rigOptions{upstreams: func(*rig) map[string]upstreamConf {
-		return map[string]upstreamConf{"smtp": {up.addr, pki.caFile, "starttls"}}
+		return map[string]upstreamConf{"smtp": {up.addr, pki.CAFile, "starttls"}}
 	}})
 	up.setKillAuth(true)
 	if got := r.attemptLogin("smtp", bobLogin, bobPass, sourceAddr(honestNet, 81)); !strings.HasPrefix(got, temporaryReply["smtp"]) {

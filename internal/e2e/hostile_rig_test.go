@@ -94,7 +94,7 @@ type upstreamConf struct{ addr, caFile, tlsMode string }
 // newRigWith is newRig with options.
 func newRigWith(t *testing.T, o rigOptions) *rig {
 	t.Helper()
-	r := &rig{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
+	r := &rig{t: t, dir: t.TempDir(), logs: &testkit.SyncBuffer{}}
 	r.idp = testidp.New(t, testidp.Options{})
 	r.idp.AddClient(testidp.Client{ID: clientID, Public: o.clientSecret == "", Secret: o.clientSecret})
 	r.idp.AddUser(alice)

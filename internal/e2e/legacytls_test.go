@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // opensslTimeout bounds one openssl s_client run.
@@ -105,7 +107,7 @@ func TestTLSLegacyClientRefusedByDefault(t *testing.T) {
 			if err == nil || strings.Contains(out, tls10Negotiated) {
 				t.Fatalf("a TLS 1.0 client got through: %v\n%s", err, out)
 			}
-			waitUntil(t, "the refused handshake to be logged", func() bool {
+			testkit.Eventually(t, 15*time.Second, "the refused handshake to be logged", func() bool {
 				return strings.Count(r.logs.String(), "TLS handshake with the client failed") > before
 			})
 		})

@@ -16,8 +16,10 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/passhash"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // A third login (for bob's mailbox) and alice's next password.
@@ -84,20 +86,8 @@ func (r *rig) waitReload(before int, failed bool) time.Duration {
 		msg = "configuration problem"
 	}
 	start := time.Now()
-	waitUntil(r.t, msg, func() bool { return r.countLog(msg) > before })
+	testkit.Eventually(r.t, 15*time.Second, msg, func() bool { return r.countLog(msg) > before })
 	return time.Since(start)
-}
-
-// waitUntil polls cond until it holds, failing the test after a deadline.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // imapSession logs in through xoauthd and selects INBOX. Each connection
@@ -371,7 +361,7 @@ func TestReloadUnderLoad(t *testing.T) {
 			return true
 		}
 	}
-	waitUntil(t, "every session to fetch", allFetched(make([]int64, sessions)))
+	testkit.Eventually(t, 15*time.Second, "every session to fetch", allFetched(make([]int64, sessions)))
 
 	path := r.configPath()
 	for i := range reloads {
@@ -384,7 +374,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	for i := range fetches {
 		after[i] = fetches[i].Load()
 	}
-	waitUntil(t, "every session to fetch after the reloads", allFetched(after))
+	testkit.Eventually(t, 15*time.Second, "every session to fetch after the reloads", allFetched(after))
 	close(stop)
 	wg.Wait()
 	close(errs)

@@ -5,11 +5,9 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +15,8 @@ import (
 	"github.com/xoauthd/xoauthd/internal/daemon"
 	"github.com/xoauthd/xoauthd/internal/passhash"
 	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testsignin"
 	"github.com/xoauthd/xoauthd/internal/testupstream"
-	"github.com/xoauthd/xoauthd/tokens"
 
 	"github.com/xoauthd/xoauthd/internal/testkit"
 )
@@ -42,7 +40,7 @@ type rig struct {
 	d    *daemon.Daemon
 	dir  string
 	cfg  *config.Config
-	logs *syncBuffer
+	logs *testkit.SyncBuffer
 
 	imap, pop3, smtp string // xoauthd's listen addresses
 }
@@ -51,7 +49,7 @@ type rig struct {
 // authorization code flow, the way `xoauthd login` does.
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
+	r := &rig{t: t, dir: t.TempDir(), logs: &testkit.SyncBuffer{}}
 	r.idp = testidp.New(t, testidp.Options{})
 	r.idp.AddClient(testidp.Client{ID: clientID, Public: true})
 	r.idp.AddUser(alice)
@@ -169,53 +167,21 @@ func (r *rig) replaceConfig(path, content string) {
 // playing the browser.
 func (r *rig) login(identity string) {
 	r.t.Helper()
-	key, _, err := tokens.LoadKey(r.cfg.Store)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	store, err := tokens.OpenBackend(r.cfg.Store, key, nil)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer store.Close()
-	browser := func(u string) error {
-		redirect, err := r.idp.Authorize(u)
-		if err != nil {
-			return err
-		}
-		resp, err := http.Get(redirect)
-		if err != nil {
-			return err
-		}
-		return resp.Body.Close()
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := tokens.Login(ctx, store, r.cfg.Providers["test"], identity, tokens.LoginOptions{OpenBrowser: browser})
-	if err != nil {
-		r.t.Fatalf("login %s: %v", identity, err)
-	}
-	if !strings.EqualFold(res.User, identity) {
-		r.t.Fatalf("login %s signed in %s", identity, res.User)
+	if err := testsignin.SignIn(ctx, r.cfg, "test", identity, r.idp.Authorize); err != nil {
+		r.t.Fatal(err)
 	}
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
+// syncBuffer is the rig's log sink; the redis tests name it so.
+type syncBuffer = testkit.SyncBuffer
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// waitUntil is testkit.Eventually with the e2e tests' bound (the redis
+// tests call it so).
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	testkit.Eventually(t, 15*time.Second, what, cond)
 }
 
 // b64 is standard base64 with padding.

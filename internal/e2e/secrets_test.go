@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
+
 	"github.com/xoauthd/xoauthd/internal/xoauth2"
 )
 

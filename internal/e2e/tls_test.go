@@ -1,17 +1,11 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,6 +17,7 @@ import (
 
 	"github.com/xoauthd/xoauthd/config"
 	"github.com/xoauthd/xoauthd/internal/localtls"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // tlsHost is the name the TLS tests connect to; curl resolves it to the
@@ -96,8 +91,7 @@ func checkCurlTLS(t *testing.T, r *rig, caFile string, schemes [3]string) {
 		}
 	})
 	t.Run("untrusted certificate", func(t *testing.T) {
-		other := filepath.Join(t.TempDir(), "other-ca.pem")
-		writeCA(t, other, filepath.Join(t.TempDir(), "other-ca.key"))
+		other := testkit.NewCA(t).WriteCAFile(t)
 		if _, err := curlTLS(t, other, schemes[0], r.imap, "", "-u", user); err == nil {
 			t.Fatal("curl accepted a certificate from a CA it does not trust")
 		}
@@ -153,10 +147,12 @@ func TestTLSSelfSignedSTARTTLS(t *testing.T) {
 func TestTLSImplicitWithCA(t *testing.T) {
 	requireCurl(t)
 	dir := t.TempDir()
-	caFile, caKey := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key")
-	ca, key := writeCA(t, caFile, caKey)
+	ca := testkit.NewCA(t)
+	caFile := ca.WriteCAFile(t)
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeLeaf(t, ca, key, certFile, keyFile, tlsHost)
+	if err := testkit.WriteKeyPair(certFile, keyFile, ca.Leaf(t, tlsHost)); err != nil {
+		t.Fatal(err)
+	}
 	r := newRigWith(t, rigOptions{serverYAML: fmt.Sprintf("tls: {cert: %q, key: %q, mode: implicit}", certFile, keyFile)})
 	checkCurlTLS(t, r, caFile, [3]string{"imaps", "pop3s", "smtps"})
 	t.Run("plaintext client", func(t *testing.T) {
@@ -228,66 +224,5 @@ accounts: []
 				t.Fatalf("Load = %v, want the one problem %q", err, tt.problem)
 			}
 		})
-	}
-}
-
-// writeCA writes a new CA certificate and key (PEM) and returns them.
-func writeCA(t *testing.T, certFile, keyFile string) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "xoauthd e2e test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writePEM(t, certFile, "CERTIFICATE", der)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
-	return ca, key
-}
-
-// writeLeaf writes a server certificate for host signed by ca, and its key.
-func writeLeaf(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, certFile, keyFile, host string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames: []string{host},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writePEM(t, certFile, "CERTIFICATE", der)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }

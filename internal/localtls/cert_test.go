@@ -18,31 +18,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
-// logBuffer collects log output of a test.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newLog() (*logBuffer, *slog.Logger) {
-	b := &logBuffer{}
+func newLog() (*testkit.SyncBuffer, *slog.Logger) {
+	b := &testkit.SyncBuffer{}
 	return b, slog.New(slog.NewTextHandler(b, nil))
 }
 

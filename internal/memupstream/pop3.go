@@ -36,6 +36,9 @@ const (
 type POP3Options struct {
 	// Addr is the listen address; empty means "127.0.0.1:0".
 	Addr string
+	// STARTTLS greets in plaintext and offers STLS (RFC 2595) instead of
+	// implicit TLS.
+	STARTTLS bool
 }
 
 // POP3 is a running POP3 upstream over the mailboxes of a Server: POP3
@@ -44,13 +47,14 @@ type POP3Options struct {
 // checked by the Server's Options.Validate as its only login. The maildrop is
 // the user's INBOX, which IMAP sessions share.
 //
-// It does not support USER/PASS, APOP, STLS, the faults of SetFault or
-// LAST. Message sizes are the stored octets, which equal the transmitted
+// It does not support USER/PASS, APOP, the faults of Server.SetFault (it
+// has its own: SetFault) or LAST. Message sizes are the stored octets, which equal the transmitted
 // ones for messages stored with CRLF line ends.
 type POP3 struct {
 	srv    *Server
 	access *mailAccess
 	ln     net.Listener
+	tls    *tls.Config // for STLS; nil: implicit TLS
 	log    *slog.Logger
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -60,6 +64,10 @@ type POP3 struct {
 	conns  map[net.Conn]struct{}
 	inUse  map[string]bool // users with a session in the TRANSACTION state
 	closed bool
+
+	fault     POP3Fault // for the next faultLeft connections (< 0: all)
+	faultLeft int
+	stats     POP3Stats
 }
 
 // StartPOP3 starts a POP3 upstream on s's users, mailboxes, certificate and
@@ -84,6 +92,9 @@ func (s *Server) StartPOP3(opts POP3Options) (*POP3, error) {
 		cancel: cancel,
 		conns:  make(map[net.Conn]struct{}),
 		inUse:  make(map[string]bool),
+	}
+	if opts.STARTTLS {
+		p.ln, p.tls = ln, s.ServerTLS()
 	}
 	p.wg.Add(1)
 	go p.acceptLoop()
@@ -149,7 +160,8 @@ func (p *POP3) track(conn net.Conn) bool {
 // serve runs one session and recovers its panics.
 func (p *POP3) serve(conn net.Conn) {
 	defer p.wg.Done()
-	c := &pop3Conn{p: p, conn: conn, r: bufio.NewReaderSize(conn, maxPOP3AuthLine), w: bufio.NewWriter(conn)}
+	c := &pop3Conn{p: p, conn: conn, r: bufio.NewReaderSize(conn, maxPOP3AuthLine), w: bufio.NewWriter(conn),
+		fault: p.accepted()}
 	defer func() {
 		if v := recover(); v != nil {
 			p.log.Error("pop3 session panicked", "component", "memupstream", "panic", v, "stack", string(debug.Stack()))

@@ -2,10 +2,12 @@ package memupstream
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 )
@@ -26,11 +28,25 @@ type pop3Conn struct {
 	user   string    // set by a successful AUTH: the TRANSACTION state
 	drop   *maildrop // set with user
 	errors int       // bad commands so far
+	fault  POP3Fault // of this connection
+	tls    bool      // STLS done
 }
+
+// errFaultClose ends a session that a fault closes.
+var errFaultClose = errors.New("closed by fault")
 
 // run greets and serves commands until QUIT, an error or too many bad
 // commands.
 func (c *pop3Conn) run() {
+	switch c.fault {
+	case POP3FaultCloseMidGreeting:
+		_, _ = c.w.WriteString("+OK memup")
+		_ = c.flush()
+		return
+	case POP3FaultBadGreeting:
+		_ = c.reply("-ERR [SYS/TEMP] Too busy")
+		return
+	}
 	if c.reply("+OK memupstream POP3 ready") != nil {
 		return
 	}
@@ -76,7 +92,13 @@ func (c *pop3Conn) end() {
 func (c *pop3Conn) authorization(cmd pop3Command) (quit bool, err error) {
 	switch cmd.name {
 	case "CAPA":
-		return false, c.multiline("+OK Capability list follows", pop3Capabilities)
+		caps := pop3Capabilities
+		if c.p.tls != nil && !c.tls {
+			caps = append(slices.Clone(caps), "STLS")
+		}
+		return false, c.multiline("+OK Capability list follows", caps)
+	case "STLS":
+		return false, c.stls()
 	case "AUTH":
 		return false, c.auth(cmd.args)
 	case "QUIT":
@@ -94,8 +116,11 @@ func (c *pop3Conn) auth(args []string) error {
 	if len(args) == 0 {
 		return c.multiline("+OK", []string{mechanism})
 	}
-	if !strings.EqualFold(args[0], mechanism) {
+	if !strings.EqualFold(args[0], mechanism) || c.fault == POP3FaultNoXOAUTH2 {
 		return c.bad("-ERR Unrecognized authentication type")
+	}
+	if c.fault == POP3FaultCloseOnAuth {
+		return errFaultClose
 	}
 	var resp string
 	if len(args) == 2 {
@@ -124,6 +149,13 @@ func (c *pop3Conn) auth(args []string) error {
 // rejected token gets the JSON error challenge and, after the client's
 // response to it, the final -ERR [AUTH].
 func (c *pop3Conn) login(raw []byte) error {
+	c.p.sawAuth()
+	switch c.fault {
+	case POP3FaultRejectAlways:
+		return c.bad("-ERR Authentication failure: unknown user name or bad password.")
+	case POP3FaultTempFail:
+		return c.bad("-ERR [SYS/TEMP] Temporary authentication failure.")
+	}
 	user, token, err := parseResponse(raw)
 	if err != nil {
 		return c.bad("-ERR [AUTH] Invalid XOAUTH2 response")
@@ -133,9 +165,11 @@ func (c *pop3Conn) login(raw []byte) error {
 		if err := c.reply("+ " + challenge); err != nil {
 			return err
 		}
-		if _, err := c.readLine(maxPOP3AuthLine); err != nil {
+		after, err := c.readLine(maxPOP3AuthLine)
+		if err != nil {
 			return err
 		}
+		c.p.sawAfterChallenge(string(after))
 		return c.bad("-ERR [AUTH] Authentication failure: unknown user name or bad password.")
 	}
 	if c.p.srv.user(user) == nil {
@@ -152,6 +186,32 @@ func (c *pop3Conn) login(raw []byte) error {
 	}
 	c.user, c.drop = user, drop
 	return c.reply("+OK User successfully authenticated.")
+}
+
+// stls upgrades the connection to TLS (RFC 2595 §4) where the upstream
+// offers it.
+func (c *pop3Conn) stls() error {
+	if c.p.tls == nil || c.tls {
+		return c.bad("-ERR Command not permitted when TLS active")
+	}
+	if c.r.Buffered() > 0 {
+		// Commands pipelined after STLS would be read as if they came
+		// over TLS (RFC 2595 §4 forbids them).
+		return errors.New("commands pipelined after STLS")
+	}
+	if err := c.reply("+OK Begin TLS negotiation"); err != nil {
+		return err
+	}
+	conn := tls.Server(c.conn, c.p.tls)
+	_ = conn.SetDeadline(time.Now().Add(pop3WriteTimeout))
+	if err := conn.Handshake(); err != nil {
+		return err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	c.conn, c.tls = conn, true
+	c.r.Reset(conn)
+	c.w.Reset(conn)
+	return nil
 }
 
 // transaction handles a command in the TRANSACTION state (RFC 1939 §5).

@@ -14,7 +14,9 @@
 //
 // StartPOP3 and StartSMTP add a POP3 upstream and an SMTP submission
 // upstream over the same users, mailboxes, certificate and token check (see
-// POP3 and SMTP); each has its own listener and Close.
+// POP3 and SMTP); each has its own listener and Close. The POP3 upstream
+// can greet in plaintext and offer STLS (POP3Options.STARTTLS) and has
+// faults of its own (POP3Fault), some of which strike before a login.
 package memupstream
 
 import (

@@ -7,9 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // waitFor bounds every wait of these tests.
@@ -77,22 +78,7 @@ func helperCommand(t *testing.T, mode ...string) []string {
 }
 
 // logBuf is a goroutine-safe log sink.
-type logBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuf struct{ testkit.SyncBuffer }
 
 // count returns how many lines contain s.
 func (l *logBuf) count(s string) int {

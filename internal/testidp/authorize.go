@@ -2,6 +2,7 @@ package testidp
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -274,4 +275,23 @@ func mustQueryValue(raw, key string) string {
 		return ""
 	}
 	return u.Query().Get(key)
+}
+
+// Browser returns an OpenBrowser function for a sign-in (tokens'
+// LoginOptions) that plays the user's browser: it signs in through
+// authorize (an IdP's or a Recorder's Authorize) and follows the redirect
+// to the login's local callback.
+func Browser(authorize func(authURL string) (string, error)) func(authURL string) error {
+	return func(authURL string) error {
+		redirect, err := authorize(authURL)
+		if err != nil {
+			return err
+		}
+		resp, err := http.Get(redirect)
+		if err != nil {
+			return fmt.Errorf("following the sign-in redirect: %w", err)
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		return resp.Body.Close()
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 func TestFailWith(t *testing.T) {
@@ -111,7 +113,7 @@ func TestCloseReleasesHangingRequest(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, func() bool { return p.Counts()["devicecode"] == 1 })
+	testkit.Eventually(t, requestTimeout, "the device code request", func() bool { return p.Counts()["devicecode"] == 1 })
 	closed := make(chan struct{})
 	go func() { p.Close(); close(closed) }()
 	select {
@@ -125,18 +127,6 @@ func TestCloseReleasesHangingRequest(t *testing.T) {
 		t.Fatal("Close did not return")
 	}
 	p.Close() // idempotent
-}
-
-// waitFor polls cond until it holds or the test's patience ends.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(requestTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestErrorDocumentShape(t *testing.T) {

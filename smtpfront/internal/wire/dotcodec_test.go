@@ -1,4 +1,4 @@
-package smtpfront
+package wire
 
 import (
 	"bufio"
@@ -7,74 +7,15 @@ import (
 	"net/textproto"
 	"strings"
 	"testing"
+
+	"github.com/xoauthd/xoauthd/internal/testkit"
+	"github.com/xoauthd/xoauthd/smtpfront/internal/wire/wiretest"
 )
 
-// refDecode is go-smtp's server DATA reader (its dataReader state machine)
-// one byte at a time, as the oracle of dotDecoder: the message and the
-// index of the end-of-data line's dot (-1 when src has none).
-func refDecode(src []byte) (msg []byte, end int) {
-	const (
-		beginLine = iota
-		dot
-		dotCR
-		cr
-		data
-	)
-	state := beginLine
-	for i, c := range src {
-		switch state {
-		case beginLine:
-			if c == '.' {
-				state = dot
-				continue
-			}
-			if c == '\r' {
-				state = cr
-				break
-			}
-			state = data
-		case dot:
-			if c == '\r' {
-				state = dotCR
-				continue
-			}
-			state = data
-		case dotCR:
-			if c == '\n' {
-				return msg, i - 2
-			}
-			state = data
-		case cr:
-			if c == '\n' {
-				state = beginLine
-				break
-			}
-			state = data
-		case data:
-			if c == '\r' {
-				state = cr
-			}
-		}
-		msg = append(msg, c)
-	}
-	return msg, -1
-}
-
-// refEncode is net/textproto's DotWriter: what go-smtp's client sends for
-// msg, the end-of-data line included.
-func refEncode(msg []byte) []byte {
-	var out bytes.Buffer
-	bw := bufio.NewWriter(&out)
-	dw := textproto.NewWriter(bw).DotWriter()
-	dw.Write(msg)
-	dw.Close()
-	return out.Bytes()
-}
-
-// bulkDecode runs dotDecoder over src handed in pieces of at most step
+// bulkDecode runs Decoder over src handed in pieces of at most step
 // bytes, the unused rest carried into the next piece as relayMessage does.
 func bulkDecode(src []byte, step int) (msg []byte, end int) {
-	var d dotDecoder
+	var d Decoder
 	emit := func(run []byte) { msg = append(msg, run...) }
 	var pend []byte
 	off := 0 // index in src of pend[0]
@@ -82,7 +23,7 @@ func bulkDecode(src []byte, step int) (msg []byte, end int) {
 		k := min(step, len(src)-next)
 		pend = append(pend, src[next:next+k]...)
 		next += k
-		used, done := d.decode(pend, emit)
+		used, done := d.Decode(pend, emit)
 		if done {
 			return msg, off + used
 		}
@@ -94,13 +35,13 @@ func bulkDecode(src []byte, step int) (msg []byte, end int) {
 	}
 }
 
-// bulkEncode runs dotEncoder over msg in pieces of at most step bytes with
+// bulkEncode runs Encoder over msg in pieces of at most step bytes with
 // a buffer of bufCap, then ends the data as the session does: the returned
 // tail through textproto's DotWriter, then its Close.
 func bulkEncode(t testing.TB, msg []byte, step, bufCap int) []byte {
 	var out bytes.Buffer
 	taken := int64(0)
-	e := newDotEncoder(&out, make([]byte, bufCap), func(n int64) { taken += n })
+	e := NewEncoder(&out, make([]byte, bufCap), func(n int64) { taken += n })
 	for p := msg; len(p) > 0; {
 		k := min(step, len(p))
 		if _, err := e.Write(p[:k]); err != nil {
@@ -108,7 +49,7 @@ func bulkEncode(t testing.TB, msg []byte, step, bufCap int) []byte {
 		}
 		p = p[k:]
 	}
-	tail, err := e.finish()
+	tail, err := e.Finish()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,33 +63,9 @@ func bulkEncode(t testing.TB, msg []byte, step, bufCap int) []byte {
 	return out.Bytes()
 }
 
-// dotCases are streams as a client may send them after DATA, quirks of
-// go-smtp's reader included.
-var dotCases = []string{
-	".\r\n",
-	"\r\n.\r\n",
-	"a\r\n.\r\n",
-	"Subject: x\r\n\r\nbody\r\n.\r\n",
-	"..\r\n.\r\n",
-	"..leading\r\n...two\r\n.\r\n",
-	".x\r\n.\r\n",                   // a lone stuffed dot that needed none
-	".\rX\r\n.\r\n",                 // ".\r" then data: both dropped
-	"a\r\r\n.\r\nb\r\n.\r\n",        // "\r\r\n" does not end a line for go-smtp
-	"a\r\r\n.x\r\n.\r\n",            // so the dot after it is data
-	".\r\r\n.\r\nnot yet\r\n.\r\n",  // nor does ".\r\r\n"
-	"bare\nlf\n.\nstill\r\n.\r\n",   // bare LF: not a line end
-	"bare\rcr\r.\r\n.\r\n",          // bare CR
-	"crlf\r\n\r\n\r\n.\r\n",         // empty lines
-	"end\r\n.\r\nMAIL FROM:<x>\r\n", // pipelined after the end
-	"no end at all\r\n",
-	"no end at all\r\n.",
-	"no end at all\r\n.\r",
-	"\xff\x00\xfe binary\r\n.\r\n",
-}
-
 func TestDotDecoderMatchesGoSMTP(t *testing.T) {
-	for _, tc := range dotCases {
-		want, wantEnd := refDecode([]byte(tc))
+	for _, tc := range wiretest.Streams {
+		want, wantEnd := wiretest.Decode([]byte(tc))
 		for step := 1; step <= len(tc); step++ {
 			got, end := bulkDecode([]byte(tc), step)
 			if !bytes.Equal(got, want) || end != wantEnd {
@@ -159,9 +76,9 @@ func TestDotDecoderMatchesGoSMTP(t *testing.T) {
 }
 
 func TestDotEncoderMatchesTextproto(t *testing.T) {
-	msgs := append([]string{"", "\r", "\n", ".", "x", "x\r", "\r\r\n", "a\n.b\n", ".\r\n.\r\n", "line\r\n", strings.Repeat("x.\r\n.y\n\r", 40)}, dotCases...)
+	msgs := append([]string{"", "\r", "\n", ".", "x", "x\r", "\r\r\n", "a\n.b\n", ".\r\n.\r\n", "line\r\n", strings.Repeat("x.\r\n.y\n\r", 40)}, wiretest.Streams...)
 	for _, m := range msgs {
-		want := refEncode([]byte(m))
+		want := wiretest.Encode([]byte(m))
 		for step := 1; step <= max(len(m), 1); step++ {
 			for _, bufCap := range []int{8, 9, 64, 4096} {
 				if got := bulkEncode(t, []byte(m), step, bufCap); !bytes.Equal(got, want) {
@@ -178,12 +95,12 @@ func TestDotEncoderMatchesTextproto(t *testing.T) {
 func TestDotCodecLinearTime(t *testing.T) {
 	msg := bytes.Repeat([]byte("\rx"), 1<<19)
 	msg = append(msg, "\r\n.\r\n"...)
-	want, wantEnd := refDecode(msg)
+	want, wantEnd := wiretest.Decode(msg)
 	got, end := bulkDecode(msg, len(msg))
 	if !bytes.Equal(got, want) || end != wantEnd {
 		t.Fatal("decoder differs from go-smtp on a long line of bare CRs")
 	}
-	if !bytes.Equal(bulkEncode(t, got, len(got), 64<<10), refEncode(got)) {
+	if !bytes.Equal(bulkEncode(t, got, len(got), 64<<10), wiretest.Encode(got)) {
 		t.Fatal("encoder differs from textproto on a long line of bare CRs")
 	}
 }
@@ -197,13 +114,13 @@ func (w *failWriter) Write(p []byte) (int, error) {
 
 func TestDotEncoderKeepsFirstWriteError(t *testing.T) {
 	w := &failWriter{}
-	e := newDotEncoder(w, make([]byte, 64), nil)
+	e := NewEncoder(w, make([]byte, 64), nil)
 	msg := bytes.Repeat([]byte("0123456789\r\n"), 100)
 	if _, err := e.Write(msg); err == nil {
 		t.Fatal("Write after a failed flush returned no error")
 	}
 	e.Write(msg)
-	if _, err := e.finish(); err == nil || err.Error() != "upstream gone" {
+	if _, err := e.Finish(); err == nil || err.Error() != "upstream gone" {
 		t.Fatalf("finish: %v, want the write error", err)
 	}
 	if w.n != 1 {
@@ -212,11 +129,11 @@ func TestDotEncoderKeepsFirstWriteError(t *testing.T) {
 }
 
 func FuzzDotDecoder(f *testing.F) {
-	for _, tc := range dotCases {
+	for _, tc := range wiretest.Streams {
 		f.Add([]byte(tc), uint16(3))
 	}
 	f.Fuzz(func(t *testing.T, src []byte, step uint16) {
-		want, wantEnd := refDecode(src)
+		want, wantEnd := wiretest.Decode(src)
 		got, end := bulkDecode(src, int(step)%64+1)
 		if !bytes.Equal(got, want) || end != wantEnd {
 			t.Fatalf("got %q end %d, want %q end %d", got, end, want, wantEnd)
@@ -225,11 +142,11 @@ func FuzzDotDecoder(f *testing.F) {
 }
 
 func FuzzDotEncoder(f *testing.F) {
-	for _, tc := range dotCases {
+	for _, tc := range wiretest.Streams {
 		f.Add([]byte(tc), uint16(3), uint8(0))
 	}
 	f.Fuzz(func(t *testing.T, msg []byte, step uint16, bufCap uint8) {
-		want := refEncode(msg)
+		want := wiretest.Encode(msg)
 		if got := bulkEncode(t, msg, int(step)%64+1, int(bufCap)%200+8); !bytes.Equal(got, want) {
 			t.Fatalf("got %q, want %q", got, want)
 		}
@@ -237,37 +154,37 @@ func FuzzDotEncoder(f *testing.F) {
 }
 
 // benchMessage is 1 MiB of 76-column lines, some starting with a dot.
-var benchMessage = bigMessage(1 << 20)
+var benchMessage = testkit.DottedMessage(1 << 20)
 
-// BenchmarkDotDecode compares dotDecoder with the byte-at-a-time reader it
-// replaces (refDecode, go-smtp's algorithm) on a stuffed 1 MiB message.
+// BenchmarkDotDecode compares Decoder with the byte-at-a-time reader it
+// replaces (wiretest.Decode, go-smtp's algorithm) on a stuffed 1 MiB message.
 func BenchmarkDotDecode(b *testing.B) {
-	stuffed := refEncode(benchMessage)
+	stuffed := wiretest.Encode(benchMessage)
 	b.Run("bulk", func(b *testing.B) {
 		b.SetBytes(int64(len(stuffed)))
 		for b.Loop() {
-			var d dotDecoder
-			d.decode(stuffed, func([]byte) {})
+			var d Decoder
+			d.Decode(stuffed, func([]byte) {})
 		}
 	})
 	b.Run("bytewise", func(b *testing.B) {
 		b.SetBytes(int64(len(stuffed)))
 		for b.Loop() {
-			refDecode(stuffed)
+			wiretest.Decode(stuffed)
 		}
 	})
 }
 
-// BenchmarkDotEncode compares dotEncoder with net/textproto's DotWriter
+// BenchmarkDotEncode compares Encoder with net/textproto's DotWriter
 // (what go-smtp's client uses) on a 1 MiB message.
 func BenchmarkDotEncode(b *testing.B) {
-	buf := make([]byte, encBufSize)
+	buf := make([]byte, 128<<10) // smtpfront's encoder buffer
 	b.Run("bulk", func(b *testing.B) {
 		b.SetBytes(int64(len(benchMessage)))
 		for b.Loop() {
-			e := newDotEncoder(discardWriter{}, buf, nil)
+			e := NewEncoder(discardWriter{}, buf, nil)
 			e.Write(benchMessage)
-			e.finish()
+			e.Finish()
 		}
 	})
 	b.Run("textproto", func(b *testing.B) {

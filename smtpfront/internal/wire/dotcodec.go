@@ -1,4 +1,4 @@
-package smtpfront
+package wire
 
 import (
 	"bytes"
@@ -14,16 +14,16 @@ import (
 // characters that matter ('\r', '\n', a dot at the start of a line), with
 // byte-for-byte the same results, quirks included:
 //
-//   - dotDecoder reads what the client sent after DATA the way go-smtp's
+//   - Decoder reads what the client sent after DATA the way go-smtp's
 //     server does (its dataReader state machine): it ends at the first
 //     "\r\n.\r\n" that machine recognises and removes one leading dot of
 //     every other line, without rewriting line ends.
-//   - dotEncoder writes a message the way textproto's DotWriter does: a bare
+//   - Encoder writes a message the way textproto's DotWriter does: a bare
 //     "\n" becomes "\r\n" and a line starting with "." gets a second one.
 //
 // The tests hold both to their byte-at-a-time originals.
 
-// States of dotDecoder: the subset of go-smtp's dataReader states that can
+// States of Decoder: the subset of go-smtp's dataReader states that can
 // stand between two calls (a dot at the start of a line is decided with
 // the bytes after it).
 const (
@@ -32,13 +32,13 @@ const (
 	decData             // inside a line
 )
 
-// dotDecoder undoes DATA dot-stuffing in bulk. The zero value starts at the
+// Decoder undoes DATA dot-stuffing in bulk. The zero value starts at the
 // beginning of a line.
-type dotDecoder struct {
+type Decoder struct {
 	state int
 }
 
-// decode passes the message bytes at the start of src to emit and returns
+// Decode passes the message bytes at the start of src to emit and returns
 // how many bytes of src it used. done reports that src[used:] begins with
 // the end-of-data line ".\r\n", which decode does not consume. A trailing
 // "." or ".\r" at the start of a line is not consumed either: decode needs
@@ -46,7 +46,7 @@ type dotDecoder struct {
 // caller keeps src[used:] and calls again with more. emit gets runs of src
 // (valid only during the call) in order; dots removed by unstuffing are
 // not in them.
-func (d *dotDecoder) decode(src []byte, emit func([]byte)) (used int, done bool) {
+func (d *Decoder) Decode(src []byte, emit func([]byte)) (used int, done bool) {
 	i, run := 0, 0 // run: the start of the bytes not yet emitted
 	flush := func(end int) {
 		if end > run {
@@ -114,19 +114,19 @@ func (d *dotDecoder) decode(src []byte, emit func([]byte)) (used int, done bool)
 	return i, false
 }
 
-// States of dotEncoder, as textproto's DotWriter has them.
+// States of Encoder, as textproto's DotWriter has them.
 const (
 	encBeginLine = iota // start of a line (and of the message)
 	encCR               // after a '\r'
 	encData             // inside a line
 )
 
-// dotEncoder dot-stuffs a message onto w in bulk, buffering up to its
+// Encoder dot-stuffs a message onto w in bulk, buffering up to its
 // buffer's capacity so that each write fills TLS records. It keeps the
-// last two bytes back until finish, which hands them to the caller: they
+// last two bytes back until Finish, which hands them to the caller: they
 // are the message's final CRLF, which the upstream client's own DATA
 // writer must see last so that it ends the data with ".\r\n" alone.
-type dotEncoder struct {
+type Encoder struct {
 	w     io.Writer
 	buf   []byte // encoded bytes not yet written; cap is the flush size
 	state int
@@ -134,15 +134,15 @@ type dotEncoder struct {
 	taken func(int64) // told the message bytes of each Write (may be nil)
 }
 
-// newDotEncoder returns an encoder writing to w through buf (its length is
+// NewEncoder returns an encoder writing to w through buf (its length is
 // ignored; writes are about half its capacity, which must be at least 8).
-func newDotEncoder(w io.Writer, buf []byte, taken func(int64)) *dotEncoder {
-	return &dotEncoder{w: w, buf: buf[:0], taken: taken}
+func NewEncoder(w io.Writer, buf []byte, taken func(int64)) *Encoder {
+	return &Encoder{w: w, buf: buf[:0], taken: taken}
 }
 
 // Write encodes p. It returns the first write error to w; after one, the
 // rest of the message is dropped.
-func (e *dotEncoder) Write(p []byte) (int, error) {
+func (e *Encoder) Write(p []byte) (int, error) {
 	n := len(p)
 	if e.taken != nil && n > 0 && e.err == nil {
 		e.taken(int64(n))
@@ -161,7 +161,7 @@ func (e *dotEncoder) Write(p []byte) (int, error) {
 }
 
 // encode appends the stuffed form of p to buf, which has room for it.
-func (e *dotEncoder) encode(p []byte) {
+func (e *Encoder) encode(p []byte) {
 	nl := -1 // index of the next '\n' at or after i, once searched
 	for i := 0; i < len(p); {
 		switch e.state {
@@ -209,12 +209,12 @@ func (e *dotEncoder) encode(p []byte) {
 }
 
 // flush writes all but the last two buffered bytes.
-// flushHeld writes what is buffered (but the last two bytes, as flush):
+// FlushHeld writes what is buffered (but the last two bytes, as flush):
 // the relay calls it when the client pauses, so that the upstream gets the
 // message as it comes rather than when a write's worth has gathered.
-func (e *dotEncoder) flushHeld() { e.flush() }
+func (e *Encoder) FlushHeld() { e.flush() }
 
-func (e *dotEncoder) flush() {
+func (e *Encoder) flush() {
 	if len(e.buf) <= 2 || e.err != nil {
 		return
 	}
@@ -224,7 +224,7 @@ func (e *dotEncoder) flush() {
 	e.buf = e.buf[:k]
 }
 
-func (e *dotEncoder) writeOut(b []byte) {
+func (e *Encoder) writeOut(b []byte) {
 	n, err := e.w.Write(b)
 	if err == nil && n < len(b) {
 		err = io.ErrShortWrite
@@ -234,12 +234,12 @@ func (e *dotEncoder) writeOut(b []byte) {
 	}
 }
 
-// finish writes what is buffered except a final "\r\n", which it returns
+// Finish writes what is buffered except a final "\r\n", which it returns
 // for the caller to pass through the upstream client's DATA writer; tail is
 // nil when the message does not end a line (an empty message, or a BDAT
 // message ending inside a line), for which that writer adds the line end
 // itself. err is the first write error.
-func (e *dotEncoder) finish() (tail []byte, err error) {
+func (e *Encoder) Finish() (tail []byte, err error) {
 	if e.err != nil {
 		return nil, e.err
 	}
