@@ -13,7 +13,7 @@ import (
 
 func TestTraceRedactor(t *testing.T) {
 	// Each step is a command (">") or a reply ("<") and what the trace shows.
-	type step struct{ in, want string }
+	type step = testkit.TraceStep
 	tests := []struct {
 		name  string
 		steps []step
@@ -48,17 +48,7 @@ func TestTraceRedactor(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			stopped := false
 			r := &traceRedactor{stop: func() { stopped = true }}
-			for _, s := range tt.steps {
-				var got string
-				if line, ok := strings.CutPrefix(s.in, "> "); ok {
-					got = r.Command(line)
-				} else {
-					got = r.Reply(strings.TrimPrefix(s.in, "< "))
-				}
-				if got != s.want {
-					t.Errorf("%q shown as %q, want %q", s.in, got, s.want)
-				}
-			}
+			testkit.TraceSteps(t, r, tt.steps)
 			if stopped {
 				t.Error("the trace was stopped")
 			}
