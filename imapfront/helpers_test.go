@@ -160,15 +160,22 @@ func (f *front) dial() *client {
 
 func (f *front) dialNoGreeting() *client {
 	f.t.Helper()
-	nc, err := net.Dial("tcp", f.addr)
+	return dialClient(f.t, f.addr)
+}
+
+// dialClient connects to addr, with every read and write bounded by
+// ioTimeout; the connection closes when the test ends at the latest.
+func dialClient(t *testing.T, addr string) *client {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
-	f.t.Cleanup(func() { nc.Close() })
+	t.Cleanup(func() { nc.Close() })
 	if err := nc.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
-	return &client{t: f.t, c: nc, br: bufio.NewReader(nc)}
+	return &client{t: t, c: nc, br: bufio.NewReader(nc)}
 }
 
 // send writes raw bytes, exactly as given.

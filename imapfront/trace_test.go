@@ -1,13 +1,10 @@
 package imapfront
 
 import (
-	"bufio"
 	"context"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/internal/xoauth2"
@@ -164,19 +161,13 @@ func TestTracedLogins(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, tt.tok)
 			srv, addr, logs := startTracedFront(t, e)
-			nc, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
-			_ = nc.SetDeadline(time.Now().Add(ioTimeout))
-			c := &client{t: t, c: nc, br: bufio.NewReader(nc)}
+			c := dialClient(t, addr)
 			c.expect(greeting)
 			tt.dialog(c)
 			c.send("z LOGOUT\r\n")
 			c.until("z OK ")
 			c.expectClosed()
-			nc.Close()
+			c.c.Close()
 			shutdown(t, srv)
 			out := logs.String()
 			if !strings.Contains(out, "msg=closed") {
