@@ -252,28 +252,11 @@ func isReset(err error) bool {
 	return errors.As(err, &op) && !op.Timeout()
 }
 
-// pipeTCP returns both ends of a loopback TCP connection.
+// pipeTCP returns both ends of a loopback TCP connection, the client's
+// reads and writes bounded by ioTimeout.
 func pipeTCP(t *testing.T) (server, client net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
+	server, client = testkit.TCPPair(t)
 	if err := client.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
 		t.Fatal(err)
 	}

@@ -40,3 +40,30 @@ func ServeOne(t testing.TB, serve func(net.Conn)) string {
 	}()
 	return ln.Addr().String()
 }
+
+// TCPPair returns the two ends of a loopback TCP connection: server, the
+// accepted end, and client, the dialled one. Both close when the test ends.
+func TCPPair(t testing.TB) (server, client *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-accepted
+	if s == nil {
+		c.Close()
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return s.(*net.TCPConn), c.(*net.TCPConn)
+}
