@@ -16,13 +16,27 @@ const FuzzToken = "eyJ0eXAiOiJKV1QifQ.fuzz-token-value.sig"
 // connection (nil on error) and the error.
 type UpstreamLogin func(ctx context.Context, conn net.Conn) (net.Conn, error)
 
-// FuzzLoginEnds runs login against an upstream that answers with data
-// whatever it is sent and then hangs up, and fails t unless the login
-// keeps what every upstream login promises: it ends with the upstream's
-// bytes, an error comes without a connection, and no error holds the
-// token. It closes a logged-in connection and reports whether the login
-// succeeded, so that the caller can check that data allowed it.
-func FuzzLoginEnds(t *testing.T, data []byte, login UpstreamLogin) bool {
+// FuzzUpstreamLogin is the fuzz target of a front's upstream login: login
+// runs against an upstream that answers with the fuzzed bytes (seeds to
+// start from) whatever it is sent, then hangs up. The login must end with
+// the upstream's bytes, never panic, return no connection with an error,
+// never put the token in an error, and succeed only where the bytes hold
+// success (the upstream's final OK).
+func FuzzUpstreamLogin(f *testing.F, seeds []string, success string, login UpstreamLogin) {
+	for _, seed := range seeds {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if loginEnds(t, data, login) && !strings.Contains(string(data), success) {
+			t.Fatalf("logged in without %q from the upstream: %q", success, data)
+		}
+	})
+}
+
+// loginEnds runs login against an upstream that writes data and hangs up,
+// checks what every upstream login promises, closes a logged-in connection
+// and reports whether the login succeeded.
+func loginEnds(t *testing.T, data []byte, login UpstreamLogin) bool {
 	t.Helper()
 	client := PeerWrites(data) // the upstream, hanging up after data
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
