@@ -18,10 +18,10 @@ import (
 // succeed only after a tagged OK.
 func FuzzUpstreamLogin(f *testing.F) {
 	seeds := []string{
-		"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] ready\r\nt1 OK [CAPABILITY IMAP4rev1 IDLE] done\r\nx1 OK LIST done\r\n",
-		"* OK ready\r\n+ \r\nt1 OK done\r\nx1 CAPABILITY\r\n* CAPABILITY IMAP4rev1\r\nx1 OK\r\nx2 OK\r\n",
+		"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] ready\r\nt1 OK [CAPABILITY IMAP4rev1 IDLE] done\r\nxo1 OK LIST done\r\n",
+		"* OK ready\r\n+ \r\nt1 OK done\r\nxo1 CAPABILITY\r\n* CAPABILITY IMAP4rev1\r\nxo1 OK\r\nxo2 OK\r\n",
 		"* OK ready\r\n+ eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIiwic2NvcGUiOiJtYWlsIn0=\r\nt1 NO [AUTHENTICATIONFAILED] failed\r\n",
-		"* OK ready\r\nt1 OK done\r\nx1 BAD User is authenticated but not connected.\r\n",
+		"* OK ready\r\nt1 OK done\r\nxo1 BAD User is authenticated but not connected.\r\n",
 		"* PREAUTH hi\r\n",
 		"* BYE go away\r\n",
 		"* OK ready\r\n* 1 FETCH (BODY[] {99999999999}\r\n",

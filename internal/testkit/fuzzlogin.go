@@ -18,7 +18,7 @@ type UpstreamLogin func(ctx context.Context, conn net.Conn) (net.Conn, error)
 
 // FuzzUpstreamLogin is the fuzz target of a front's upstream login: login
 // runs against an upstream that answers with the fuzzed bytes (seeds to
-// start from) whatever it is sent, then hangs up. The login must end with
+// start from) whatever it is sent, then has no more. The login must end with
 // the upstream's bytes, never panic, return no connection with an error,
 // never put the token in an error, and succeed only where the bytes hold
 // success (the upstream's final OK).
@@ -33,12 +33,12 @@ func FuzzUpstreamLogin(f *testing.F, seeds []string, success string, login Upstr
 	})
 }
 
-// loginEnds runs login against an upstream that writes data and hangs up,
+// loginEnds runs login against an upstream that writes data and no more,
 // checks what every upstream login promises, closes a logged-in connection
 // and reports whether the login succeeded.
 func loginEnds(t *testing.T, data []byte, login UpstreamLogin) bool {
 	t.Helper()
-	client := PeerWrites(data) // the upstream, hanging up after data
+	client := PeerWrites(data) // the upstream, saying no more after data
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	up, err := login(ctx, client)
