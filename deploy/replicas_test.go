@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"fmt"
 	"net/url"
 	"path"
 	"slices"
@@ -63,6 +64,20 @@ type replicas struct {
 	objects map[string]map[string]*k8sObject // kind, name
 	s       *sidecar                         // the xoauthd Deployment, read like the sidecar's
 	pod     podTemplate
+}
+
+// spec finds the object of kind and name, decodes its spec into out and
+// returns it; without one it fails t with missing.
+func (r *replicas) spec(t *testing.T, kind, name string, out any, missing string) *k8sObject {
+	t.Helper()
+	o := r.objects[kind][name]
+	if o == nil {
+		t.Fatal(missing)
+	}
+	if err := o.Spec.Decode(out); err != nil {
+		t.Fatalf("%s %s: %v", kind, name, err)
+	}
+	return o
 }
 
 func readReplicas(t *testing.T) *replicas {
@@ -177,25 +192,14 @@ func TestKubernetesReplicasStore(t *testing.T) {
 	if cfg.Store.Redis.Password.IsZero() {
 		t.Error("store.redis.password is not set; the Redis asks for one")
 	}
-	svc := r.objects["Service"][u.Hostname()]
-	if svc == nil {
-		t.Fatalf("store.redis.url names host %s, but the file has no such Service", u.Hostname())
-	}
 	var spec serviceSpec
-	if err := svc.Spec.Decode(&spec); err != nil {
-		t.Fatal(err)
-	}
+	svc := r.spec(t, "Service", u.Hostname(), &spec,
+		fmt.Sprintf("store.redis.url names host %s, but the file has no such Service", u.Hostname()))
 	if len(spec.Ports) == 0 || strconv.Itoa(spec.Ports[0].Port) != u.Port() {
 		t.Errorf("Service %s does not serve port %s of store.redis.url", svc.Metadata.Name, u.Port())
 	}
-	set := r.objects["StatefulSet"][u.Hostname()]
-	if set == nil {
-		t.Fatalf("no StatefulSet %s runs the Redis", u.Hostname())
-	}
 	var ss statefulSetSpec
-	if err := set.Spec.Decode(&ss); err != nil {
-		t.Fatal(err)
-	}
+	r.spec(t, "StatefulSet", u.Hostname(), &ss, fmt.Sprintf("no StatefulSet %s runs the Redis", u.Hostname()))
 	if !matches(spec.Selector, ss.Template.Metadata.Labels) {
 		t.Errorf("Service %s does not select the Redis pods", svc.Metadata.Name)
 	}
@@ -208,10 +212,6 @@ func TestKubernetesReplicasStore(t *testing.T) {
 			t.Errorf("the Redis runs %q, which lacks %s", cmd, want)
 		}
 	}
-	np := r.objects["NetworkPolicy"][u.Hostname()]
-	if np == nil {
-		t.Fatal("no NetworkPolicy limits who reaches the Redis")
-	}
 	var policy struct {
 		PodSelector labelSelector `yaml:"podSelector"`
 		Ingress     []struct {
@@ -220,9 +220,7 @@ func TestKubernetesReplicasStore(t *testing.T) {
 			} `yaml:"from"`
 		} `yaml:"ingress"`
 	}
-	if err := np.Spec.Decode(&policy); err != nil {
-		t.Fatal(err)
-	}
+	r.spec(t, "NetworkPolicy", u.Hostname(), &policy, "no NetworkPolicy limits who reaches the Redis")
 	if !matches(policy.PodSelector.MatchLabels, ss.Template.Metadata.Labels) {
 		t.Error("the NetworkPolicy does not apply to the Redis pods")
 	}
@@ -248,14 +246,8 @@ type labelSelector struct {
 func TestKubernetesReplicasMailService(t *testing.T) {
 	r := readReplicas(t)
 	cfg := r.config(t)
-	svc := r.objects["Service"]["xoauthd-mail"]
-	if svc == nil {
-		t.Fatal("no Service xoauthd-mail for the mail ports")
-	}
 	var spec serviceSpec
-	if err := svc.Spec.Decode(&spec); err != nil {
-		t.Fatal(err)
-	}
+	r.spec(t, "Service", "xoauthd-mail", &spec, "no Service xoauthd-mail for the mail ports")
 	if !matches(spec.Selector, r.pod.Metadata.Labels) {
 		t.Error("Service xoauthd-mail does not select the xoauthd pods")
 	}

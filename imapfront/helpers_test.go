@@ -160,15 +160,22 @@ func (f *front) dial() *client {
 
 func (f *front) dialNoGreeting() *client {
 	f.t.Helper()
-	nc, err := net.Dial("tcp", f.addr)
+	return dialClient(f.t, f.addr)
+}
+
+// dialClient connects to addr, with every read and write bounded by
+// ioTimeout; the connection closes when the test ends at the latest.
+func dialClient(t *testing.T, addr string) *client {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
-	f.t.Cleanup(func() { nc.Close() })
+	t.Cleanup(func() { nc.Close() })
 	if err := nc.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
-	return &client{t: f.t, c: nc, br: bufio.NewReader(nc)}
+	return &client{t: t, c: nc, br: bufio.NewReader(nc)}
 }
 
 // send writes raw bytes, exactly as given.
@@ -245,28 +252,11 @@ func isReset(err error) bool {
 	return errors.As(err, &op) && !op.Timeout()
 }
 
-// pipeTCP returns both ends of a loopback TCP connection.
+// pipeTCP returns both ends of a loopback TCP connection, the client's
+// reads and writes bounded by ioTimeout.
 func pipeTCP(t *testing.T) (server, client net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
+	server, client = testkit.TCPPair(t)
 	if err := client.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
 		t.Fatal(err)
 	}

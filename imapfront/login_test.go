@@ -231,16 +231,8 @@ func TestIMAPClient(t *testing.T) {
 			if err := e.mem.Append(testMailbox, "INBOX", msg); err != nil {
 				t.Fatal(err)
 			}
-			exists := make(chan uint32, 4)
-			c, err := imapclient.DialInsecure(e.f.addr, &imapclient.Options{
-				UnilateralDataHandler: &imapclient.UnilateralDataHandler{
-					Mailbox: func(d *imapclient.UnilateralDataMailbox) {
-						if d.NumMessages != nil {
-							exists <- *d.NumMessages
-						}
-					},
-				},
-			})
+			watch, exists := testkit.ExistsWatcher()
+			c, err := imapclient.DialInsecure(e.f.addr, &imapclient.Options{UnilateralDataHandler: watch})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -268,27 +260,9 @@ func TestIMAPClient(t *testing.T) {
 				t.Fatalf("the fetched message differs from the %d bytes stored", len(msg))
 			}
 
-			idle, err := c.Idle()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := e.mem.Append(testMailbox, "INBOX", []byte("Subject: new\r\n\r\nnew\r\n")); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case n := <-exists:
-				if n != 2 {
-					t.Errorf("EXISTS %d during IDLE, want 2", n)
-				}
-			case <-time.After(ioTimeout):
-				t.Fatal("no EXISTS during IDLE")
-			}
-			if err := idle.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if err := idle.Wait(); err != nil {
-				t.Fatal(err)
-			}
+			testkit.IdleSeesExists(t, c, exists, 2, ioTimeout, func() error {
+				return e.mem.Append(testMailbox, "INBOX", []byte("Subject: new\r\n\r\nnew\r\n"))
+			})
 			if err := c.Logout().Wait(); err != nil {
 				t.Fatal(err)
 			}

@@ -355,64 +355,47 @@ func TestRefuse(t *testing.T) {
 	c.expectClosed()
 }
 
-// TestDrain ends a session that has not logged in at once when the server
-// drains, with a BYE, also while it waits for the client's next command.
-func TestDrain(t *testing.T) {
-	server, clientConn := pipeTCP(t)
-	drain := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer server.Close()
-		New(Options{}).ServeConn(t.Context(), &proxy.Conn{Conn: server, Drain: drain})
-	}()
-	c := &client{t: t, c: clientConn, br: newReader(clientConn)}
-	c.expect(greeting)
-	c.send("a NOOP\r\n")
-	c.expect("a OK NOOP completed")
-	close(drain)
-	c.expect("* BYE Server shutting down")
-	c.expectClosed()
-	<-done
-}
-
-// TestDrainDuringAuthenticate: a shutdown while the server waits for a SASL
-// response ends the session at once with the shutdown's BYE.
-func TestDrainDuringAuthenticate(t *testing.T) {
-	server, clientConn := pipeTCP(t)
-	drain := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer server.Close()
-		New(Options{}).ServeConn(t.Context(), &proxy.Conn{Conn: server, Drain: drain})
-	}()
-	c := &client{t: t, c: clientConn, br: newReader(clientConn)}
-	c.expect(greeting)
-	c.send("a AUTHENTICATE PLAIN\r\n")
-	c.expect("+ ")
-	close(drain)
-	c.expect("* BYE Server shutting down")
-	c.expectClosed()
-	<-done
-}
-
-// TestContextCancel ends a waiting session when its context ends.
-func TestContextCancel(t *testing.T) {
-	server, clientConn := pipeTCP(t)
-	ctx, cancel := contextWithCancel(t)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer server.Close()
-		New(Options{}).ServeConn(ctx, &proxy.Conn{Conn: server})
-	}()
-	c := &client{t: t, c: clientConn, br: newReader(clientConn)}
-	c.expect(greeting)
-	cancel()
-	c.expect("* BYE Server shutting down")
-	c.expectClosed()
-	<-done
+// TestEndWhileWaiting ends a session that has not logged in at once, with
+// the shutdown's BYE, when the server drains or the session's context ends:
+// while the session waits for the client's next command and while it waits
+// for a SASL response.
+func TestEndWhileWaiting(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		send, got string // the client's last command and its answer
+		cancel    bool   // end the context instead of draining
+	}{
+		{name: "drain", send: "a NOOP\r\n", got: "a OK NOOP completed"},
+		{name: "drain during AUTHENTICATE", send: "a AUTHENTICATE PLAIN\r\n", got: "+ "},
+		{name: "context cancel", cancel: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server, clientConn := pipeTCP(t)
+			ctx, cancel := contextWithCancel(t)
+			defer cancel()
+			drain := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				defer server.Close()
+				New(Options{}).ServeConn(ctx, &proxy.Conn{Conn: server, Drain: drain})
+			}()
+			c := &client{t: t, c: clientConn, br: newReader(clientConn)}
+			c.expect(greeting)
+			if tc.send != "" {
+				c.send(tc.send)
+				c.expect(tc.got)
+			}
+			if tc.cancel {
+				cancel()
+			} else {
+				close(drain)
+			}
+			c.expect("* BYE Server shutting down")
+			c.expectClosed()
+			<-done
+		})
+	}
 }
 
 // TestProxyServer serves the front through proxy.Server: a session, and a

@@ -1,9 +1,10 @@
 package imapfront
 
-import "strings"
+import (
+	"strings"
 
-// redacted replaces secrets in logged protocol lines.
-const redacted = "***"
+	"github.com/xoauthd/xoauthd/proxy"
+)
 
 // RedactLine returns a client command line fit for a protocol trace: the
 // arguments of LOGIN and the initial response of AUTHENTICATE are replaced
@@ -21,13 +22,13 @@ func RedactLine(line string) string {
 	}
 	switch strings.ToUpper(name) {
 	case "LOGIN":
-		return tag + " " + name + " " + redacted
+		return tag + " " + name + " " + proxy.Redacted
 	case "AUTHENTICATE":
 		mech, _, hasIR := strings.Cut(args, " ")
 		if !hasIR {
 			return line
 		}
-		return tag + " " + name + " " + mech + " " + redacted
+		return tag + " " + name + " " + mech + " " + proxy.Redacted
 	}
 	return line
 }
@@ -52,7 +53,7 @@ type traceRedactor struct {
 // Command implements proxy.Redactor.
 func (r *traceRedactor) Command(line string) string {
 	if r.inAuth {
-		return redacted
+		return proxy.Redacted
 	}
 	words := strings.Fields(line)
 	for i := 0; i < len(words) && i < 2; i++ {
@@ -68,7 +69,7 @@ func (r *traceRedactor) Command(line string) string {
 		if len(words) <= keep {
 			return strings.Join(words, " ")
 		}
-		return strings.Join(words[:keep], " ") + " " + redacted
+		return strings.Join(words[:keep], " ") + " " + proxy.Redacted
 	}
 	return line
 }
@@ -78,11 +79,8 @@ func (r *traceRedactor) Reply(line string) string {
 	if !r.inAuth {
 		return line
 	}
-	if payload, ok := strings.CutPrefix(line, "+"); ok {
-		if strings.TrimSpace(payload) == "" {
-			return line
-		}
-		return "+ " + redacted
+	if strings.HasPrefix(line, "+") {
+		return proxy.RedactChallenge("+", line)
 	}
 	if strings.HasPrefix(line, r.authTag+" ") || isBye(line) {
 		r.inAuth = false

@@ -3,7 +3,6 @@ package imapfront
 import (
 	"bufio"
 	"crypto/tls"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -210,13 +209,8 @@ func TestTraceAfterSTARTTLS(t *testing.T) {
 	server, clientTLS := testkit.TLSPair(t)
 	e := newEnv(t, &fakeTokens{token: "good"})
 	srv, addr, logs := startTracedFrontWith(t, e, withTLS(server, false, false))
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(ioTimeout))
-	c := &client{t: t, c: nc, br: bufio.NewReader(nc)}
+	c := dialClient(t, addr)
+	nc := c.c // under TLS after STARTTLS
 	c.until("* OK ")
 	c.startTLS(clientTLS)
 	c.send("a LOGIN alice secret\r\n")

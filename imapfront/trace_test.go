@@ -1,13 +1,10 @@
 package imapfront
 
 import (
-	"bufio"
 	"context"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/internal/xoauth2"
@@ -16,7 +13,7 @@ import (
 
 func TestTraceRedactor(t *testing.T) {
 	// Each step is a command (">") or a reply ("<") and what the trace shows.
-	type step struct{ in, want string }
+	type step = testkit.TraceStep
 	tests := []struct {
 		name  string
 		steps []step
@@ -60,17 +57,7 @@ func TestTraceRedactor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &traceRedactor{}
-			for _, s := range tt.steps {
-				var got string
-				if line, ok := strings.CutPrefix(s.in, "> "); ok {
-					got = r.Command(line)
-				} else {
-					got = r.Reply(strings.TrimPrefix(s.in, "< "))
-				}
-				if got != s.want {
-					t.Errorf("%q shown as %q, want %q", s.in, got, s.want)
-				}
-			}
+			testkit.TraceSteps(t, r, tt.steps)
 		})
 	}
 }
@@ -174,19 +161,13 @@ func TestTracedLogins(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, tt.tok)
 			srv, addr, logs := startTracedFront(t, e)
-			nc, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
-			_ = nc.SetDeadline(time.Now().Add(ioTimeout))
-			c := &client{t: t, c: nc, br: bufio.NewReader(nc)}
+			c := dialClient(t, addr)
 			c.expect(greeting)
 			tt.dialog(c)
 			c.send("z LOGOUT\r\n")
 			c.until("z OK ")
 			c.expectClosed()
-			nc.Close()
+			c.c.Close()
 			shutdown(t, srv)
 			out := logs.String()
 			if !strings.Contains(out, "msg=closed") {

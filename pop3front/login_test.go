@@ -289,7 +289,7 @@ func TestShutdownEndsPreAuthSession(t *testing.T) {
 // proxy.Server would: when the drain channel closes, the session that waits
 // for its next command ends at once with -ERR.
 func TestServeConnDrain(t *testing.T) {
-	srvConn, cliConn := tcpPair(t)
+	srvConn, cliConn := testkit.TCPPair(t)
 	drain := make(chan struct{})
 	s := New(Options{Gateway: &proxy.Gateway{}})
 	done := make(chan struct{})
@@ -306,26 +306,6 @@ func TestServeConnDrain(t *testing.T) {
 	c.expect(strings.TrimSuffix(replyShutdown, "\r\n"))
 	c.expectClosed()
 	<-done
-}
-
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t testing.TB) (server, client net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return server, client
 }
 
 func newClient(t testing.TB, conn net.Conn) *client {

@@ -1,9 +1,10 @@
 package pop3front
 
-import "strings"
+import (
+	"strings"
 
-// redacted replaces credentials in protocol trace lines.
-const redacted = "***"
+	"github.com/xoauthd/xoauthd/proxy"
+)
 
 // traceRedactor is the proxy.Redactor of one POP3 connection's protocol
 // trace, on the client side as on the upstream side. The argument of PASS
@@ -21,7 +22,7 @@ type traceRedactor struct {
 // Command implements proxy.Redactor.
 func (r *traceRedactor) Command(line string) string {
 	if r.inAuth {
-		return redacted
+		return proxy.Redacted
 	}
 	words := strings.Fields(line)
 	if len(words) == 0 {
@@ -30,17 +31,12 @@ func (r *traceRedactor) Command(line string) string {
 	switch strings.ToUpper(words[0]) {
 	case cmdPASS:
 		if len(words) > 1 || strings.Contains(line, " ") {
-			return words[0] + " " + redacted
+			return words[0] + " " + proxy.Redacted
 		}
 	case cmdAUTH:
-		if len(words) == 1 {
-			return line // the mechanism listing
-		}
-		r.inAuth = true
-		if len(words) > 2 {
-			return words[0] + " " + words[1] + " " + redacted
-		}
-		return words[0] + " " + words[1]
+		shown, starts := proxy.RedactAuth(line, words)
+		r.inAuth = starts
+		return shown
 	}
 	return line
 }
@@ -51,10 +47,7 @@ func (r *traceRedactor) Reply(line string) string {
 		return line
 	}
 	if line == "+" || strings.HasPrefix(line, "+ ") {
-		if strings.TrimSpace(line[1:]) == "" {
-			return line
-		}
-		return "+ " + redacted
+		return proxy.RedactChallenge("+", line)
 	}
 	if isOK(line) || isERR(line) {
 		r.inAuth = false

@@ -5,13 +5,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/internal/xoauth2"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
 func TestTraceRedactor(t *testing.T) {
 	// Each step is a command (">") or a reply ("<") and what the trace shows.
-	type step struct{ in, want string }
+	type step = testkit.TraceStep
 	tests := []struct {
 		name  string
 		steps []step
@@ -48,17 +49,7 @@ func TestTraceRedactor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &traceRedactor{}
-			for _, s := range tt.steps {
-				var got string
-				if line, ok := strings.CutPrefix(s.in, "> "); ok {
-					got = r.Command(line)
-				} else {
-					got = r.Reply(strings.TrimPrefix(s.in, "< "))
-				}
-				if got != s.want {
-					t.Errorf("%q shown as %q, want %q", s.in, got, s.want)
-				}
-			}
+			testkit.TraceSteps(t, r, tt.steps)
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
 )
 
@@ -18,7 +19,7 @@ import (
 // ("C: *" matches any line), "CLOSE" closes. It returns a connection to it.
 func scripted(t *testing.T, script ...string) net.Conn {
 	t.Helper()
-	srv, cli := tcpPair(t)
+	srv, cli := testkit.TCPPair(t)
 	done := make(chan struct{})
 	t.Cleanup(func() { cli.Close(); <-done })
 	go func() {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/internal/xoauth2"
 )
 
@@ -144,8 +145,8 @@ func TestRelayCountsBytes(t *testing.T) {
 
 func TestRelayCountsOnItsMeter(t *testing.T) {
 	m := newRecMetrics()
-	cp, c := tcpPair(t)
-	u, up := tcpPair(t)
+	c, cp := testkit.TCPPair(t)
+	up, u := testkit.TCPPair(t)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

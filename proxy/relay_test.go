@@ -21,31 +21,6 @@ import (
 	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := <-accepted
-	if b == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a.(*net.TCPConn), b.(*net.TCPConn)
-}
-
 // Relay test modes: the kernel path, the buffered path over plain TCP, and
 // TLS on both sides (buffered, with close_notify half-closes).
 const (
@@ -67,8 +42,8 @@ type relayEnv struct {
 
 func newRelayEnv(t testing.TB, mode string) *relayEnv {
 	t.Helper()
-	cp, c := tcpPair(t)
-	u, up := tcpPair(t)
+	c, cp := testkit.TCPPair(t)
+	up, u := testkit.TCPPair(t)
 	e := &relayEnv{clientPeer: cp, client: c, upstream: u, upstreamPeer: up, logs: new(logBuffer),
 		result: make(chan RelayStats, 1), splice: mode == modeSplice}
 	if mode == modeTLS {
@@ -428,8 +403,8 @@ func hashAll(c net.Conn) [32]byte {
 }
 
 func TestRelayUsesSpliceOnlyForPlainTCP(t *testing.T) {
-	a, b := tcpPair(t)
-	c, d := tcpPair(t)
+	b, a := testkit.TCPPair(t)
+	d, c := testkit.TCPPair(t)
 	wrapped := &Conn{Conn: a}
 	if r := newRelay(wrapped, c, RelayOptions{}, true); !r.splice || r.idle != DefaultIdleTimeout {
 		t.Errorf("plain TCP (one wrapped in *Conn): splice=%v idle=%v", r.splice, r.idle)

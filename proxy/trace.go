@@ -38,6 +38,36 @@ type Redactor interface {
 	Reply(line string) string
 }
 
+// Redacted is what a protocol trace shows in place of a credential.
+const Redacted = "***"
+
+// RedactAuth returns what a protocol trace shows of a command line whose
+// words (strings.Fields of line) start with AUTH, the SASL command of SMTP
+// (RFC 4954) and POP3 (RFC 5034), and whether the line starts a SASL
+// exchange. AUTH alone (POP3's listing of mechanisms) is shown as it is and
+// starts none; the command and the mechanism are shown, an initial response
+// after them as Redacted.
+func RedactAuth(line string, words []string) (shown string, starts bool) {
+	switch {
+	case len(words) < 2:
+		return line, false
+	case len(words) > 2:
+		return words[0] + " " + words[1] + " " + Redacted, true
+	}
+	return words[0] + " " + words[1], true
+}
+
+// RedactChallenge returns what a protocol trace shows of a SASL challenge,
+// line: code ("+" in IMAP and POP3, "334" in SMTP) and a payload. An empty
+// challenge is shown as it is; a payload (it may hold a server's error
+// details or a prompt the client answers with a secret) as Redacted.
+func RedactChallenge(code, line string) string {
+	if strings.TrimSpace(strings.TrimPrefix(line, code)) == "" {
+		return line
+	}
+	return code + " " + Redacted
+}
+
 // Traced returns conn wrapped so that every line read from or written to it
 // is logged at DEBUG on c.Log with the message "trace", through r, when the
 // Server traces (Server.Trace and a logger at DEBUG); otherwise it returns

@@ -234,9 +234,7 @@ func tail(b []byte) []byte {
 func TestDataTapClientBreaksOff(t *testing.T) {
 	h := newHarness(t)
 	tc := h.loggedInTranscript()
-	tc.cmd("MAIL FROM:<billing@example.com>", "250")
-	tc.cmd("RCPT TO:<a@example.net>", "250")
-	tc.cmd("DATA", "354")
+	tc.data("billing@example.com", "a@example.net")
 	tc.write(string(testkit.DottedMessage(300 << 10)))
 	tc.conn.Close()
 	h.log.waitFor(t, "client data ended early", "session closed")
@@ -252,9 +250,7 @@ func TestDataTapLongLine(t *testing.T) {
 		t.Run(fmt.Sprint(at), func(t *testing.T) {
 			h := newHarness(t)
 			tc := h.loggedInTranscript()
-			tc.cmd("MAIL FROM:<billing@example.com>", "250")
-			tc.cmd("RCPT TO:<a@example.net>", "250")
-			tc.cmd("DATA", "354")
+			tc.data("billing@example.com", "a@example.net")
 			tc.write(fillerLines(at) + strings.Repeat("x", maxLineLength+10) + "\r\nmore\r\n.\r\n")
 			tc.expect("500 5.5.2")
 			rest := tc.expectClosed()
@@ -280,9 +276,7 @@ func TestDataTapSizeLimit(t *testing.T) {
 		want string
 	}{{limit - 1, "250 "}, {limit + 1, "552 5.3.4"}, {limit - 100, "250 "}, {4 * limit, "552 5.3.4"}, {100, "250 "}} {
 		msg := fillerLines(tt.size)
-		tc.cmd("MAIL FROM:<billing@example.com>", "250")
-		tc.cmd("RCPT TO:<a@example.net>", "250")
-		tc.cmd("DATA", "354")
+		tc.data("billing@example.com", "a@example.net")
 		tc.write(msg + ".\r\n")
 		tc.expect(tt.want)
 	}

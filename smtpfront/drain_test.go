@@ -40,9 +40,7 @@ func TestDrainEndsIdleSessionsAtOnce(t *testing.T) {
 func TestDrainLetsTransactionFinish(t *testing.T) {
 	h := newHarness(t)
 	tc := h.loggedInTranscript()
-	tc.cmd("MAIL FROM:<billing@example.com>", "250")
-	tc.cmd("RCPT TO:<a@example.net>", "250")
-	tc.cmd("DATA", "354")
+	tc.data("billing@example.com", "a@example.net")
 	tc.write("Subject: drained\r\n\r\nfirst half\r\n")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

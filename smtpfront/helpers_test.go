@@ -322,16 +322,50 @@ func (h *harness) transcript() *transcript {
 	return tc
 }
 
-// write sends raw bytes.
 // loggedInTranscript opens a raw client session that has said EHLO and
 // logged in with AUTH PLAIN.
 func (h *harness) loggedInTranscript() *transcript {
 	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc.login()
 	return tc
 }
 
+// login says EHLO and logs in with AUTH PLAIN.
+func (tc *transcript) login() {
+	tc.t.Helper()
+	tc.cmd("EHLO client.test", "250 ")
+	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+}
+
+// startTLS says EHLO and STARTTLS and goes on over TLS with client.
+func (tc *transcript) startTLS(client *tls.Config) {
+	tc.t.Helper()
+	tc.cmd("EHLO client.test", "250 ")
+	tc.cmd("STARTTLS", "220 ")
+	tc.handshake(client)
+}
+
+// handshake goes on over TLS with client, from the next byte.
+func (tc *transcript) handshake(client *tls.Config) {
+	tc.t.Helper()
+	tlsConn := tls.Client(tc.conn, client)
+	tlsConn.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tlsConn.Handshake(); err != nil {
+		tc.t.Fatal(err)
+	}
+	tc.conn, tc.r = tlsConn, bufio.NewReader(tlsConn)
+}
+
+// data starts a message from one sender to one recipient: MAIL, RCPT and
+// DATA, each accepted.
+func (tc *transcript) data(from, to string) {
+	tc.t.Helper()
+	tc.cmd("MAIL FROM:<"+from+">", "250")
+	tc.cmd("RCPT TO:<"+to+">", "250")
+	tc.cmd("DATA", "354")
+}
+
+// write sends raw bytes.
 func (tc *transcript) write(s string) {
 	tc.t.Helper()
 	tc.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))

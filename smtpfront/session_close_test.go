@@ -1,8 +1,6 @@
 package smtpfront
 
 import (
-	"bufio"
-	"crypto/tls"
 	"errors"
 	"strings"
 	"sync"
@@ -93,9 +91,7 @@ func TestReloadLetsDataFinish(t *testing.T) {
 	m := newFakeMetrics()
 	h := newHarness(t, withSessions(sessions), withMetrics(m))
 	tc := h.loggedInTranscript()
-	tc.cmd("MAIL FROM:<billing@example.com>", "250")
-	tc.cmd("RCPT TO:<bob@example.net>", "250")
-	tc.cmd("DATA", "354")
+	tc.data("billing@example.com", "bob@example.net")
 	// More than the relay's buffer, so that part of it reaches the
 	// upstream before the rest is sent.
 	first := "Subject: reload\r\n\r\n" + strings.Repeat("first part of a long message\r\n", 2*dataBufSize/30)
@@ -123,9 +119,7 @@ func TestReloadRefusesPipelinedCommands(t *testing.T) {
 	m := newFakeMetrics()
 	h := newHarness(t, withSessions(sessions), withMetrics(m))
 	tc := h.loggedInTranscript()
-	tc.cmd("MAIL FROM:<billing@example.com>", "250")
-	tc.cmd("RCPT TO:<bob@example.net>", "250")
-	tc.cmd("DATA", "354")
+	tc.data("billing@example.com", "bob@example.net")
 	tc.write("Subject: pipelined\r\n\r\n" + strings.Repeat("x\r\n", dataBufSize))
 	testkit.Eventually(t, 10*time.Second, "the message streams upstream", func() bool {
 		_, relayed := m.get()
@@ -158,9 +152,7 @@ func TestAuditAndMetrics(t *testing.T) {
 	tc.cmd("EHLO client.test", "250 ")
 	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, "wrong"), "535 5.7.8")
 	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
-	tc.cmd("MAIL FROM:<billing@example.com>", "250")
-	tc.cmd("RCPT TO:<bob@example.net>", "250")
-	tc.cmd("DATA", "354")
+	tc.data("billing@example.com", "bob@example.net")
 	msg := "Subject: metrics\r\n\r\nbody\r\n"
 	tc.write(msg + ".\r\n")
 	tc.expect("250 ")
@@ -194,16 +186,8 @@ func TestReloadClosesSessionAfterSTARTTLS(t *testing.T) {
 	server, client := testkit.TLSPair(t)
 	h := newHarness(t, withSessions(sessions), withLocalTLS(server, false, false))
 	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("STARTTLS", "220 ")
-	tlsConn := tls.Client(tc.conn, client)
-	tlsConn.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := tlsConn.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	tc.conn, tc.r = tlsConn, bufio.NewReader(tlsConn)
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc.startTLS(client)
+	tc.login()
 	testkit.Eventually(t, 10*time.Second, "the session is registered", func() bool { return sessions.Count(testLogin) == 1 })
 	sessions.Close(testLogin, errAccountRemoved)
 	tc.expect("421 4.7.0 Account changed, closing connection")

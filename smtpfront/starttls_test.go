@@ -107,12 +107,7 @@ func TestSTARTTLSDiscardsPlaintextInjection(t *testing.T) {
 	if n := tc.r.Buffered(); n > 0 {
 		t.Fatalf("%d bytes arrived before the handshake", n)
 	}
-	tlsConn := tls.Client(tc.conn, client)
-	tlsConn.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := tlsConn.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	tc.conn, tc.r = tlsConn, bufio.NewReader(tlsConn)
+	tc.handshake(client)
 	// The first reply over TLS is the EHLO's: nothing answers the
 	// injected AUTH or MAIL.
 	tc.cmd("EHLO client.test", "250 ")

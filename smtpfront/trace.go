@@ -1,9 +1,10 @@
 package smtpfront
 
-import "strings"
+import (
+	"strings"
 
-// redacted replaces credentials in protocol trace lines.
-const redacted = "***"
+	"github.com/xoauthd/xoauthd/proxy"
+)
 
 // traceRedactor is the proxy.Redactor of one SMTP client connection's
 // protocol trace. The initial response of AUTH is shown as "***"; from an
@@ -21,7 +22,7 @@ type traceRedactor struct {
 // Command implements proxy.Redactor.
 func (r *traceRedactor) Command(line string) string {
 	if r.inAuth {
-		return redacted
+		return proxy.Redacted
 	}
 	words := strings.Fields(line)
 	if len(words) == 0 {
@@ -29,14 +30,9 @@ func (r *traceRedactor) Command(line string) string {
 	}
 	switch strings.ToUpper(words[0]) {
 	case "AUTH":
-		if len(words) == 1 {
-			return line
-		}
-		r.inAuth = true
-		if len(words) > 2 {
-			return words[0] + " " + words[1] + " " + redacted
-		}
-		return words[0] + " " + words[1]
+		shown, starts := proxy.RedactAuth(line, words)
+		r.inAuth = starts
+		return shown
 	case "STARTTLS":
 		r.startTLS = true
 	}
@@ -48,10 +44,7 @@ func (r *traceRedactor) Reply(line string) string {
 	final := len(line) < 4 || line[3] != '-'
 	switch {
 	case r.inAuth && strings.HasPrefix(line, "334"):
-		if strings.TrimSpace(line[3:]) == "" {
-			return line
-		}
-		return "334 " + redacted
+		return proxy.RedactChallenge("334", line)
 	case r.inAuth && final:
 		r.inAuth = false
 	case r.startTLS && final:

@@ -1,11 +1,8 @@
 package smtpfront
 
 import (
-	"bufio"
-	"crypto/tls"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/proxy"
@@ -13,7 +10,7 @@ import (
 
 func TestTraceRedactor(t *testing.T) {
 	// Each step is a command (">") or a reply ("<") and what the trace shows.
-	type step struct{ in, want string }
+	type step = testkit.TraceStep
 	tests := []struct {
 		name  string
 		steps []step
@@ -48,17 +45,7 @@ func TestTraceRedactor(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			stopped := false
 			r := &traceRedactor{stop: func() { stopped = true }}
-			for _, s := range tt.steps {
-				var got string
-				if line, ok := strings.CutPrefix(s.in, "> "); ok {
-					got = r.Command(line)
-				} else {
-					got = r.Reply(strings.TrimPrefix(s.in, "< "))
-				}
-				if got != s.want {
-					t.Errorf("%q shown as %q, want %q", s.in, got, s.want)
-				}
-			}
+			testkit.TraceSteps(t, r, tt.steps)
 			if stopped {
 				t.Error("the trace was stopped")
 			}
@@ -88,9 +75,7 @@ func TestTracedSession(t *testing.T) {
 	tc.cmd("AUTH LOGIN", "334 ")
 	tc.cmd(b64(testLogin), "334 ")
 	tc.cmd(b64(testPassword), "235")
-	tc.cmd("MAIL FROM:<billing@example.com>", "250")
-	tc.cmd("RCPT TO:<bob@example.net>", "250")
-	tc.cmd("DATA", "354")
+	tc.data("billing@example.com", "bob@example.net")
 	tc.write("Subject: traced\r\n\r\nconfidential body line\r\n.\r\n")
 	tc.expect("250 ")
 	tc.cmd("QUIT", "221")
@@ -117,16 +102,8 @@ func TestTracedSTARTTLS(t *testing.T) {
 	server, client := testkit.TLSPair(t)
 	h := newHarness(t, withTrace, withLocalTLS(server, false, false))
 	tc := h.transcript()
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("STARTTLS", "220 ")
-	tlsConn := tls.Client(tc.conn, client)
-	tlsConn.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := tlsConn.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	tc.conn, tc.r = tlsConn, bufio.NewReader(tlsConn)
-	tc.cmd("EHLO client.test", "250 ")
-	tc.cmd("AUTH PLAIN "+plainIR("", testLogin, testPassword), "235")
+	tc.startTLS(client)
+	tc.login()
 	tc.cmd("QUIT", "221")
 	out := h.log.waitFor(t, "session closed")
 	last := strings.LastIndex(out, `line="220 2.0.0 Ready to start TLS"`)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -62,7 +61,7 @@ func TestDemoCommand(t *testing.T) {
 		_ = pw.Close()
 		exit <- code
 	}()
-	out := readDemoOutput(t, pr, "Press Ctrl-C")
+	out := testkit.ReadUntil(t, pr, "Press Ctrl-C", demoTimeout)
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
 
 	imapAddr := regexp.MustCompile(`(?m)^  IMAP +(\S+)`).FindStringSubmatch(out)
@@ -96,33 +95,5 @@ func TestDemoCommand(t *testing.T) {
 	}
 	if log := stderr.String(); !strings.Contains(log, "msg=listening") || !strings.Contains(log, "demo stopped") {
 		t.Errorf("stderr lacks the listener and stop lines:\n%s", log)
-	}
-}
-
-// readDemoOutput reads r until the text contains marker.
-func readDemoOutput(t *testing.T, r io.Reader, marker string) string {
-	t.Helper()
-	ch := make(chan string, 1)
-	go func() {
-		var b strings.Builder
-		br := bufio.NewReader(r)
-		for {
-			line, err := br.ReadString('\n')
-			b.WriteString(line)
-			if strings.Contains(b.String(), marker) || err != nil {
-				ch <- b.String()
-				return
-			}
-		}
-	}()
-	select {
-	case s := <-ch:
-		if !strings.Contains(s, marker) {
-			t.Fatalf("output ended without %q:\n%s", marker, s)
-		}
-		return s
-	case <-time.After(demoTimeout):
-		t.Fatalf("no %q in the output", marker)
-		return ""
 	}
 }

@@ -3,15 +3,12 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // serveConfig is a configuration that serve can start without network
@@ -33,11 +30,8 @@ func TestServeReloads(t *testing.T) {
 	if err := os.WriteFile(path, []byte(serveConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := &testkit.SyncBuffer{}
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", path}, strings.NewReader(""), out, out) }()
+	srv := startRun(t, "serve", "--config", path)
+	out := srv.out
 	waitOutput := func(what string, n int) {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
@@ -67,13 +61,5 @@ func TestServeReloads(t *testing.T) {
 		t.Errorf("the problem's line is not logged:\n%s", out.String())
 	}
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Fatalf("serve exited %d:\n%s", code, out.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	srv.stop(t)
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/xoauthd/xoauthd/config"
-	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // TestServeTraceAndAdmin runs serve --trace with an admin endpoint: the
@@ -42,13 +41,8 @@ accounts:
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := &testkit.SyncBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--trace", "--config", path}, strings.NewReader(""), out, out)
-	}()
+	srv := startRun(t, "serve", "--trace", "--config", path)
+	out := srv.out
 	waitFor := func(re *regexp.Regexp) string {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
@@ -99,15 +93,7 @@ accounts:
 	c.Close()
 	waitFor(regexp.MustCompile(`level=DEBUG msg=trace .*peer=client dir=in line="a LOGOUT"`))
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Fatalf("serve exited %d:\n%s", code, out.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	srv.stop(t)
 }
 
 func TestNewLoggerTraceLowersLevel(t *testing.T) {

@@ -76,6 +76,24 @@ func parallel(n int, setup func(i int) error, fn func(i int) error) (time.Durati
 	return time.Since(start), errors.Join(errs...)
 }
 
+// parallelCPU is parallel that also returns the CPU each party used from
+// the end of the last setup to the end of the last fn.
+func (e *env) parallelCPU(n int, setup func(i int) error, fn func(i int) error) (time.Duration, cpuSnap, error) {
+	var cpu0 cpuSnap
+	setupAll := func(i int) error {
+		err := setup(i)
+		if i == n-1 {
+			cpu0 = e.cpuNow()
+		}
+		return err
+	}
+	took, err := parallel(n, setupAll, fn)
+	if err != nil {
+		return 0, cpuSnap{}, err
+	}
+	return took, e.cpuSince(cpu0), nil
+}
+
 // ---- IMAP FETCH ----
 
 // fetchRun fetches the whole corpus in each of n sessions at once.
@@ -93,15 +111,7 @@ func (e *env) fetchRun(ctx context.Context, s side, n int) (transfer, error) {
 		_, err = w.imapCmd("EXAMINE INBOX", nil)
 		return err
 	}
-	var cpu0 cpuSnap
-	setupAll := func(i int) error {
-		err := setup(i)
-		if i == n-1 {
-			cpu0 = e.cpuNow()
-		}
-		return err
-	}
-	took, err := parallel(n, setupAll, func(i int) error {
+	took, cpu, err := e.parallelCPU(n, setup, func(i int) error {
 		var err error
 		got[i], err = conns[i].imapCmd("FETCH 1:"+strconv.Itoa(e.corpus)+" BODY.PEEK[]", scratch[i])
 		if err == nil && got[i] != e.corpusBytes {
@@ -112,7 +122,7 @@ func (e *env) fetchRun(ctx context.Context, s side, n int) (transfer, error) {
 	if err != nil {
 		return transfer{}, err
 	}
-	t := transfer{took: took, cpu: e.cpuSince(cpu0), count: n * e.corpus}
+	t := transfer{took: took, cpu: cpu, count: n * e.corpus}
 	for i, w := range conns {
 		t.bytes += got[i]
 		_ = w.imapLogout()
@@ -201,16 +211,8 @@ func (e *env) smtpRun(ctx context.Context, s side, n, total int, msg []byte) (tr
 		conns[i] = w
 		return err
 	}
-	var cpu0 cpuSnap
-	setupAll := func(i int) error {
-		err := setup(i)
-		if i == n-1 {
-			cpu0 = e.cpuNow()
-		}
-		return err
-	}
 	relayed := e.sinkCount()
-	took, err := parallel(n, setupAll, func(i int) error {
+	took, cpu, err := e.parallelCPU(n, setup, func(i int) error {
 		share := total/n + btoi(i < total%n)
 		for k := range share {
 			if err := conns[i].smtpSend(benchSender, benchRcpt, msg); err != nil {
@@ -222,7 +224,7 @@ func (e *env) smtpRun(ctx context.Context, s side, n, total int, msg []byte) (tr
 	if err != nil {
 		return transfer{}, err
 	}
-	t := transfer{bytes: int64(total) * int64(len(msg)), count: total, took: took, cpu: e.cpuSince(cpu0)}
+	t := transfer{bytes: int64(total) * int64(len(msg)), count: total, took: took, cpu: cpu}
 	for _, w := range conns {
 		_ = w.smtpCmd("QUIT", "221")
 	}

@@ -1,7 +1,6 @@
 package demo
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/xoauthd/xoauthd/config"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // ioTimeout bounds every network step of a test.
@@ -341,7 +341,7 @@ func TestRunStopsCleanly(t *testing.T) {
 		_ = pw.Close()
 		done <- err
 	}()
-	out := readUntil(t, pr, "Press Ctrl-C")
+	out := testkit.ReadUntil(t, pr, "Press Ctrl-C", ioTimeout)
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
 	addrs := map[string]string{}
 	for _, m := range portRE.FindAllStringSubmatch(out, -1) {
@@ -373,38 +373,6 @@ func TestRunStopsCleanly(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", addrs["IMAP"], ioTimeout); err == nil {
 		t.Error("the IMAP port still accepts after Run returned")
-	}
-}
-
-// readUntil reads r until the text read contains marker.
-func readUntil(t *testing.T, r io.Reader, marker string) string {
-	t.Helper()
-	type result struct {
-		s   string
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		var b strings.Builder
-		br := bufio.NewReader(r)
-		for {
-			line, err := br.ReadString('\n')
-			b.WriteString(line)
-			if strings.Contains(b.String(), marker) || err != nil {
-				ch <- result{b.String(), err}
-				return
-			}
-		}
-	}()
-	select {
-	case res := <-ch:
-		if !strings.Contains(res.s, marker) {
-			t.Fatalf("output ended (%v) without %q:\n%s", res.err, marker, res.s)
-		}
-		return res.s
-	case <-time.After(ioTimeout):
-		t.Fatalf("no %q in the output", marker)
-		return ""
 	}
 }
 

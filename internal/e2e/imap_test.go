@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/xoauthd/xoauthd/internal/testidp"
+	"github.com/xoauthd/xoauthd/internal/testkit"
 )
 
 // message builds an RFC 5322 message with a body of about size bytes.
@@ -142,16 +143,8 @@ func TestIMAPClientLoginFormsAndBigFetch(t *testing.T) {
 
 func TestIMAPIdleSeesNewMessage(t *testing.T) {
 	r := newRig(t)
-	newMail := make(chan uint32, 4)
-	c, err := imapclient.DialInsecure(r.imap, &imapclient.Options{
-		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
-			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
-				if d.NumMessages != nil {
-					newMail <- *d.NumMessages
-				}
-			},
-		},
-	})
+	watch, newMail := testkit.ExistsWatcher()
+	c, err := imapclient.DialInsecure(r.imap, &imapclient.Options{UnilateralDataHandler: watch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,27 +155,9 @@ func TestIMAPIdleSeesNewMessage(t *testing.T) {
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	idle, err := c.Idle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.dc.Deliver(alice, message("during-idle", 500)); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case n := <-newMail:
-		if n != 1 {
-			t.Fatalf("EXISTS %d, want 1", n)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no EXISTS during IDLE within 30 s")
-	}
-	if err := idle.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := idle.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.IdleSeesExists(t, c, newMail, 1, 30*time.Second, func() error {
+		return r.dc.Deliver(alice, message("during-idle", 500))
+	})
 }
 
 // rawIMAPLogin logs in on a raw socket and returns the tagged reply line.

@@ -73,14 +73,9 @@ type POP3 struct {
 // StartPOP3 starts a POP3 upstream on s's users, mailboxes, certificate and
 // token check.
 func (s *Server) StartPOP3(opts POP3Options) (*POP3, error) {
-	addr := opts.Addr
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	ln, err := listen(opts.Addr, "listening for pop3")
 	if err != nil {
-		return nil, fmt.Errorf("listening for pop3 on %s: %w", addr, err)
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &POP3{

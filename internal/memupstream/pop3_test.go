@@ -84,6 +84,15 @@ func (w *pop3Wire) expect(prefix string) string {
 	return l
 }
 
+// multiline sends cmd, expects a status line starting with status and
+// returns the multi-line body that follows.
+func (w *pop3Wire) multiline(cmd, status string) string {
+	w.t.Helper()
+	w.send(cmd)
+	w.expect(status)
+	return w.dotBody()
+}
+
 // dotBody reads a multi-line body, undoing the dot-stuffing.
 func (w *pop3Wire) dotBody() string {
 	w.t.Helper()
@@ -187,14 +196,10 @@ func TestPOP3TooManyErrors(t *testing.T) {
 func TestPOP3Capa(t *testing.T) {
 	s, p := startPOP3(t)
 	w := dialPOP3(t, s, p)
-	w.send("CAPA")
-	w.expect("+OK")
-	if got := w.dotBody(); !strings.Contains(got, "SASL XOAUTH2\n") || !strings.Contains(got, "UIDL\n") {
+	if got := w.multiline("CAPA", "+OK"); !strings.Contains(got, "SASL XOAUTH2\n") || !strings.Contains(got, "UIDL\n") {
 		t.Errorf("CAPA = %q, want SASL XOAUTH2 and UIDL", got)
 	}
-	w.send("AUTH")
-	w.expect("+OK")
-	if got := w.dotBody(); got != "XOAUTH2\n" {
+	if got := w.multiline("AUTH", "+OK"); got != "XOAUTH2\n" {
 		t.Errorf("AUTH list = %q, want XOAUTH2", got)
 	}
 }
@@ -204,30 +209,17 @@ func TestPOP3Retrieve(t *testing.T) {
 	w := dialPOP3(t, s, p)
 	w.login()
 
-	w.send("LIST")
-	w.expect("+OK 2 messages")
-	want := "1 " + strconv.Itoa(len(pop3Msg1)) + "\n2 " + strconv.Itoa(len(pop3Msg2)) + "\n"
-	if got := w.dotBody(); got != want {
-		t.Errorf("LIST = %q, want %q", got, want)
+	for _, tt := range []struct{ cmd, status, body string }{
+		{"LIST", "+OK 2 messages", "1 " + strconv.Itoa(len(pop3Msg1)) + "\n2 " + strconv.Itoa(len(pop3Msg2)) + "\n"},
+		{"RETR 2", "+OK " + strconv.Itoa(len(pop3Msg2)) + " octets", lf(pop3Msg2)},
+		{"TOP 2 1", "+OK", "Subject: two\nX-Dots: yes\n\n.hidden line\n"},
+		{"TOP 2 0", "+OK", "Subject: two\nX-Dots: yes\n\n"},
+	} {
+		if got := w.multiline(tt.cmd, tt.status); got != tt.body {
+			t.Errorf("%s = %q, want %q", tt.cmd, got, tt.body)
+		}
 	}
-	w.send("RETR 2")
-	w.expect("+OK " + strconv.Itoa(len(pop3Msg2)) + " octets")
-	if got := w.dotBody(); got != lf(pop3Msg2) {
-		t.Errorf("RETR 2 = %q, want %q", got, lf(pop3Msg2))
-	}
-	w.send("TOP 2 1")
-	w.expect("+OK")
-	if got, want := w.dotBody(), "Subject: two\nX-Dots: yes\n\n.hidden line\n"; got != want {
-		t.Errorf("TOP 2 1 = %q, want %q", got, want)
-	}
-	w.send("TOP 2 0")
-	w.expect("+OK")
-	if got, want := w.dotBody(), "Subject: two\nX-Dots: yes\n\n"; got != want {
-		t.Errorf("TOP 2 0 = %q, want %q", got, want)
-	}
-	w.send("UIDL")
-	w.expect("+OK")
-	uidl := strings.Fields(w.dotBody())
+	uidl := strings.Fields(w.multiline("UIDL", "+OK"))
 	if len(uidl) != 4 || uidl[0] != "1" || uidl[2] != "2" || uidl[1] == uidl[3] {
 		t.Errorf("UIDL = %q, want two distinct ids", uidl)
 	}
@@ -250,9 +242,7 @@ func TestPOP3DeleteOnQuit(t *testing.T) {
 	}
 	w = dialPOP3(t, s, p)
 	w.login()
-	w.send("RETR 1")
-	w.expect("+OK")
-	if got := w.dotBody(); got != lf(pop3Msg2) {
+	if got := w.multiline("RETR 1", "+OK"); got != lf(pop3Msg2) {
 		t.Errorf("RETR 1 after deleting the first = %q, want the second message", got)
 	}
 }

@@ -134,15 +134,10 @@ func Start(opts Options) (*Server, error) {
 		s.removeTmp()
 		return nil, fmt.Errorf("writing ca file: %w", err)
 	}
-	addr := opts.Addr
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	ln, err := listen(opts.Addr, "listening")
 	if err != nil {
 		s.removeTmp()
-		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+		return nil, err
 	}
 	s.ln = tls.NewListener(ln, &tls.Config{
 		Certificates: []tls.Certificate{p.server},
@@ -313,4 +308,18 @@ func (l printfLogger) Printf(format string, args ...any) {
 // for tests that script an upstream of their own.
 func (s *Server) ServerTLS() *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{s.pki.server}, MinVersion: tls.VersionTLS12}
+}
+
+// listen listens on addr, or on a free loopback port when addr is empty.
+// An error starts with what ("listening for pop3") and names the address.
+func listen(addr, what string) (net.Listener, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s on %s: %w", what, addr, err)
+	}
+	return ln, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/xoauthd/xoauthd/internal/testkit"
 	"github.com/xoauthd/xoauthd/internal/xoauth2"
 )
 
@@ -241,17 +242,8 @@ func TestClient(t *testing.T) {
 	if err := s.Append(testUser, "INBOX", msg); err != nil {
 		t.Fatal(err)
 	}
-	exists := make(chan uint32, 4)
-	c, err := imapclient.DialTLS(s.Addr(), &imapclient.Options{
-		TLSConfig: s.ClientTLS(),
-		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
-			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
-				if d.NumMessages != nil {
-					exists <- *d.NumMessages
-				}
-			},
-		},
-	})
+	watch, exists := testkit.ExistsWatcher()
+	c, err := imapclient.DialTLS(s.Addr(), &imapclient.Options{TLSConfig: s.ClientTLS(), UnilateralDataHandler: watch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,27 +263,9 @@ func TestClient(t *testing.T) {
 		t.Fatalf("fetched %+v, want the appended message", msgs)
 	}
 
-	idle, err := c.Idle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Append(testUser, "INBOX", []byte("Subject: two\r\n\r\nbody two\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case n := <-exists:
-		if n != 2 {
-			t.Errorf("EXISTS %d, want 2", n)
-		}
-	case <-time.After(ioTimeout):
-		t.Fatal("no EXISTS during IDLE")
-	}
-	if err := idle.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := idle.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.IdleSeesExists(t, c, exists, 2, ioTimeout, func() error {
+		return s.Append(testUser, "INBOX", []byte("Subject: two\r\n\r\nbody two\r\n"))
+	})
 }
 
 func TestClientRejected(t *testing.T) {

@@ -2,7 +2,6 @@ package memupstream
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -72,14 +71,9 @@ type SMTP struct {
 // StartSMTP starts an SMTP upstream on s's users, mailboxes, certificate
 // and token check.
 func (s *Server) StartSMTP(opts SMTPOptions) (*SMTP, error) {
-	addr := opts.Addr
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	ln, err := listen(opts.Addr, "listening for smtp")
 	if err != nil {
-		return nil, fmt.Errorf("listening for smtp on %s: %w", addr, err)
+		return nil, err
 	}
 	u := &SMTP{srv: s, ln: ln, domain: opts.Domain, served: make(chan struct{})}
 	if u.domain == "" {

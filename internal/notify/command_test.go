@@ -29,22 +29,7 @@ func TestCommand(t *testing.T) {
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		t.Fatal(err)
 	}
-	var got map[string]any
-	if err := json.Unmarshal([]byte(rec.Stdin), &got); err != nil {
-		t.Fatalf("stdin %q is not JSON: %v", rec.Stdin, err)
-	}
-	want := map[string]any{
-		"identity": a.Identity, "kind": "needs_login", "cause": a.Cause, "code": a.Code, "fix": a.Fix,
-		"command": a.Command, "time": "2025-03-01T08:30:00Z", "host": "erp-host",
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("stdin %s = %v, want %v", k, got[k], v)
-		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("stdin has keys %v, want exactly %v", got, want)
-	}
+	checkAlertJSON(t, "the command's stdin", []byte(rec.Stdin), a)
 	for _, kv := range []string{
 		"XOAUTHD_IDENTITY=billing@contoso.com", "XOAUTHD_CAUSE=refresh token expired", "XOAUTHD_FIX=" + a.Fix,
 		"XOAUTHD_CODE=AADSTS700082", "XOAUTHD_KIND=needs_login", "XOAUTHD_COMMAND=" + a.Command, "XOAUTHD_HOST=erp-host",

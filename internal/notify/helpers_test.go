@@ -136,6 +136,29 @@ func (r *rig) delivered(t *testing.T, hook, result string) {
 	}
 }
 
+// checkAlertJSON fails t unless raw (what hook received) is a JSON object
+// with exactly the fields of the needs-login alert a, raised at
+// 2025-03-01T08:30:00Z on erp-host.
+func checkAlertJSON(t *testing.T, hook string, raw []byte, a Alert) {
+	t.Helper()
+	var got map[string]any
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatalf("%s got %q, not a JSON object: %v", hook, raw, err)
+	}
+	want := map[string]any{
+		"identity": a.Identity, "kind": "needs_login", "cause": a.Cause, "code": a.Code, "fix": a.Fix,
+		"command": a.Command, "time": "2025-03-01T08:30:00Z", "host": "erp-host",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %s = %v, want %v", hook, k, got[k], v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%s got keys %v, want exactly %v", hook, got, want)
+	}
+}
+
 // sample is a needs-login alert as the daemon raises it.
 func sample(identity string) Alert {
 	return Alert{

@@ -1,7 +1,9 @@
 package testkit
 
 import (
+	"errors"
 	"io"
+	"net"
 	"testing"
 	"time"
 )
@@ -17,5 +19,16 @@ func TestPeerWritesAnswersWhateverItIsSentThenHangsUp(t *testing.T) {
 	got, err := io.ReadAll(c)
 	if err != nil || string(got) != "+OK ready\r\n" {
 		t.Fatalf("read %q, %v; want the peer's bytes and EOF", got, err)
+	}
+	// A client that answers the last line is not refused.
+	if _, err := c.Write([]byte("\r\n")); err != nil {
+		t.Fatalf("write after the peer's last byte: %v", err)
+	}
+	c.Close()
+	if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("write after Close = %v, want net.ErrClosed", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("read after Close = %v, want net.ErrClosed", err)
 	}
 }
