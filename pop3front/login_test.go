@@ -280,7 +280,11 @@ func TestShutdownEndsPreAuthSession(t *testing.T) {
 	h := newHarness(t)
 	c := h.dialGreeted(t)
 	c.cmd("USER alice", "+OK")
-	h.cancel()
+	// A graceful shutdown (the drain): the waiting read is woken and the
+	// client is told why. Cancelling the serving context instead is a hard
+	// stop that cuts reads and writes alike, so a goodbye there would race
+	// with the cut.
+	go h.close()
 	c.expect(strings.TrimSuffix(replyShutdown, "\r\n"))
 	c.expectClosed()
 }
