@@ -101,16 +101,12 @@ func newServeRig(t testing.TB, idp *testidp.IdP, dc *testupstream.Dovecot, store
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := fmt.Sprintf(`%[1]sproviders:
-  test: {type: microsoft, tenant: %[2]s, client_id: %[3]s, flow: authcode, authority: "%[4]s"}
-servers:
-  - {protocol: imap, listen: "%[5]s", upstream: "%[6]s", ca_file: "%[7]s"}
-  - {protocol: pop3, listen: "%[8]s", upstream: "%[9]s", ca_file: "%[7]s"}
-  - {protocol: smtp, listen: "%[10]s", upstream: "%[11]s", upstream_tls: starttls, ca_file: "%[7]s"}
-accounts:
-  - {login: %[12]s, password_hash: "%[13]s", identity: %[14]s, provider: test}
-`, store, idp.Tenant(), stopClientID, idp.Authority(), r.imap, dc.IMAPAddr, dc.CAFile, r.pop3, dc.POP3Addr,
-		r.smtp, dc.SubmissionAddr, stopLogin, hash, stopAlice)
+	conf := testkit.ThreeListeners{
+		Store: store, Tenant: idp.Tenant(), ClientID: stopClientID, Authority: idp.Authority(), CAFile: dc.CAFile,
+		IMAP: r.imap, IMAPUpstream: dc.IMAPAddr, POP3: r.pop3, POP3Upstream: dc.POP3Addr,
+		SMTP: r.smtp, SMTPUpstream: dc.SubmissionAddr,
+		Login: stopLogin, PasswordHash: hash, Identity: stopAlice,
+	}.YAML()
 	r.path = filepath.Join(t.TempDir(), "xoauthd.yaml")
 	if err := os.WriteFile(r.path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

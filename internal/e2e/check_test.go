@@ -51,17 +51,13 @@ func TestCheckSharesTheProxysLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.imap, r.pop3, r.smtp = testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
-	r.start(fmt.Sprintf(`store: {path: %[1]s/tokens.json, key: "${file:%[1]s/store.key}"}
-providers:
-  test: {type: microsoft, tenant: %[2]s, client_id: %[3]s, flow: authcode, authority: "%[4]s"}
-servers:
-  - {protocol: imap, listen: "%[5]s", upstream: "%[6]s", ca_file: "%[7]s"}
-  - {protocol: pop3, listen: "%[8]s", upstream: "%[9]s", ca_file: "%[7]s"}
-  - {protocol: smtp, listen: "%[10]s", upstream: "%[11]s", upstream_tls: starttls, ca_file: "%[7]s"}
-accounts:
-  - {login: %[12]s, password_hash: "%[13]s", identity: %[14]s, provider: test}
-`, r.dir, r.idp.Tenant(), clientID, r.idp.Authority(), r.imap, mem.Addr(), mem.CAFile(),
-		r.pop3, pop.Addr(), r.smtp, sub.Addr(), aliceLogin, hash, alice), alice)
+	r.start(testkit.ThreeListeners{
+		Store:  fmt.Sprintf("store: {path: %[1]s/tokens.json, key: \"${file:%[1]s/store.key}\"}\n", r.dir),
+		Tenant: r.idp.Tenant(), ClientID: clientID, Authority: r.idp.Authority(), CAFile: mem.CAFile(),
+		IMAP: r.imap, IMAPUpstream: mem.Addr(), POP3: r.pop3, POP3Upstream: pop.Addr(),
+		SMTP: r.smtp, SMTPUpstream: sub.Addr(),
+		Login: aliceLogin, PasswordHash: hash, Identity: alice,
+	}.YAML(), alice)
 
 	key, _, err := tokens.LoadKey(r.cfg.Store)
 	if err != nil {
